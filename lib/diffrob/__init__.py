@@ -1,0 +1,8 @@
+"""diffrob: the library behind the book "How Do Diffusion Models Improve Adversarial Robustness?".
+
+One module per idea: ``params`` (run parameters), ``worlds`` (data + models),
+``purifiers`` (DiffPure and its variants), ``attacks``, ``store``, ``fuzzy``,
+``metrics``, ``cap``, ``compression``, ``figures`` and ``cli``.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,218 @@
+"""Run parameters: one typed, validated definition of every knob, with its default.
+
+Defaults are the embedded `digits` world's; `params/cifar10.yaml` and
+`params/imagenet.yaml` carry the paper's settings (Appendix B, Table S1).
+Every chapter and every command reads its parameters through :func:`load`,
+so a typo in a YAML file or a papermill ``-p`` override fails at once with
+the key's name and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+WORLDS = ("digits", "cifar10", "imagenet")
+PURIFIERS = ("ddpm", "reverse", "ddim", "onestep")
+ATTACKS = ("bpda", "bpda-eot", "pgd", "pgd-eot")
+
+
+def _p(default: Any, doc: str, lo: float | None = None, hi: float | None = None,
+       choices: tuple | None = None) -> Any:
+    """A dataclass field carrying its documentation and its allowed range."""
+    meta = {"doc": doc, "lo": lo, "hi": hi, "choices": choices}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Params:
+    """All run parameters. Distances and eps are in [0,1] pixel units."""
+
+    # --- world -----------------------------------------------------------------
+    world: str = _p("digits", "which World to load", choices=WORLDS)
+    n_images: int = _p(128, "first N test images used by every stage", lo=1)
+    batch_size: int = _p(64, "images per batch (eq. 9's batch index counts these)", lo=1)
+    model_dir: str = _p("models", "folder with checkpoints (RobustBench model_dir layout)")
+    data_dir: str = _p("data", "folder with the data sets of the real worlds")
+    diffusion_model: str = _p("", "diffusers hub id or local folder; '' = the world's own")
+    results_dir: str = _p("results", "root of the results store (one sub-folder per world)")
+    device: str = _p("auto", "'auto' (cuda if present), 'cpu', 'cuda' or 'cuda:K'")
+    autocast: str = _p("none", "mixed precision of the diffusion model on GPU",
+                       choices=("none", "bf16", "fp16"))
+    compile: bool = _p(False, "torch.compile the diffusion model (GPU)")
+    channels_last: bool = _p(False, "channels_last memory format (GPU)")
+    # --- purification (sec. 2, appendix B) ------------------------------------
+    purifier: str = _p("ddpm", "purification method (Table S5)", choices=PURIFIERS)
+    t_star: int = _p(10, "diffusion steps t*: t* forward + t* reverse", lo=1)
+    base_seed: int = _p(0, "base seed s of eq. 9 for single-seed stages", lo=0)
+    checkpointing: bool = _p(True, "activation checkpointing per step for full gradients")
+    # --- attacks (sec. 4, Table S1) --------------------------------------------
+    attacks: list[str] = _p(list(ATTACKS), "attacks run by the attack stage")
+    eps_255: float = _p(32.0, "Linf attack radius in units of 1/255", lo=0.0, hi=255.0)
+    attack_steps: int = _p(40, "PGD iterations", lo=1)
+    rel_stepsize: float = _p(0.01 / 0.3, "PGD step = eps x rel_stepsize (foolbox LinfPGD)",
+                             lo=0.0, hi=1.0)
+    random_start: bool = _p(True, "PGD starts at a uniform point of the eps ball")
+    eot: int = _p(15, "EOT samples (base seeds) per gradient", lo=1)
+    attack_seed: int = _p(1000, "base seed of the attack's purifier randomness", lo=0)
+    # --- fuzzy robustness (sec. 4) ----------------------------------------------
+    n_evals: int = _p(100, "r: re-evaluations of every stored example", lo=1)
+    vote_k: list[int] = _p([10, 100], "majority-vote group sizes k")
+    # --- distances (sec. 3.1) ---------------------------------------------------
+    uniform_eps_255: list[float] = _p([8.0, 16.0, 32.0, 64.0, 128.0],
+                                      "uniform-noise sizes, units of 1/255")
+    # --- randomness (sec. 3.2) --------------------------------------------------
+    n_seeds: int = _p(100, "seeds for the fixed-input experiment", lo=2)
+    n_neighbours: int = _p(100, "inputs from the eps ball for the fixed-seed experiment", lo=2)
+    # --- hyperspherical cap (sec. 5, appendix A) --------------------------------
+    cap_images: int = _p(64, "clean images sliced", lo=1)
+    cap_points: int = _p(1000, "points per 2-D slice", lo=10)
+    cap_radius: float = _p(3.0, "l2 radius of the slice disc", lo=0.0)
+    # --- compression (sec. 6) ---------------------------------------------------
+    pca_samples: int = _p(2000, "neighbourhood samples for the PCA spectrum", lo=2)
+    pca_components: int = _p(50, "principal components shown", lo=1)
+    jacobian_images: int = _p(16, "clean images whose Jacobian spectrum is averaged", lo=1)
+    jacobian_chunk: int = _p(64, "vector-Jacobian products per batch", lo=1)
+    critical_max: float = _p(5.0, "largest l2 distance searched for the critical threshold",
+                             lo=0.0)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _check(f, getattr(self, f.name))
+
+    @property
+    def eps(self) -> float:
+        """Attack radius in [0,1] pixel units."""
+        return self.eps_255 / 255.0
+
+    @property
+    def step_size(self) -> float:
+        """Absolute PGD step: eps x relative step size (Table S1)."""
+        return self.eps * self.rel_stepsize
+
+    @property
+    def store_dir(self) -> Path:
+        """Where this world's results live."""
+        return Path(self.results_dir) / self.world
+
+    def replace(self, **changes: Any) -> "Params":
+        """A copy with some fields changed (validated like :func:`load`)."""
+        _reject_unknown(changes)
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_HINTS = get_type_hints(Params)
+FIELDS = {f.name: f for f in dataclasses.fields(Params)}
+
+
+def _expected(name: str) -> str:
+    f, hint = FIELDS[name], _HINTS[name]
+    text = getattr(hint, "__name__", str(hint)) if get_origin(hint) is None else str(hint)
+    if f.metadata["choices"]:
+        text += f" in {list(f.metadata['choices'])}"
+    if f.metadata["lo"] is not None:
+        text += f", >= {f.metadata['lo']}"
+    if f.metadata["hi"] is not None:
+        text += f", <= {f.metadata['hi']}"
+    return text
+
+
+def _is(value: Any, kind: type) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _check(f: dataclasses.Field, value: Any) -> None:
+    hint, meta = _HINTS[f.name], f.metadata
+    items = value if get_origin(hint) is list else [value]
+    kind = get_args(hint)[0] if get_origin(hint) is list else hint
+    bad = (get_origin(hint) is list and not isinstance(value, list)) or not all(
+        _is(v, kind) for v in items)
+    for v in items if not bad else []:
+        bad = bad or (meta["choices"] is not None and v not in meta["choices"])
+        bad = bad or (meta["lo"] is not None and v < meta["lo"])
+        bad = bad or (meta["hi"] is not None and v > meta["hi"])
+    if f.name == "attacks" and not bad:
+        bad = not set(value) <= set(ATTACKS)
+    if bad:
+        extra = f" (each of {list(ATTACKS)})" if f.name == "attacks" else ""
+        raise ValueError(f"parameter {f.name!r}: expected {_expected(f.name)}{extra}, "
+                         f"got {value!r}")
+
+
+def _reject_unknown(values: dict[str, Any], source: str = "") -> None:
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}{source}; known parameters: "
+                         f"{sorted(FIELDS)}")
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Floats given as whole numbers in YAML or on the command line become floats."""
+    hint = _HINTS[name]
+    if hint is float and _is(value, int):
+        return float(value)
+    if get_origin(hint) is list and get_args(hint)[0] is float and isinstance(value, list):
+        return [float(v) if _is(v, int) else v for v in value]
+    return value
+
+
+def load(path: str | Path | None = None, **overrides: Any) -> Params:
+    """Read a parameter file from ``params/`` and apply overrides (as papermill passes them).
+
+    Raises ``ValueError`` naming the key for an unknown key, a wrong type or an
+    out-of-range value, and ``FileNotFoundError`` for a missing file.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"parameter file {path} not found (see params/*.yaml)")
+        values = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a mapping of parameter: value")
+        _reject_unknown(values, f" in {path}")
+    _reject_unknown(overrides, " in overrides")
+    values.update(overrides)
+    return Params(**{k: _coerce(k, v) for k, v in values.items()})
+
+
+_NOTEBOOK_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open", "params_file"}
+
+
+def load_notebook(params_file: str | Path, namespace: dict[str, Any]) -> Params:
+    """Parameters of a chapter: its ``params_file`` plus the variables papermill injected.
+
+    Every public plain-value variable in ``namespace`` other than ``params_file``
+    is taken as an override, so ``papermill -p eot 5`` reaches :func:`load`, and
+    a misspelt ``-p`` key fails with the list of known ones. A chapter opened
+    from ``book/`` changes to the project root, where relative paths point.
+    """
+    overrides = {k: v for k, v in namespace.items()
+                 if not k.startswith("_") and k not in _NOTEBOOK_NAMES
+                 and not isinstance(v, (types.ModuleType, types.FunctionType, type))
+                 and not callable(v)}
+    path = Path(params_file)
+    if not path.is_absolute() and not path.exists():
+        # Opened from book/ (Jupyter, Colab): work from the project root, where
+        # params/, models/ and results/ live.
+        root = next((p for p in Path.cwd().parents if (p / path).exists()), None)
+        if root is not None:
+            os.chdir(root)
+    return load(path, **overrides)

@@ -1,0 +1,94 @@
+"""Worlds: a data set, a classifier and a diffusion model that belong together.
+
+``load("digits")`` needs nothing but installed packages; ``load("cifar10")``
+and ``load("imagenet")`` read the paper's checkpoints from local files and
+fail at once, naming the missing file, when they are absent.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..params import Params, load as load_params
+from ..purifiers import Purifier, check_images
+
+
+@dataclass
+class World:
+    """Test images in [0,1] (N, C, H, W) with labels, a classifier and a diffusion model.
+
+    ``classifier`` takes [0,1] images and returns logits; ``diffusion`` is an
+    eps-model ``(x_t, k) -> eps`` on [-1,1] images with its ``scheduler``.
+    """
+
+    name: str
+    images: Tensor
+    labels: Tensor
+    classifier: nn.Module
+    diffusion: nn.Module
+    scheduler: Any
+    params: Params
+    class_names: list[str] = field(default_factory=list)
+    model_size: int | None = None  # the diffusion model's resolution, if not the images'
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])
+
+    def purifier(self, method: str | None = None, t_star: int | None = None) -> Purifier:
+        """The purifier of ``params.purifier`` / ``params.t_star`` unless given."""
+        p = self.params
+        return Purifier(self.diffusion, self.scheduler, method or p.purifier,
+                        t_star or p.t_star, image_shape=self.image_shape,
+                        model_size=self.model_size, checkpointing=p.checkpointing,
+                        autocast=p.autocast)
+
+    @torch.no_grad()
+    def predict(self, x: Tensor, batch_size: int | None = None) -> Tensor:
+        """Class predictions of the bare classifier, in batches."""
+        check_images(x, self.image_shape, self.device)
+        bs = batch_size or self.params.batch_size
+        return torch.cat([self.classifier(x[i:i + bs]).argmax(1) for i in range(0, len(x), bs)])
+
+    def batches(self) -> list[tuple[int, slice]]:
+        """(batch index, row slice) of the test images: the i of eq. 9."""
+        bs, n = self.params.batch_size, len(self.images)
+        return [(i, slice(i * bs, min((i + 1) * bs, n))) for i in range((n + bs - 1) // bs)]
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' is CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def prepare(model: nn.Module, device: torch.device, params: Params) -> nn.Module:
+    """Evaluation mode, frozen weights, and the optional GPU speed-ups of ``params``."""
+    model = model.to(device).eval().requires_grad_(False)
+    if params.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if params.compile:
+        model = torch.compile(model)
+    return model
+
+
+def load(name: str = "digits", **params: Any) -> World:
+    """Load a World by name; ``params`` are fields of :class:`diffrob.params.Params`."""
+    p = load_params(None, **{**params, "world": name})
+    return from_params(p)
+
+
+def from_params(p: Params) -> World:
+    """Load the World that ``p.world`` names with the rest of ``p``."""
+    module = importlib.import_module(f"{__name__}.{p.world}")
+    return module.load(p)
