@@ -65,17 +65,20 @@ class Params:
     attack_seed: int = _p(1000, "base seed of the attack's purifier randomness", lo=0)
     # --- fuzzy robustness (sec. 4) ----------------------------------------------
     n_evals: int = _p(100, "r: re-evaluations of every stored example", lo=1)
-    vote_k: list[int] = _p([10, 100], "majority-vote group sizes k")
+    vote_k: list[int] = _p([10, 100], "majority-vote group sizes k", lo=1)
     # --- distances (sec. 3.1) ---------------------------------------------------
     uniform_eps_255: list[float] = _p([8.0, 16.0, 32.0, 64.0, 128.0],
                                       "uniform-noise sizes, units of 1/255")
     # --- randomness (sec. 3.2) --------------------------------------------------
     n_seeds: int = _p(100, "seeds for the fixed-input experiment", lo=2)
     n_neighbours: int = _p(100, "inputs from the eps ball for the fixed-seed experiment", lo=2)
+    randomness_images: int = _p(16, "clean images of the sec. 3.2 experiments (first N)", lo=1)
     # --- hyperspherical cap (sec. 5, appendix A) --------------------------------
     cap_images: int = _p(64, "clean images sliced", lo=1)
     cap_points: int = _p(1000, "points per 2-D slice", lo=10)
     cap_radius: float = _p(3.0, "l2 radius of the slice disc", lo=0.0)
+    cap_fit_c: float = _p(1.0, "inverse L2 strength C of the psychometric logistic fit "
+                          "(scikit-learn's default, the paper's slope scale)", lo=0.0)
     # --- compression (sec. 6) ---------------------------------------------------
     pca_samples: int = _p(2000, "neighbourhood samples for the PCA spectrum", lo=2)
     pca_components: int = _p(50, "principal components shown", lo=1)
@@ -83,6 +86,9 @@ class Params:
     jacobian_chunk: int = _p(64, "vector-Jacobian products per batch", lo=1)
     critical_max: float = _p(5.0, "largest l2 distance searched for the critical threshold",
                              lo=0.0)
+    compression_attack: str = _p("pgd-eot", "adversarial examples of Fig. 6: a stored system "
+                                 "attack, or 'fixed-pgd' (PGD through the fixed-randomness "
+                                 "purifier)", choices=(*ATTACKS, "fixed-pgd"))
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -120,9 +120,14 @@ class Purifier:
 
     # -- public API -----------------------------------------------------------------
     def __call__(self, x: Tensor, base_seeds: int | Sequence[int] = 0, batch_index: int = 0,
-                 grad: bool = False) -> Tensor:
-        """Purify ``x`` (N, C, H, W) in [0,1]; ``grad=True`` keeps the full autograd graph."""
-        return self._run(x, base_seeds, batch_index, grad, keep_states=False)[-1]
+                 grad: bool = False, shared_noise: bool = False) -> Tensor:
+        """Purify ``x`` (N, C, H, W) in [0,1]; ``grad=True`` keeps the full autograd graph.
+
+        ``shared_noise=True`` gives every row of a seed's chunk the noise of a one-image
+        batch, so f is the same deterministic map for every row: many points of one
+        image's neighbourhood (sec. 6: PCA, Jacobian) then go through one batch.
+        """
+        return self._run(x, base_seeds, batch_index, grad, False, shared_noise)[-1]
 
     def trajectory(self, x: Tensor, base_seeds: int | Sequence[int] = 0,
                    batch_index: int = 0) -> Tensor:
@@ -131,7 +136,7 @@ class Purifier:
         Shape (S, N, C, H, W): S = 2 t* + 1 for ``ddpm`` and ``ddim``, t* + 1 for
         ``reverse``, 3 for ``onestep``. The last state is the purified image.
         """
-        return torch.stack(self._run(x, base_seeds, batch_index, grad=False, keep_states=True))
+        return torch.stack(self._run(x, base_seeds, batch_index, False, True, False))
 
     @torch.no_grad()
     def sample(self, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
@@ -143,8 +148,8 @@ class Purifier:
         return ((h + 1) / 2).clamp(0, 1)
 
     # -- the processes --------------------------------------------------------------
-    def _run(self, x: Tensor, base_seeds, batch_index: int, grad: bool,
-             keep_states: bool) -> list[Tensor]:
+    def _run(self, x: Tensor, base_seeds, batch_index: int, grad: bool, keep_states: bool,
+             shared_noise: bool) -> list[Tensor]:
         check_images(x, self.image_shape, self.device)
         seeds = [base_seeds] if isinstance(base_seeds, int) else list(base_seeds)
         if not seeds or x.shape[0] % len(seeds):
@@ -155,7 +160,7 @@ class Purifier:
             h = x if self.model_size in (None, size) else _resize(x, self.model_size)
             h = 2 * h - 1
             states = [h] if keep_states else []
-            noise = _NoisePlan(seeds, batch_index, h)
+            noise = _NoisePlan(seeds, batch_index, h, shared_noise)
             if self.method in ("ddpm", "ddim", "onestep"):
                 h = self._forward(h, noise, states, keep_states)
             if self.method in ("ddpm", "reverse", "ddim"):
@@ -252,9 +257,10 @@ class Purifier:
 class _NoisePlan:
     """Gaussian draws of eq. 9, one generator per (base seed, batch, step, direction)."""
 
-    def __init__(self, seeds: list[int], batch_index: int, like: Tensor):
+    def __init__(self, seeds: list[int], batch_index: int, like: Tensor, shared: bool = False):
         self.seeds, self.batch_index = seeds, batch_index
         self.chunk = (like.shape[0] // len(seeds), *like.shape[1:])
+        self.draw = (1, *like.shape[1:]) if shared else self.chunk
         self.device, self.dtype = like.device, like.dtype
 
     def __call__(self, t: int, forward: bool) -> Tensor:
@@ -262,7 +268,8 @@ class _NoisePlan:
         for s in self.seeds:
             g = torch.Generator(device=self.device)
             g.manual_seed(seed_for(s, self.batch_index, t, forward))
-            draws.append(torch.randn(self.chunk, generator=g, device=self.device, dtype=self.dtype))
+            z = torch.randn(self.draw, generator=g, device=self.device, dtype=self.dtype)
+            draws.append(z.expand(self.chunk))
         return torch.cat(draws)
 
 
