@@ -73,6 +73,8 @@ class Params:
     n_seeds: int = _p(100, "seeds for the fixed-input experiment", lo=2)
     n_neighbours: int = _p(100, "inputs from the eps ball for the fixed-seed experiment", lo=2)
     randomness_images: int = _p(16, "clean images of the sec. 3.2 experiments (first N)", lo=1)
+    randomness_eps_255: float = _p(8.0, "l_inf ball of the sec. 3.2 inputs, units of 1/255 "
+                                   "(the paper's 8/255)", lo=0.0, hi=255.0)
     # --- hyperspherical cap (sec. 5, appendix A) --------------------------------
     cap_images: int = _p(64, "clean images sliced", lo=1)
     cap_points: int = _p(1000, "points per 2-D slice", lo=10)

@@ -1,0 +1,417 @@
+"""The hyperspherical cap model of adversarial regions (sec. 5, appendix A).
+
+- 2-D slices (Fig. 4b, c, A.4): the plane through a clean image x0 spanned by
+  its adversarial direction u (untargeted PGD, l2-normalised) and a second
+  direction v (random, or a second adversarial direction) orthogonalised to u;
+  N points uniform in the disc of l2 radius R, and the classifier's decision
+  at each point.
+- Psychometric fits (eq. 8, Fig. 4d-f): logistic regression of the decision
+  (adversarial or not) on the projection onto u, giving a slope k and a
+  threshold x0 per slice; curves aligned at their thresholds and averaged.
+- GAAS (appendix A.2): ``gaas_k``; cap volume (eq. 7): ``cap_volume_ratio``.
+
+Decisions: a point is *adversarial* when the classifier's decision differs from
+the true label. Only clean images the classifier gets right are sliced (the
+model of appendix A.1 starts from a correctly classified x0), so this is the
+same as "differs from the clean prediction" for every sliced image.
+
+Points are not clipped to [0,1]: clipping would bend the plane and break the
+geometry the model is about, and the classifier accepts any real input. With
+R larger than the distance to the cube's faces, part of each disc lies outside
+the image domain; the chapter says so where it shows the slices.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.special import betainc, expit
+from torch import Tensor
+from tqdm.auto import tqdm
+
+SECOND = ("random", "adversarial")
+POINT_BATCH = 4096  # slice points per classifier call
+
+
+# --- the plane and its points (sec. 5, A.4) --------------------------------------------------
+
+def plane(adversarial: Tensor, second: Tensor) -> tuple[Tensor, Tensor]:
+    """Orthonormal basis (u, v) of each image's slice plane.
+
+    ``u`` is ``adversarial`` (an adversarial perturbation x_adv - x0, (B, C, H, W))
+    normalised in l2; ``v`` is ``second`` with its component along u removed,
+    normalised (Gram-Schmidt). Raises ``ValueError`` for a zero or parallel pair.
+    """
+    if adversarial.shape != second.shape or adversarial.ndim < 2:
+        raise ValueError(f"adversarial and second: expected equal (B, ...) shapes, got "
+                         f"{tuple(adversarial.shape)} and {tuple(second.shape)}")
+    a, s = adversarial.flatten(1).double(), second.flatten(1).double()
+    na = a.norm(dim=1, keepdim=True)
+    if (na == 0).any():
+        raise ValueError("adversarial: a direction has zero length (the attack did not move)")
+    u = a / na
+    s = s - (s * u).sum(1, keepdim=True) * u
+    ns = s.norm(dim=1, keepdim=True)
+    if (ns <= 1e-9 * second.flatten(1).double().norm(dim=1, keepdim=True)).any():
+        raise ValueError("second: a direction is parallel to its adversarial direction")
+    v = s / ns
+    dtype = adversarial.dtype
+    return u.to(dtype).view_as(adversarial), v.to(dtype).view_as(adversarial)
+
+
+def disc_points(n: int, radius: float, generator: torch.Generator | None = None) -> Tensor:
+    """``n`` points uniform in the 2-D disc of l2 radius ``radius``, shape (n, 2), float64."""
+    if n < 1 or radius <= 0:
+        raise ValueError(f"disc_points: expected n >= 1 and radius > 0, got n={n}, "
+                         f"radius={radius}")
+    r = radius * torch.rand(n, generator=generator, dtype=torch.float64).sqrt()
+    phi = 2 * torch.pi * torch.rand(n, generator=generator, dtype=torch.float64)
+    return torch.stack([r * phi.cos(), r * phi.sin()], 1)
+
+
+@torch.no_grad()
+def decisions(classifier: Callable[[Tensor], Tensor], x0: Tensor, u: Tensor, v: Tensor,
+              points: Tensor, batch_size: int = POINT_BATCH) -> Tensor:
+    """The classifier's decision at x0 + a u + b v for every point (a, b): (B, N) classes.
+
+    ``points`` (N, 2) are plane coordinates in l2 units, shared by all B images.
+    Points are not clipped to [0,1] (see the module docstring).
+    """
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(f"points: expected shape (N, 2), got {tuple(points.shape)}")
+    if not (x0.shape == u.shape == v.shape):
+        raise ValueError(f"x0, u, v: expected equal shapes, got {tuple(x0.shape)}, "
+                         f"{tuple(u.shape)}, {tuple(v.shape)}")
+    pts = points.to(device=x0.device, dtype=x0.dtype)
+    out = []
+    for b in range(len(x0)):
+        basis = torch.stack([u[b], v[b]]).flatten(1)                      # (2, D)
+        x = (x0[b].flatten() + pts @ basis).view(-1, *x0.shape[1:])      # (N, C, H, W)
+        out.append(torch.cat([classifier(x[i:i + batch_size]).argmax(1)
+                              for i in range(0, len(x), batch_size)]))
+    return torch.stack(out)
+
+
+@dataclass
+class Slices:
+    """2-D slices around clean images (Fig. 4b, c).
+
+    ``points`` (N, 2): plane coordinates (projection onto u, onto v) in l2 units;
+    ``predictions`` (B, N): decisions there; ``labels`` (B,); ``index`` (B,):
+    rows of the world's images; ``attack_length`` (B,): l2 length of the
+    adversarial perturbation that defined u; ``attack_success`` (B,): whether
+    it fooled the classifier; ``second``: what v is ("random" / "adversarial").
+    """
+
+    points: np.ndarray
+    predictions: np.ndarray
+    labels: np.ndarray
+    index: np.ndarray
+    attack_length: np.ndarray
+    attack_success: np.ndarray
+    radius: float
+    second: str
+
+    @property
+    def adversarial(self) -> np.ndarray:
+        """(B, N) booleans: the decision differs from the label."""
+        return self.predictions != self.labels[:, None]
+
+    @property
+    def projection(self) -> np.ndarray:
+        """(N,) projection of every point onto the adversarial direction."""
+        return self.points[:, 0]
+
+
+def pgd_directions(classifier: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, eps: float,
+                   steps: int, step_size: float, generator: torch.Generator | None = None
+                   ) -> Tensor:
+    """Adversarial directions x_adv - x0 of untargeted Linf PGD on the classifier (sec. 5)."""
+    from .attacks import pgd
+
+    return pgd(classifier, x, y, eps, steps, step_size, random_start=True,
+               generator=generator) - x
+
+
+def _key(world, second: str, n_images: int, n_points: int, radius: float, seed: int) -> dict:
+    """What determines a batch of slices (for the results store)."""
+    from . import store
+
+    p = world.params
+    return {"format": 1, "stage": f"cap/{second}", "world": p.world, "n_images": p.n_images,
+            "batch_size": p.batch_size,
+            "models": store.fingerprint(world.classifier), "cap_images": n_images,
+            "cap_points": n_points, "cap_radius": radius, "seed": seed, "eps_255": p.eps_255,
+            "attack_steps": p.attack_steps, "rel_stepsize": p.rel_stepsize}
+
+
+def slice_world(world, second: str = "random", n_images: int | None = None,
+                n_points: int | None = None, radius: float | None = None,
+                seed: int | None = None, cache: bool = True) -> Slices:
+    """Slice the bare classifier of ``world`` around its first correctly classified images.
+
+    Sizes default to ``world.params`` (``cap_images``, ``cap_points``, ``cap_radius``,
+    seed ``base_seed``); the adversarial direction is untargeted PGD at ``eps``,
+    ``attack_steps``, ``step_size``. ``second="adversarial"`` takes v from a second
+    PGD run with another random start (Fig. 4c); ``"random"`` a Gaussian direction
+    (Fig. 4b). Batch j (``batch_size`` sliced images) draws with its own generator
+    seeded ``10^4 seed + j``, so with ``cache`` finished batches are read from the
+    results store (``<store_dir>/cap/<second>-<hash of the settings>``) and a rerun
+    computes only the rest.
+    """
+    from . import store
+
+    if second not in SECOND:
+        raise ValueError(f"second: expected one of {SECOND}, got {second!r}")
+    p = world.params
+    n_images, n_points = n_images or p.cap_images, n_points or p.cap_points
+    radius, seed = float(radius or p.cap_radius), p.base_seed if seed is None else seed
+    correct = (world.predict(world.images) == world.labels).nonzero().flatten()
+    index = correct[:n_images]
+    points = disc_points(n_points, radius, torch.Generator().manual_seed(seed))
+    key = _key(world, second, n_images, n_points, radius, seed)
+    stage = f"cap/{second}-{store.digest(key)[:12]}"   # each setting in its own folder
+    rows = []   # per batch: (B, N + 2) float64 = decisions, attack length, attack success
+    for j, start in enumerate(tqdm(range(0, len(index), p.batch_size),
+                                   desc=f"cap slices ({second}, R = {radius:g})")):
+        data = store.read(p, stage, j, key) if cache else None
+        if data is None:
+            data = _slice_batch(world, index[start:start + p.batch_size], points, second,
+                                torch.Generator(device=world.device).manual_seed(10**4 * seed + j))
+            if cache:
+                store.write(p, stage, j, data, key)
+        rows.append(data.cpu())
+    data = torch.cat(rows).numpy() if rows else np.zeros((0, n_points + 2))
+    return Slices(points.numpy(), data[:, :n_points].astype(np.int64),
+                  world.labels[index].cpu().numpy(), index.cpu().numpy(), data[:, n_points],
+                  data[:, n_points + 1].astype(bool), radius, second)
+
+
+def _slice_batch(world, rows: Tensor, points: Tensor, second: str,
+                 gen: torch.Generator) -> Tensor:
+    p = world.params
+    x, y = world.images[rows], world.labels[rows]
+    with torch.enable_grad():
+        adv = pgd_directions(world.classifier, x, y, p.eps, p.attack_steps, p.step_size, gen)
+        if second == "adversarial":
+            other = pgd_directions(world.classifier, x, y, p.eps, p.attack_steps, p.step_size,
+                                   gen)
+    if second == "random":
+        other = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+    u, v = plane(adv, other)
+    pred = decisions(world.classifier, x, u, v, points, POINT_BATCH)
+    length = adv.flatten(1).norm(dim=1, keepdim=True)
+    success = (world.predict((x + adv).clamp(0, 1)) != y)[:, None]   # clamp: rounding only
+    return torch.cat([pred.double(), length.double(), success.double()], 1)
+
+
+# --- psychometric fits (eq. 8, A.4) -----------------------------------------------------------
+
+@dataclass
+class Fits:
+    """Psychometric fits S(x) = 1 / (1 + exp(-k (x - x0))) of every slice (eq. 8).
+
+    ``slope`` k and ``threshold`` x0 are NaN where the slice has no boundary
+    (``boundary`` False: all points on one side); ``separable`` marks slices a
+    threshold on the projection splits without error (there the unregularised
+    slope is infinite, and the fitted k is set by the regulariser ``C``).
+    """
+
+    slope: np.ndarray
+    threshold: np.ndarray
+    boundary: np.ndarray
+    separable: np.ndarray
+    C: float
+
+    @property
+    def n_without_boundary(self) -> int:
+        return int((~self.boundary).sum())
+
+
+def fit_psychometric(projection: np.ndarray, adversarial: np.ndarray, C: float = 1.0) -> Fits:
+    """Logistic regression of the decision on the projection, one fit per slice (eq. 8, A.4).
+
+    ``projection`` (N,) or (B, N); ``adversarial`` (B, N) booleans. scikit-learn's
+    ``LogisticRegression`` with an L2 penalty ``1 / (2C)`` k^2 on the slope (the
+    intercept is not penalised). ``C = 1`` is scikit-learn's default; with it a
+    perfectly sharp boundary in a disc of 1000 points of radius 3 fits k = 5 to 7,
+    the scale of the paper's slopes, so the paper most likely used it. Larger C
+    weakens the penalty: separable slices then get ever larger k.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    adversarial = np.atleast_2d(np.asarray(adversarial, dtype=bool))
+    projection = np.broadcast_to(np.asarray(projection, dtype=np.float64), adversarial.shape)
+    if C <= 0:
+        raise ValueError(f"C: expected > 0, got {C}")
+    b = len(adversarial)
+    slope, threshold = np.full(b, np.nan), np.full(b, np.nan)
+    boundary = adversarial.any(1) & ~adversarial.all(1)
+    separable = np.zeros(b, dtype=bool)
+    for i in np.flatnonzero(boundary):
+        x, y = projection[i], adversarial[i]
+        separable[i] = x[y].min() > x[~y].max() or x[y].max() < x[~y].min()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            m = LogisticRegression(C=C, max_iter=1000).fit(x[:, None], y)
+        k, c = m.coef_[0, 0], m.intercept_[0]
+        slope[i] = k
+        threshold[i] = -c / k if k != 0 else np.nan
+    return Fits(slope, threshold, boundary, separable, C)
+
+
+def sharp_slope(projection: np.ndarray, threshold: np.ndarray, C: float = 1.0) -> np.ndarray:
+    """The slope the fit gives an ideal step at ``threshold`` on the same points (a ceiling).
+
+    With the same points and ``C``, a perfectly sharp boundary perpendicular
+    to the adversarial direction cannot fit a larger k; ``slope / sharp_slope``
+    is a sharpness in [0, ~1] that does not depend on N, R or C.
+    """
+    threshold = np.atleast_1d(np.asarray(threshold, dtype=np.float64))
+    projection = np.asarray(projection, dtype=np.float64)
+    step = projection[None, :] > threshold[:, None]
+    ok = np.isfinite(threshold)
+    out = np.full(len(threshold), np.nan)
+    out[ok] = fit_psychometric(projection, step[ok], C).slope
+    return out
+
+
+def aligned_curve(projection: np.ndarray, adversarial: np.ndarray, fits: Fits,
+                  grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fig. 4f: curves aligned at their thresholds and averaged over slices with a boundary.
+
+    Returns (fitted, empirical) at ``grid`` (values of x - x0): the mean of the
+    fitted sigmoids expit(k z), and the fraction of adversarial points among all
+    points whose aligned projection falls in the bin around each grid value
+    (NaN for an empty bin). ``grid`` must be increasing and evenly spaced.
+    """
+    grid = np.asarray(grid, dtype=np.float64)
+    if grid.ndim != 1 or len(grid) < 2 or not np.allclose(np.diff(grid), grid[1] - grid[0]):
+        raise ValueError("grid: expected an increasing, evenly spaced 1-D array")
+    keep = fits.boundary & np.isfinite(fits.threshold)
+    if not keep.any():
+        return np.full(len(grid), np.nan), np.full(len(grid), np.nan)
+    fitted = expit(fits.slope[keep, None] * grid[None, :]).mean(0)
+    adversarial = np.atleast_2d(adversarial)[keep]
+    z = np.broadcast_to(projection, adversarial.shape) - fits.threshold[keep, None]
+    h = grid[1] - grid[0]
+    bins = np.round((z - grid[0]) / h).astype(int)
+    inside = (bins >= 0) & (bins < len(grid))
+    count = np.bincount(bins[inside], minlength=len(grid))
+    hits = np.bincount(bins[inside], weights=adversarial[inside], minlength=len(grid))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        empirical = np.where(count > 0, hits / count, np.nan)
+    return fitted, empirical
+
+
+def slope_summary(fits: Fits, ceiling: np.ndarray | None = None,
+                  above: float = 6.0) -> dict[str, float]:
+    """Fig. 4e in numbers, over slices with a boundary (the others are only counted).
+
+    ``ceiling`` (from :func:`sharp_slope`) adds the median sharpness slope / ceiling.
+    """
+    k = fits.slope[fits.boundary]
+    out = {"slices": len(fits.slope), "without boundary": fits.n_without_boundary,
+           "separable": int(fits.separable.sum()),
+           "mean slope": float(k.mean()) if len(k) else np.nan,
+           "std slope": float(k.std(ddof=1)) if len(k) > 1 else np.nan,
+           "median slope": float(np.median(k)) if len(k) else np.nan,
+           f"fraction slope > {above:g}": float((k > above).mean()) if len(k) else np.nan}
+    if ceiling is not None:
+        r = (fits.slope / ceiling)[fits.boundary]
+        out["median sharpness"] = float(np.median(r)) if len(r) else np.nan
+    return out
+
+
+# --- GAAS and the cap volume (appendix A.2, A.3) -------------------------------------------
+
+def gaas_k(alpha: float | np.ndarray, d: int) -> int | np.ndarray:
+    """Appendix A.2: the most orthogonal adversarial directions, k = min(floor(1/alpha^2), d).
+
+    ``alpha`` = gamma / eps, the critical threshold over the ball radius (> 0).
+    """
+    a = np.asarray(alpha, dtype=np.float64)
+    if d < 1 or (a <= 0).any() or np.isnan(a).any():
+        raise ValueError(f"gaas_k: expected alpha > 0 and d >= 1, got alpha={alpha}, d={d}")
+    with np.errstate(over="ignore"):   # 1 + 1e-12: 1 / 0.2**2 is 24.999... in floating point
+        k = np.minimum(np.floor((1.0 + 1e-12) / a**2), d).astype(np.int64)
+    return int(k) if k.ndim == 0 else k
+
+
+def cap_volume_ratio(beta_bar: float | np.ndarray, d: int) -> float | np.ndarray:
+    """Eq. 7: V_cap / V_ball = 1/2 I_{1 - beta_bar^2}((d + 1)/2, 1/2).
+
+    The fraction of the d-dimensional l2 ball of radius eps beyond the hyperplane
+    at distance ``beta_bar`` * eps from its centre (beta_bar = gamma / eps).
+    ``scipy.special.betainc`` is accurate for large d (no Gamma-function
+    overflow); beta_bar >= 1 gives 0, and a negative beta_bar (a cap larger than
+    half the ball) gives 1 - ratio(-beta_bar).
+    """
+    b = np.asarray(beta_bar, dtype=np.float64)
+    if d < 1 or np.isnan(b).any():
+        raise ValueError(f"cap_volume_ratio: expected d >= 1 and a real beta_bar, got "
+                         f"beta_bar={beta_bar}, d={d}")
+    m = np.minimum(np.abs(b), 1.0)
+    half = 0.5 * betainc((d + 1) / 2, 0.5, 1.0 - m**2)
+    out = np.where(b >= 0, half, 1.0 - half)
+    return float(out) if out.ndim == 0 else out
+
+
+# --- figures (Fig. 4) -----------------------------------------------------------------------
+
+def plot_slice(ax, slices: Slices, i: int, fits: Fits | None = None,
+               class_names: list[str] | None = None) -> None:
+    """Fig. 4b / 4c: slice ``i``, each point coloured by the classifier's decision.
+
+    The clean image is the origin; the x axis is the adversarial direction; a
+    dashed line marks the fitted threshold x0 (if ``fits``).
+    """
+    import matplotlib.pyplot as plt
+
+    pts, pred = slices.points, slices.predictions[i]
+    cmap = plt.get_cmap("tab10")
+    for c in np.unique(pred):
+        m = pred == c
+        name = class_names[c] if class_names else str(c)
+        tag = " (label)" if c == slices.labels[i] else ""
+        ax.scatter(pts[m, 0], pts[m, 1], s=6, color=cmap(c % 10), label=f"{name}{tag}")
+    if fits is not None and np.isfinite(fits.threshold[i]):
+        ax.axvline(fits.threshold[i], color="k", ls="--", lw=1, label="threshold x0")
+    ax.plot([0], [0], "k+", ms=12)
+    ax.set_aspect("equal")
+    ax.set_xlabel("adversarial direction (l2)")
+    second = "second adversarial" if slices.second == "adversarial" else slices.second
+    ax.set_ylabel(f"{second} direction (l2)")
+    ax.legend(fontsize=7, loc="upper left", markerscale=2, framealpha=0.8)
+
+
+def plot_psychometric(ax, slices: Slices, i: int, fits: Fits) -> None:
+    """Fig. 4d: decisions (adversarial = 1) against the projection, and the fitted sigmoid."""
+    x, y = slices.projection, slices.adversarial[i]
+    ax.plot(x, y + np.linspace(-0.03, 0.03, len(x)), ".", ms=2, alpha=0.4, color="C0")
+    if fits.boundary[i]:
+        grid = np.linspace(-slices.radius, slices.radius, 200)
+        ax.plot(grid, expit(fits.slope[i] * (grid - fits.threshold[i])), "C3",
+                label=f"k = {fits.slope[i]:.2f}, x0 = {fits.threshold[i]:.2f}")
+        ax.legend(fontsize=8, loc="center left")
+    else:
+        ax.set_title("no boundary in the disc", fontsize=9)
+    ax.set_xlabel("projection on the adversarial direction (l2)")
+    ax.set_ylabel("adversarial")
+
+
+def slice_figure(slices: Slices, i: int, fits: Fits, class_names: list[str] | None = None):
+    """Slice ``i`` and its psychometric fit side by side (one view of the slice browser)."""
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.8))
+    plot_slice(a, slices, i, fits, class_names)
+    plot_psychometric(b, slices, i, fits)
+    fig.suptitle(f"test image {slices.index[i]} (label {slices.labels[i]})", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,264 @@
+"""Tests of diffrob.cap: slices, psychometric fits, GAAS k and cap volume (sec. 5, appendix A)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from diffrob import cap, params
+from diffrob.worlds import World
+
+D = 64  # an 8x8 image
+
+
+class Linear2(nn.Module):
+    """Two classes: logit_1 - logit_0 = <w, x> - c, so the boundary is the hyperplane <w, x> = c."""
+
+    def __init__(self, w: torch.Tensor, c: float) -> None:
+        super().__init__()
+        self.w, self.c = w.flatten(), c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = x.flatten(1) @ self.w - self.c
+        return torch.stack([torch.zeros_like(z), z], 1)
+
+
+def tilted(theta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Unit w, an 'adversarial' direction at angle theta to w in the plane of w and a unit
+    e orthogonal to w, and a second direction spanning that plane with it, (1, 1, 8, 8)."""
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(D, generator=g, dtype=torch.float64)
+    w /= w.norm()
+    e = torch.randn(D, generator=g, dtype=torch.float64)
+    e -= (e @ w) * w
+    e /= e.norm()
+    adv = math.cos(theta) * w + math.sin(theta) * e
+    second = w if theta > 0 else e          # any vector of the plane, not parallel to adv
+    return w, adv.view(1, 1, 8, 8), second.view(1, 1, 8, 8)
+
+
+def test_disc_points_are_uniform_in_the_disc():
+    pts = cap.disc_points(20000, 3.0, torch.Generator().manual_seed(1))
+    r = pts.norm(dim=1)
+    assert pts.shape == (20000, 2) and r.max() <= 3.0
+    assert abs((r < 1.5).double().mean().item() - 0.25) < 0.015   # area fraction (1/2)^2
+    assert pts.mean(0).abs().max() < 0.05
+    assert abs((pts[:, 0] > 0).double().mean().item() - 0.5) < 0.015
+    with pytest.raises(ValueError, match="radius"):
+        cap.disc_points(10, 0.0)
+
+
+def test_plane_is_orthonormal_and_spans_the_two_directions():
+    g = torch.Generator().manual_seed(2)
+    a, s = torch.randn(3, 1, 8, 8, generator=g), torch.randn(3, 1, 8, 8, generator=g)
+    u, v = cap.plane(a, s)
+    uf, vf = u.flatten(1), v.flatten(1)
+    torch.testing.assert_close(uf.norm(dim=1), torch.ones(3))
+    torch.testing.assert_close(vf.norm(dim=1), torch.ones(3))
+    assert (uf * vf).sum(1).abs().max() < 1e-5
+    torch.testing.assert_close(uf, a.flatten(1) / a.flatten(1).norm(dim=1, keepdim=True))
+    # s lies in span(u, v)
+    sf = s.flatten(1)
+    rest = sf - (sf * uf).sum(1, keepdim=True) * uf - (sf * vf).sum(1, keepdim=True) * vf
+    assert rest.abs().max() < 1e-5
+    with pytest.raises(ValueError, match="parallel"):
+        cap.plane(a, 2 * a)
+    with pytest.raises(ValueError, match="zero length"):
+        cap.plane(torch.zeros_like(a), s)
+
+
+def test_decisions_of_a_linear_classifier_match_the_half_plane():
+    w, adv, rnd = tilted(0.6)
+    clf = Linear2(w, 0.8).double()
+    x0 = torch.full((1, 1, 8, 8), 0.5, dtype=torch.float64)
+    x0 = x0 - (x0.flatten() @ w) * w.view(1, 1, 8, 8)        # <w, x0> = 0: class 0
+    u, v = cap.plane(adv, rnd)
+    pts = cap.disc_points(2000, 3.0, torch.Generator().manual_seed(3))
+    dec = cap.decisions(clf, x0, u, v, pts, batch_size=300)[0]
+    wu, wv = (u.flatten() @ w).item(), (v.flatten() @ w).item()
+    expected = (pts[:, 0] * wu + pts[:, 1] * wv > 0.8).long()
+    assert torch.equal(dec, expected) and 0 < dec.sum() < len(dec)
+
+
+def linear_slice(theta: float, c: float = 0.8, n: int = 1000, radius: float = 3.0):
+    w, adv, rnd = tilted(theta)
+    x0 = torch.zeros(1, 1, 8, 8, dtype=torch.float64)
+    u, v = cap.plane(adv, rnd)
+    pts = cap.disc_points(n, radius, torch.Generator().manual_seed(4))
+    dec = cap.decisions(Linear2(w, c).double(), x0, u, v, pts)
+    return pts[:, 0].numpy(), (dec != 0).numpy()   # label 0: adversarial = class 1
+
+
+def test_linear_classifier_slope_grows_as_the_boundary_sharpens_threshold_at_the_boundary():
+    """Boundary <w, x> = c seen along u at angle theta to w: it crosses the u axis at
+    c / cos(theta), and the transition along u sharpens as theta -> 0."""
+    c, slopes = 0.5, []
+    for theta in (1.0, 0.7, 0.4, 0.2, 0.0):
+        x, y = linear_slice(theta, c)
+        fit = cap.fit_psychometric(x, y, C=1e4)
+        slopes.append(fit.slope[0])
+        # the boundary crosses the u axis at c / cos(theta); a tilted boundary cuts chords
+        # of unequal length, which biases the logistic threshold by up to ~0.2 tan(theta)
+        assert abs(fit.threshold[0] - c / math.cos(theta)) < 0.03 + 0.2 * math.tan(theta), theta
+        assert fit.separable[0] == (theta == 0.0)
+    assert all(a < b for a, b in zip(slopes, slopes[1:])), slopes
+    assert slopes[-1] > 10 * slopes[0]
+
+
+def test_fit_recovers_a_known_logistic_slope_and_threshold():
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-3, 3, size=40000)
+    y = rng.random(40000) < 1 / (1 + np.exp(-3.0 * (x - 0.5)))
+    fit = cap.fit_psychometric(x, y[None], C=1e6)
+    assert abs(fit.slope[0] - 3.0) < 0.15 and abs(fit.threshold[0] - 0.5) < 0.03
+    assert not fit.separable[0]
+
+
+def test_slices_without_a_boundary_are_flagged_and_excluded():
+    x = np.linspace(-3, 3, 101)
+    y = np.stack([np.zeros(101, bool), np.ones(101, bool), x > 1.0])
+    fit = cap.fit_psychometric(x, y)
+    assert fit.boundary.tolist() == [False, False, True] and fit.n_without_boundary == 2
+    assert np.isnan(fit.slope[:2]).all() and np.isnan(fit.threshold[:2]).all()
+    assert fit.separable.tolist() == [False, False, True] and abs(fit.threshold[2] - 1.0) < 0.05
+    fitted, empirical = cap.aligned_curve(x, y, fit, np.linspace(-1, 1, 21))
+    assert np.isfinite(fitted).all()
+
+
+def test_regularisation_caps_the_slope_of_a_sharp_boundary():
+    """With C = 1 a perfect step in a 1000-point disc of radius 3 fits k of about 7 (the
+    paper's scale); weaker regularisation gives a larger k; sharp_slope is that ceiling."""
+    x = cap.disc_points(1000, 3.0, torch.Generator().manual_seed(6))[:, 0].numpy()
+    step = (x > 0.0)[None]
+    k1 = cap.fit_psychometric(x, step, C=1.0).slope[0]
+    k100 = cap.fit_psychometric(x, step, C=100.0).slope[0]
+    assert 6.0 < k1 < 8.0 and k100 > 3 * k1
+    ceiling = cap.sharp_slope(x, np.array([0.0, np.nan]), C=1.0)
+    assert abs(ceiling[0] - k1) < 1e-6 and np.isnan(ceiling[1])
+    xt, yt = linear_slice(0.9)
+    fit = cap.fit_psychometric(xt, yt)
+    assert fit.slope[0] / cap.sharp_slope(xt, fit.threshold)[0] < 0.5
+
+
+def test_aligned_curve_of_steps_is_a_step_at_zero():
+    x = np.linspace(-3, 3, 601)
+    y = np.stack([x > t for t in (-1.0, 0.3, 1.2)])
+    fit = cap.fit_psychometric(x, y, C=1e4)
+    grid = np.linspace(-1.0, 1.0, 41)
+    fitted, empirical = cap.aligned_curve(x, y, fit, grid)
+    assert (empirical[grid < -0.1] == 0).all() and (empirical[grid > 0.1] == 1).all()
+    assert (np.diff(fitted) >= 0).all() and abs(fitted[20] - 0.5) < 1e-6
+    with pytest.raises(ValueError, match="grid"):
+        cap.aligned_curve(x, y, fit, np.array([0.0, 1.0, 3.0]))
+
+
+def test_gaas_k_known_values():
+    assert cap.gaas_k(0.5, 3072) == 4
+    assert cap.gaas_k(0.2, 3072) == 25           # Tramer et al.'s ~25 directions
+    assert cap.gaas_k(1.0, 3072) == 1
+    assert cap.gaas_k(0.01, 64) == 64             # bounded by the dimension
+    assert cap.gaas_k(1.5, 64) == 0               # threshold beyond the ball
+    assert cap.gaas_k(np.array([0.5, 0.2]), 10).tolist() == [4, 10]
+    with pytest.raises(ValueError, match="alpha"):
+        cap.gaas_k(0.0, 10)
+
+
+@pytest.mark.parametrize("b", [0.0, 0.25, 0.6, 0.95])
+def test_cap_volume_closed_forms_in_one_and_three_dimensions(b):
+    assert cap.cap_volume_ratio(b, 1) == pytest.approx((1 - b) / 2)
+    h = 1 - b
+    assert cap.cap_volume_ratio(b, 3) == pytest.approx(h**2 * (3 - h) / 4)
+    assert cap.cap_volume_ratio(-b, 3) == pytest.approx(1 - h**2 * (3 - h) / 4)
+
+
+@pytest.mark.parametrize("d,b", [(2, 0.3), (10, 0.2), (40, 0.1)])
+def test_cap_volume_matches_monte_carlo(d, b):
+    g = torch.Generator().manual_seed(d)
+    n = 400_000
+    z = torch.randn(n, d, generator=g, dtype=torch.float64)
+    r = torch.rand(n, generator=g, dtype=torch.float64) ** (1 / d)
+    x1 = z[:, 0] / z.norm(dim=1) * r                    # uniform in the unit d-ball
+    mc = (x1 > b).double().mean().item()
+    exact = cap.cap_volume_ratio(b, d)
+    assert abs(mc - exact) < 5 * math.sqrt(exact * (1 - exact) / n) + 1e-4
+
+
+def test_cap_volume_is_finite_and_shrinks_in_high_dimension():
+    v = cap.cap_volume_ratio(np.array([0.0, 0.05, 0.1, 1.0, 2.0]), 3072)
+    assert v[0] == pytest.approx(0.5) and v[3] == 0 and v[4] == 0
+    assert 0 < v[2] < v[1] < 0.5
+    assert cap.cap_volume_ratio(0.1, 3072) < cap.cap_volume_ratio(0.1, 64)
+    with pytest.raises(ValueError, match="d >= 1"):
+        cap.cap_volume_ratio(0.1, 0)
+
+
+def test_slice_world_on_a_linear_world(monkeypatch, tmp_path):
+    """The pipeline on a linear two-class world, with the exact adversarial direction."""
+    w = tilted(0.0)[0].float()
+    clf = Linear2(w, 4.0)
+    images = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(7))
+    labels = clf(images).argmax(1)
+    labels[3] = 1 - labels[3]                                  # misclassified: not sliced
+    P = params.load(None, cap_images=4, cap_points=300, cap_radius=3.0, batch_size=3,
+                    results_dir=str(tmp_path))
+    world = World("linear", images, labels, clf, None, None, P)
+
+    def fake(classifier, x, y, eps, steps, step_size, generator=None):
+        sign = (1 - 2 * y.float()).view(-1, 1, 1, 1)          # towards the other class
+        return 0.1 * sign * w.view(1, 1, 8, 8)
+
+    monkeypatch.setattr(cap, "pgd_directions", fake)
+    s = cap.slice_world(world)
+    assert s.predictions.shape == (4, 300) and s.index.tolist() == [0, 1, 2, 4]
+    fit = cap.fit_psychometric(s.projection, s.adversarial)
+    distance = (4.0 - images[s.index].flatten(1) @ w).abs().numpy()
+    inside = distance < 2.5
+    assert fit.boundary[inside].all() and fit.separable[inside].all()
+    np.testing.assert_allclose(fit.threshold[inside], distance[inside], atol=0.1)
+    with pytest.raises(ValueError, match="second"):
+        cap.slice_world(world, second="other")
+
+    def fail(*args, **kwargs):
+        raise AssertionError("recomputed a stored batch")
+
+    monkeypatch.setattr(cap, "pgd_directions", fail)              # now read from the store
+    again = cap.slice_world(world)
+    assert np.array_equal(again.predictions, s.predictions)
+    np.testing.assert_allclose(again.attack_length, 0.1)
+    assert again.attack_success.tolist() == s.attack_success.tolist()
+
+
+def test_points_are_not_clipped_and_summary_excludes_slices_without_boundary():
+    seen = []
+
+    def spy(x):
+        seen.append((x.min().item(), x.max().item()))
+        return torch.stack([x.flatten(1).sum(1), torch.zeros(len(x))], 1)
+
+    x0 = torch.full((1, 1, 8, 8), 0.5)
+    u, v = cap.plane(torch.ones(1, 1, 8, 8), torch.randn(1, 1, 8, 8))
+    cap.decisions(spy, x0, u, v, cap.disc_points(100, 3.0))
+    assert min(s[0] for s in seen) < 0 and max(s[1] for s in seen) > 1
+
+    x = np.linspace(-3, 3, 201)
+    y = np.stack([np.zeros(201, bool), x > 0.5, 1 / (1 + np.exp(-2 * x)) > np.linspace(0, 1, 201)])
+    fit = cap.fit_psychometric(x, y)
+    s = cap.slope_summary(fit, cap.sharp_slope(x, fit.threshold))
+    assert s["slices"] == 3 and s["without boundary"] == 1 and s["separable"] == 1
+    k = fit.slope[1:]
+    assert s["mean slope"] == pytest.approx(k.mean()) and s["std slope"] == pytest.approx(k.std(ddof=1))
+    assert s["fraction slope > 6"] == pytest.approx((k > 6).mean())
+    assert s["median sharpness"] <= 1.0 + 1e-6
+
+
+def test_slice_figure_draws_both_panels():
+    import matplotlib
+    matplotlib.use("Agg")
+    x, y = linear_slice(0.3)
+    pts = np.stack([x, np.zeros_like(x)], 1)
+    s = cap.Slices(pts, y.astype(int), np.array([0]), np.array([5]), np.array([1.0]),
+                   np.array([True]), 3.0, "random")
+    fig = cap.slice_figure(s, 0, cap.fit_psychometric(s.projection, s.adversarial))
+    assert len(fig.axes) == 2 and "image 5" in fig._suptitle.get_text()
