@@ -1,0 +1,68 @@
+"""Local files of the paper's worlds: find them, or fail at once with a message that helps.
+
+The real worlds never download anything while loading (the build and test
+machines have no network): every checkpoint and data file is looked up on
+disk first, and a missing one raises :class:`MissingFileError` naming the
+file, the folder it was looked for in and where it comes from (README,
+"The paper's worlds").
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+DOCS = "see docs/worlds.md"
+
+
+class MissingFileError(FileNotFoundError):
+    """A checkpoint or data file of a real world is not on disk."""
+
+
+def missing(what: str, name: str, folders: list[Path], source: str) -> MissingFileError:
+    """The error for ``name`` absent from every folder in ``folders``."""
+    where = " or ".join(str(Path(f).expanduser().resolve()) for f in folders)
+    return MissingFileError(f"{what}: file {name!r} not found in {where}. "
+                            f"It comes from {source}; {DOCS}.")
+
+
+def require(path: Path | str, what: str, source: str) -> Path:
+    """``path`` if it is a file, else :class:`MissingFileError` (no download is attempted)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise missing(what, path.name, [path.parent], source)
+    return path
+
+
+def first_present(name: str, folders: list[Path], what: str, source: str) -> Path:
+    """The first ``folder / name`` that is a file, else :class:`MissingFileError` naming them all."""
+    for folder in folders:
+        if (Path(folder).expanduser() / name).is_file():
+            return Path(folder).expanduser() / name
+    raise missing(what, name, folders, source)
+
+
+def check_all(*checks: Callable[[], object]) -> None:
+    """Run every check; raise one :class:`MissingFileError` listing all missing files."""
+    errors = []
+    for check in checks:
+        try:
+            check()
+        except MissingFileError as e:
+            errors.append(str(e))
+    if errors:
+        raise MissingFileError("\n".join(errors))
+
+
+def import_robustbench():
+    """Import robustbench 1.1.1, whose ``autoattack`` dependency is installed as ``pyautoattack``."""
+    try:
+        import pyautoattack
+    except ImportError as e:
+        raise ImportError("the cifar10/imagenet worlds need the 'paper' extra: "
+                          "pip install 'diffrob[paper]' (robustbench, pyautoattack)") from e
+    sys.modules.setdefault("autoattack", pyautoattack)
+    import robustbench
+
+    return robustbench

@@ -1,0 +1,145 @@
+"""The paper's CIFAR-10 world (Appendix B, Table S1).
+
+- data: the first ``n_images`` of the CIFAR-10 test set, read from the
+  original python pickle ``<data_dir>/cifar-10-batches-py/test_batch`` (the
+  layout torchvision and RobustBench use), in [0,1];
+- classifier: RobustBench's ``Standard`` WideResNet-28-10 (clean accuracy
+  94.78 %, [0,1] inputs, no normalisation layer), through
+  ``robustbench.utils.load_model`` from ``<model_dir>/cifar10/Linf/Standard.pt``;
+- purifier: the DDPM CIFAR-10 checkpoint of Ho et al. (2020) as diffusers'
+  ``google/ddpm-cifar10-32`` (linear betas 1e-4..0.02, 1000 steps, epsilon
+  prediction, clipped x_0, fixed-large variance), ``UNet2DModel`` and
+  ``DDPMScheduler`` from a local folder or the local Hugging Face cache.
+
+Nothing is downloaded: a missing file raises
+:class:`~diffrob.worlds.checkpoints.MissingFileError` at once.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import DDPMScheduler, UNet2DModel
+from torch import Tensor
+
+from ..params import Params
+from .checkpoints import MissingFileError, check_all, import_robustbench, missing, require
+
+HUB_ID = "google/ddpm-cifar10-32"
+CLASSIFIER = "Standard"
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+           "truck"]
+TEST_BATCH = Path("cifar-10-batches-py") / "test_batch"
+WEIGHTS = ["diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"]
+DATA_SOURCE = ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (extract it into the "
+               "data folder), or torchvision.datasets.CIFAR10(data_dir, train=False, "
+               "download=True) on a machine with network")
+CLASSIFIER_SOURCE = ("RobustBench: robustbench.utils.load_model('Standard', model_dir=..., "
+                     "dataset='cifar10', threat_model='Linf') on a machine with network "
+                     "downloads it there (Google Drive id 1t98aEuzeTL8P7Kpd5DIrCoCL21BNZUhC)")
+
+
+def diffusion_folders(spec: str = "") -> tuple[Path, Path]:
+    """(UNet folder, scheduler folder) of the diffusers DDPM ``spec``, all files checked.
+
+    ``spec`` is a local folder (the hub snapshot layout with ``config.json``,
+    ``diffusion_pytorch_model.*`` and ``scheduler_config.json`` side by side,
+    or a saved pipeline with ``unet/`` and ``scheduler/``) or a hub id looked
+    up in the local Hugging Face cache only; '' means ``google/ddpm-cifar10-32``.
+    """
+    spec = spec or HUB_ID
+    folder = Path(spec).expanduser()
+    source = f"https://huggingface.co/{HUB_ID} (`hf download {HUB_ID}` fills the cache)"
+    if not folder.is_dir():
+        if not re.fullmatch(r"[\w.-]+/[\w.-]+", spec):
+            raise MissingFileError(f"cifar10 diffusion model: folder {folder.resolve()} not "
+                                   f"found; give a local folder or a hub id like {HUB_ID!r}")
+        from huggingface_hub import constants, snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        try:
+            folder = Path(snapshot_download(spec, local_files_only=True))
+        except LocalEntryNotFoundError:
+            raise missing(f"cifar10 diffusion model {spec!r} (config.json, {WEIGHTS[0]}, "
+                          f"scheduler_config.json)", spec, [Path(constants.HF_HUB_CACHE)],
+                          source) from None
+    unet = folder / "unet" if (folder / "unet").is_dir() else folder
+    sched = folder / "scheduler" if (folder / "scheduler").is_dir() else folder
+    require(unet / "config.json", "cifar10 diffusion model config", source)
+    if not any((unet / w).is_file() for w in WEIGHTS):
+        raise missing("cifar10 diffusion model weights", WEIGHTS[0], [unet], source)
+    require(sched / "scheduler_config.json", "cifar10 diffusion scheduler", source)
+    return unet, sched
+
+
+def load_diffusion(spec: str = "") -> tuple[UNet2DModel, DDPMScheduler]:
+    """``(UNet2DModel, DDPMScheduler)`` from local files (see :func:`diffusion_folders`)."""
+    unet_dir, sched_dir = diffusion_folders(spec)
+    return UNet2DModel.from_pretrained(unet_dir), DDPMScheduler.from_pretrained(sched_dir)
+
+
+def classifier_path(model_dir: str | Path) -> Path:
+    """``<model_dir>/cifar10/Linf/Standard.pt``, RobustBench's place for it; it must exist."""
+    return require(Path(model_dir) / "cifar10" / "Linf" / f"{CLASSIFIER}.pt",
+                   "cifar10 classifier (RobustBench Standard WideResNet-28-10)",
+                   CLASSIFIER_SOURCE)
+
+
+def load_classifier(model_dir: str | Path) -> torch.nn.Module:
+    """RobustBench's ``Standard`` WRN-28-10 from :func:`classifier_path`.
+
+    The file is checked first, so RobustBench never tries its Google Drive download.
+    """
+    path = classifier_path(model_dir)
+    import_robustbench()
+    from robustbench.utils import load_model
+
+    try:
+        return load_model(CLASSIFIER, model_dir=str(model_dir), dataset="cifar10",
+                          threat_model="Linf")
+    except pickle.UnpicklingError as e:
+        raise ValueError(
+            f"{path.resolve()}: RobustBench could not read it ({str(e).splitlines()[0]}). "
+            f"If the file is an HTML page, the Google Drive download failed (RobustBench "
+            f"issues #158, #174): download it in a browser instead. If torch refuses it "
+            f"under weights_only=True, re-save its state dict once as plain tensors "
+            f"(docs/worlds.md).") from e
+
+
+def test_set_path(data_dir: str | Path) -> Path:
+    """``<data_dir>/cifar-10-batches-py/test_batch``; it must exist."""
+    return require(Path(data_dir) / TEST_BATCH, "CIFAR-10 test set", DATA_SOURCE)
+
+
+def load_test_set(data_dir: str | Path, n: int) -> tuple[Tensor, Tensor]:
+    """The first ``n`` CIFAR-10 test images (N, 3, 32, 32) in [0,1] and their labels."""
+    path = test_set_path(data_dir)
+    with open(path, "rb") as f:
+        batch = pickle.load(f, encoding="latin1")
+    data = np.asarray(batch["data"], dtype=np.uint8)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise ValueError(f"{path}: expected 'data' of shape (N, 3072), got {data.shape}")
+    if n > len(data):
+        raise ValueError(f"parameter 'n_images': {path} holds {len(data)} images, got {n}")
+    x = torch.from_numpy(data[:n].reshape(n, 3, 32, 32).astype(np.float32) / 255.0)
+    return x, torch.tensor(batch["labels"][:n], dtype=torch.long)
+
+
+def load(p: Params) -> "World":
+    """The paper's CIFAR-10 World from ``p.data_dir``, ``p.model_dir``, ``p.diffusion_model``.
+
+    All files are checked first; every missing one is named in one error."""
+    from . import World, prepare, resolve_device
+
+    check_all(lambda: test_set_path(p.data_dir), lambda: classifier_path(p.model_dir),
+              lambda: diffusion_folders(p.diffusion_model))
+    x, y = load_test_set(p.data_dir, p.n_images)
+    classifier = load_classifier(p.model_dir)
+    unet, scheduler = load_diffusion(p.diffusion_model)
+    device = resolve_device(p.device)
+    return World("cifar10", x.to(device), y.to(device), prepare(classifier, device, p),
+                 prepare(unet, device, p), scheduler, p, class_names=list(CLASSES))

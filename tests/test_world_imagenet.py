@@ -1,0 +1,278 @@
+"""The imagenet world: the ADM UNet's official key set, and the real loaders on random models.
+
+Where the official key list comes from: openai/guided-diffusion's own code
+(``guided_diffusion.script_util.create_model``, commit of its main branch)
+with the flags of ``256x256_diffusion_uncond.pt`` from its README
+(``--attention_resolutions 32,16,8 --class_cond False --image_size 256
+--learn_sigma True --num_channels 256 --num_head_channels 64 --num_res_blocks 2
+--resblock_updown True --use_fp16 True --use_scale_shift_norm True``), built on
+the meta device; DiffPure loads the official file into exactly that model with
+a strict ``load_state_dict``, so these are the file's keys. The lines
+"<key> <shape tuple>" of its ``state_dict()``, sorted and joined by newlines,
+have the SHA-256 below (566 keys, 552,814,086 parameters, all float32 in the file).
+"""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from diffrob import worlds
+from diffrob.worlds import adm, imagenet
+from diffrob.worlds.checkpoints import MissingFileError
+
+OFFICIAL_KEYS_SHA256 = "b9c90be1570d1541c91bede05b270bfb6bd51a7d5432e7b06f3a4c4cb257b1b6"
+OFFICIAL_N_KEYS, OFFICIAL_N_PARAMS = 566, 552_814_086
+OFFICIAL_SAMPLES = {  # a few lines of the official list, as read from it
+    "time_embed.0.weight": (1024, 256),
+    "input_blocks.0.0.weight": (256, 3, 3, 3),
+    "input_blocks.1.0.emb_layers.1.weight": (512, 1024),
+    "input_blocks.7.0.skip_connection.weight": (512, 256, 1, 1),
+    "input_blocks.17.1.qkv.weight": (3072, 1024, 1),
+    "input_blocks.17.1.proj_out.weight": (1024, 1024, 1),
+    "middle_block.1.norm.weight": (1024,),
+    "out.2.weight": (6, 256, 3, 3),
+}
+# The full architecture at reduced width for the functional tests: same levels,
+# resblock up/down sampling, scale-shift norm, attention at 32, 16 and 8 pixels.
+SMALL = adm.ADMConfig(model_channels=32, num_head_channels=32)
+N_IMAGES = 3
+COLOURS = [(200, 100, 50), (10, 250, 130), (90, 90, 90)]
+SIZES = [(333, 500), (256, 256), (400, 300)]  # (height, width) of the fake JPEGs
+
+
+def key_lines(model: torch.nn.Module) -> list[str]:
+    return [f"{k} {tuple(v.shape)}" for k, v in model.state_dict().items()]
+
+
+def test_full_architecture_has_the_official_keys_and_shapes():
+    with torch.device("meta"):
+        model = adm.ADMUNet(adm.UNCOND_256)
+    lines = key_lines(model)
+    assert len(lines) == OFFICIAL_N_KEYS
+    assert sum(v.numel() for v in model.state_dict().values()) == OFFICIAL_N_PARAMS
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert {k: shapes.get(k) for k in OFFICIAL_SAMPLES} == OFFICIAL_SAMPLES
+    assert hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest() == OFFICIAL_KEYS_SHA256
+
+
+def test_outputs_match_the_official_implementation():
+    """Known answer: openai/guided-diffusion's UNetModel (image_size=32, model_channels=32,
+    channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(2,) i.e. at 16 pixels,
+    num_head_channels=32, out_channels=6, use_scale_shift_norm and resblock_updown True),
+    float32, every state-dict entry i set to 0.2 sin(0.37 j + i) over its flat index j,
+    gave these numbers for the input and timesteps below (run once with their code)."""
+    cfg = adm.ADMConfig(image_size=32, model_channels=32, channel_mult=(1, 2),
+                        attention_resolutions=(16,), num_head_channels=32, num_res_blocks=1)
+    model = adm.ADMUNet(cfg).eval()
+    state = model.state_dict()
+    for i, k in enumerate(state):
+        j = torch.arange(state[k].numel(), dtype=torch.float32)
+        state[k] = (torch.sin(j * 0.37 + i) * 0.2).reshape(state[k].shape)
+    model.load_state_dict(state)
+    x = torch.cos(torch.arange(2 * 3 * 32 * 32, dtype=torch.float32) * 0.01).reshape(2, 3, 32, 32)
+    with torch.no_grad():
+        out = model(x, torch.tensor([5, 600]))
+    assert out.sum().item() == pytest.approx(-773.4988403320312, rel=1e-4)
+    assert out.abs().sum().item() == pytest.approx(1699.0001220703125, rel=1e-4)
+    official = [-0.22812524437904358, -0.20010186731815338, -0.14627760648727417,
+                -0.07313741743564606, 0.010297328233718872, 0.09353600442409515]
+    assert out[1, :, 7, 9].tolist() == pytest.approx(official, abs=1e-5)
+
+
+def test_small_config_keeps_the_structure():
+    with torch.device("meta"):
+        full, small = adm.ADMUNet(adm.UNCOND_256), adm.ADMUNet(SMALL)
+    assert list(full.state_dict()) == list(small.state_dict())
+
+
+def test_bad_config_is_rejected():
+    with pytest.raises(ValueError, match="multiple of 32"):
+        adm.ADMConfig(model_channels=48)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """model_dir with a random small ADM (official format) and ResNet-50, a fake val folder."""
+    from torchvision.models import resnet50
+
+    root = tmp_path_factory.mktemp("imagenet")
+    torch.manual_seed(0)
+    unet = adm.ADMUNet(SMALL).eval()
+    resnet = resnet50(weights=None).eval()
+    (root / "models" / "imagenet").mkdir(parents=True)
+    torch.save(unet.state_dict(), root / "models" / "imagenet" / imagenet.DIFFUSION_FILE)
+    torch.save(resnet.state_dict(), root / "models" / "imagenet" / imagenet.RESNET_FILE)
+    names = imagenet._robustbench_file("imagenet_test_image_ids.txt").read_text().split()
+    for name, colour, (h, w) in zip(names[:N_IMAGES], COLOURS, SIZES):
+        path = root / "data" / "imagenet" / "val" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((h, w, 3), colour, dtype=np.uint8)).save(path, "JPEG",
+                                                                         quality=95)
+    return dict(root=root, unet=unet, resnet=resnet, names=names[:N_IMAGES],
+                model_dir=str(root / "models"), data_dir=str(root / "data"))
+
+
+@pytest.fixture
+def small(monkeypatch):
+    monkeypatch.setattr(imagenet, "ADM_CONFIG", SMALL)
+
+
+def load(files, **kw):
+    args = dict(model_dir=files["model_dir"], data_dir=files["data_dir"], n_images=N_IMAGES,
+                batch_size=N_IMAGES, t_star=1, device="cpu")
+    return worlds.load("imagenet", **{**args, **kw})
+
+
+def test_world_loads_images_labels_and_models(files, small):
+    world = load(files)
+    assert world.image_shape == (3, 224, 224) and world.model_size == 256
+    for i, colour in enumerate(COLOURS):  # flat JPEGs: every pixel keeps its colour
+        want = torch.tensor(colour, dtype=torch.float32).view(3, 1, 1) / 255
+        assert (world.images[i] - want).abs().max() < 4 / 255
+    wnids = sorted(json.loads(
+        imagenet._robustbench_file("imagenet_class_to_id_map.json").read_text()))
+    assert len(wnids) == 1000
+    assert world.labels.tolist() == [wnids.index(n.split("/")[0]) for n in files["names"]]
+    assert world.class_names[0] == "tench"
+    x = world.images
+    mean = torch.tensor(imagenet.MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(imagenet.STD).view(1, 3, 1, 1)
+    with torch.no_grad():  # [0,1] in, RobustBench's normalisation inside
+        assert torch.allclose(world.classifier(x), files["resnet"]((x - mean) / std), atol=1e-4)
+        h, k = torch.rand(1, 3, 256, 256) * 2 - 1, torch.tensor([149])
+        out = world.diffusion(h, k)
+        assert out.shape == (1, 6, 256, 256)  # eps and the learned-variance v
+        assert torch.allclose(out, files["unet"](h, k), atol=1e-5)
+    cfg = world.scheduler.config
+    assert (cfg.variance_type, cfg.num_train_timesteps, cfg.clip_sample) == ("learned_range",
+                                                                               1000, True)
+
+
+def test_one_purification_step_at_256(files, small):
+    world = load(files)
+    purifier = world.purifier()
+    x = world.images[:1]
+    states = purifier.trajectory(x, base_seeds=0, batch_index=0)
+    assert states.shape == (3, 1, 3, 224, 224)  # input, after 1 forward, after 1 reverse step
+    y = purifier(x, base_seeds=0, batch_index=0)
+    assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
+    assert torch.equal(y, states[-1])
+    assert world.predict(y).shape == (1,)
+
+
+def test_differentiable_checkpointed_mode(files, small):
+    world = load(files, n_images=1)
+    x = world.images.clone().requires_grad_(True)
+    y = world.purifier()(x, base_seeds=0, batch_index=0, grad=True)
+    y.square().sum().backward()
+    assert x.grad is not None and x.grad.shape == x.shape and x.grad.abs().sum() > 0
+
+
+def test_bf16_autocast_is_close(files, small):
+    world = load(files, n_images=1)
+    x = world.images
+    y32 = world.purifier()(x, base_seeds=0, batch_index=0)
+    world16 = load(files, n_images=1, autocast="bf16")
+    y16 = world16.purifier()(x, base_seeds=0, batch_index=0)
+    assert not torch.equal(y16, y32)  # autocast is on
+    assert (y16 - y32).abs().mean() < 0.02
+
+
+def test_learned_variance_is_used(files, small):
+    """The reverse noise scale follows v: v = +1 gives sigma^2 = beta_t, v = -1 the posterior."""
+    world = load(files)
+    purifier = world.purifier(t_star=150)
+    sched = world.scheduler
+    t = 150
+    beta, ab, ab_prev = (sched.betas[t - 1].item(), sched.alphas_cumprod[t - 1].item(),
+                         sched.alphas_cumprod[t - 2].item())
+    one = torch.ones(1)
+    assert purifier._sigma(t, one).item() == pytest.approx(beta ** 0.5, rel=1e-5)
+    assert purifier._sigma(t, -one).item() == pytest.approx(
+        (beta * (1 - ab_prev) / (1 - ab)) ** 0.5, rel=1e-5)
+
+
+def test_safetensors_conversion_loads_the_same_model(files, small, tmp_path):
+    out = adm.convert_to_safetensors(
+        files["root"] / "models" / "imagenet" / imagenet.DIFFUSION_FILE,
+        tmp_path / "256x256_diffusion_uncond.safetensors")
+    world = load(files, diffusion_model=str(out))
+    h, k = torch.rand(1, 3, 256, 256) * 2 - 1, torch.tensor([3])
+    with torch.no_grad():
+        assert torch.allclose(world.diffusion(h, k), files["unet"](h, k), atol=1e-5)
+
+
+def test_wrong_state_dict_is_named(files, tmp_path):
+    bad = {k: v for k, v in files["unet"].state_dict().items() if not k.startswith("out.")}
+    torch.save(bad, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match=r"bad\.pt.*missing keys \['out\.0\.bias'"):
+        adm.load_adm(tmp_path / "bad.pt", SMALL)
+
+
+@pytest.fixture
+def empty_hub(tmp_path, monkeypatch):
+    """No torch hub cache: the classifier can only come from model_dir."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "torch-hub"))
+
+
+@pytest.mark.timeout(120)
+def test_missing_diffusion_file(files, tmp_path, empty_hub):
+    (tmp_path / "imagenet").mkdir()
+    (tmp_path / "imagenet" / imagenet.RESNET_FILE).symlink_to(
+        files["root"] / "models" / "imagenet" / imagenet.RESNET_FILE)
+    with pytest.raises(MissingFileError) as e:
+        load(files, model_dir=str(tmp_path))
+    message = str(e.value)
+    assert repr(imagenet.DIFFUSION_FILE) in message and str(tmp_path / "imagenet") in message
+    assert "openaipublic.blob.core.windows.net" in message and "docs/worlds.md" in message
+
+
+@pytest.mark.timeout(120)
+def test_missing_classifier_file(files, tmp_path, empty_hub):
+    with pytest.raises(MissingFileError) as e:
+        load(files, model_dir=str(tmp_path))
+    message = str(e.value)
+    assert repr(imagenet.RESNET_FILE) in message and str(tmp_path / "imagenet") in message
+    assert str(tmp_path / "torch-hub" / "checkpoints") in message
+    assert "download.pytorch.org" in message
+
+
+@pytest.mark.timeout(120)
+def test_missing_validation_image(files, small):
+    with pytest.raises(MissingFileError) as e:
+        load(files, n_images=N_IMAGES + 1)
+    name = imagenet._robustbench_file("imagenet_test_image_ids.txt").read_text().split()[N_IMAGES]
+    assert repr(name.split("/")[1]) in str(e.value) and "image-net.org" in str(e.value)
+
+
+@pytest.mark.slow
+def test_full_size_model_in_official_format_purifies(tmp_path, files):
+    """The full 552 M-parameter model saved as the official file, loaded by the real loader,
+    one purification step on a 224 image (256 inside). ~2.2 GB on disk and in memory."""
+    (tmp_path / "imagenet").mkdir()
+    (tmp_path / "imagenet" / imagenet.RESNET_FILE).symlink_to(
+        files["root"] / "models" / "imagenet" / imagenet.RESNET_FILE)
+    torch.manual_seed(1)
+    full = adm.ADMUNet(adm.UNCOND_256).eval()
+    torch.save(full.state_dict(), tmp_path / "imagenet" / imagenet.DIFFUSION_FILE)
+    del full
+    world = load(files, model_dir=str(tmp_path), n_images=1, batch_size=1)
+    assert sum(p.numel() for p in world.diffusion.parameters()) == OFFICIAL_N_PARAMS
+    y = world.purifier()(world.images, base_seeds=0, batch_index=0)
+    assert y.shape == (1, 3, 224, 224) and y.min() >= 0 and y.max() <= 1
+
+
+def test_params_file_has_the_papers_settings():
+    from pathlib import Path
+
+    from diffrob import params
+
+    p = params.load(Path(__file__).parents[1] / "params" / "imagenet.yaml")
+    assert (p.world, p.n_images, p.batch_size, p.t_star, p.eps_255) == ("imagenet", 200, 10,
+                                                                        150, 4.0)
+    assert p.attacks == ["bpda", "bpda-eot"] and (p.attack_steps, p.eot) == (40, 15)
+    assert p.rel_stepsize == pytest.approx(0.01 / 0.3)
