@@ -21,7 +21,6 @@ env: $(VENV)/.installed
 # torch is capped at the release that lies on the build machines' disk (pyproject.toml).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade "pip>=24"
 	$(PY) -m pip install -e ".[all]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3"
 	touch $@
