@@ -6,6 +6,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 
 def _train_digits(args: argparse.Namespace) -> None:
@@ -17,6 +20,91 @@ def _train_digits(args: argparse.Namespace) -> None:
     print(json.dumps(facts, indent=2))
 
 
+def _params(args: argparse.Namespace):
+    from . import params
+
+    overrides = {k: yaml.safe_load(v) for k, v in args.set}
+    return params.load(args.params, **overrides)
+
+
+def run_stage(stage: str, params_dict: dict[str, Any], names: list[str],
+              shard: str | None) -> list[str]:
+    """Run the ``attack`` or ``evaluate`` stage for ``names`` (one shard); the job submitit runs.
+
+    Returns the store folders written. Every batch is computed at most once and
+    written atomically, so this can be rerun, run per shard, or killed at any time.
+    """
+    from . import params, stages, worlds
+
+    p = params.Params(**params_dict)
+    world = worlds.from_params(p)
+    for name in names:
+        if stage == "attack":
+            stages.adversarial(world, name, shard=shard)
+        else:
+            stages.evaluations(world, name, shard=shard)
+    return [str(p.store_dir / stage / n) for n in names]
+
+
+def _stage(args: argparse.Namespace) -> None:
+    from . import stages
+
+    p = _params(args)
+    names = args.names or (list(p.attacks) if args.command == "attack"
+                           else ["clean", *p.attacks])
+    stages.parse_shard(args.shard)  # fail early on a bad --shard
+    if args.submitit:
+        _submit(args, p, names)
+    else:
+        for folder in run_stage(args.command, p.as_dict(), names, args.shard):
+            print(f"done: {folder}")
+    if args.command == "evaluate" and args.shard is None and not args.submitit:
+        from . import worlds
+
+        print(stages.fuzzy_table(worlds.from_params(p), names, progress=False)
+              .round(2).to_string())
+
+
+def _submit(args: argparse.Namespace, p, names: list[str]) -> None:
+    """One submitit job per shard k/n (Slurm, or the local executor with ``--submitit local``)."""
+    import submitit
+
+    if args.shard is not None:
+        raise ValueError("--shard and --submitit exclude each other: --jobs n submits "
+                         "the shards 0/n .. n-1/n")
+    executor = submitit.AutoExecutor(folder=args.folder,
+                                     cluster="local" if args.submitit == "local" else None)
+    executor.update_parameters(timeout_min=args.timeout_min, name=f"diffrob-{args.command}",
+                               gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_task,
+                               **({"slurm_partition": args.slurm_partition}
+                                  if args.slurm_partition else {}))
+    jobs = [executor.submit(run_stage, args.command, p.as_dict(), names, f"{k}/{args.jobs}")
+            for k in range(args.jobs)]
+    print(f"submitted {len(jobs)} jobs: {[j.job_id for j in jobs]} (logs in {args.folder})")
+    for job in jobs:
+        for folder in job.result():
+            print(f"done (job {job.job_id}): {folder}")
+
+
+def _stage_parser(sub, name: str, help: str, names_help: str) -> None:
+    a = sub.add_parser(name, help=help)
+    a.add_argument("--params", required=True, help="parameter file, e.g. params/digits.yaml")
+    a.add_argument("-p", "--set", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                   help="override a parameter (YAML value), as papermill's -p")
+    a.add_argument("--attack" if name == "attack" else "--source", dest="names", nargs="+",
+                   help=names_help)
+    a.add_argument("--shard", help="k/n: only the batches i with i %% n == k (k = 0..n-1)")
+    a.add_argument("--submitit", choices=("slurm", "local"),
+                   help="submit --jobs shards through submitit (Slurm, or local processes)")
+    a.add_argument("--jobs", type=int, default=1, help="number of shards submitted")
+    a.add_argument("--folder", default="submitit_logs", help="submitit's log folder")
+    a.add_argument("--timeout-min", type=int, default=24 * 60)
+    a.add_argument("--gpus-per-node", type=int, default=0)
+    a.add_argument("--cpus-per-task", type=int, default=2)
+    a.add_argument("--slurm-partition", default="")
+    a.set_defaults(run=_stage)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="diffrob", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -24,9 +112,14 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train-digits", help="train the embedded digits classifier and DDPM")
     t.add_argument("--out", default="models/digits", help="folder for the safetensors + card")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--ddpm-steps", type=int, default=4000)
+    t.add_argument("--ddpm-steps", type=int, default=2000)
     t.add_argument("--classifier-epochs", type=int, default=40)
     t.set_defaults(run=_train_digits)
+
+    _stage_parser(sub, "attack", "generate adversarial examples (sec. 4, Table S1), resumable",
+                  "attacks among bpda bpda-eot pgd pgd-eot (default: params 'attacks')")
+    _stage_parser(sub, "evaluate", "r re-evaluations of the purified system (sec. 4.2)",
+                  "'clean' and/or attacks (default: clean + params 'attacks')")
     return p
 
 

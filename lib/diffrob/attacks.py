@@ -1,0 +1,178 @@
+"""Linf attacks on a purified classifier (sec. 4.2, appendix B, Table S1).
+
+- :func:`pgd`: projected gradient descent of Madry et al. (2018) on any
+  differentiable function of [0,1] images, the sign of the gradient of the
+  cross-entropy, projected to the eps ball around ``x`` and to [0,1] after every
+  step (as foolbox's ``LinfPGD`` and torchattacks' ``PGD``). With ``eot > 1`` the
+  gradient is that of the loss averaged over ``eot`` samples of the system's
+  randomness (EOT, Athalye et al. 2018), the samples folded into the batch: one
+  forward/backward per step.
+- :func:`attack_batch`: the four system attacks of Table 1 on
+  ``world.purifier()`` -> ``world.classifier``:
+
+  ========== ===================================== ===========
+  attack     gradient of the purifier              EOT samples
+  ========== ===================================== ===========
+  bpda       identity (straight-through, BPDA)     1
+  bpda-eot   identity (straight-through, BPDA)     ``eot``
+  pgd        full, through every diffusion step    1
+  pgd-eot    full, through every diffusion step    ``eot``
+  ========== ===================================== ===========
+
+- :func:`uniform`: uniform noise of Linf size eps (sec. 3.1).
+
+Randomness of the attacks (eq. 9 base seeds). Gradient ``c`` (= PGD step ``c``,
+from 0) of the batch with index ``i`` purifies EOT sample ``j`` (0..eot-1) with
+base seed ``attack_seed + c * eot + j`` and batch index ``i``: every gradient
+sees fresh, reproducible randomness, the same whether the samples are folded into
+one batch or drawn one call at a time. The random start is drawn from a CPU
+generator seeded with ``seed_for(attack_seed, i, 0, forward=False)`` (step 0 of
+eq. 9, which no purifier draws from). The evaluation stage uses base seeds
+``0 .. n_evals - 1``, so :func:`attack_batch` requires ``attack_seed >= n_evals``:
+the attack never sees the randomness it is judged with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .purifiers import Purifier, check_images, seed_for
+
+SYSTEM_ATTACKS = ("bpda", "bpda-eot", "pgd", "pgd-eot")
+
+
+def uniform(x: Tensor, eps: float, generator: torch.Generator | None = None) -> Tensor:
+    """``x + U(-eps, eps)`` per pixel, clipped to [0,1] (the noise baseline of sec. 3.1).
+
+    The noise is drawn on the generator's device (CPU by default) and moved to
+    ``x``'s, so a seed gives the same noise on every machine.
+    """
+    check_images(x, name="x")
+    _check_eps(eps)
+    device = generator.device if generator is not None else torch.device("cpu")
+    noise = torch.empty(x.shape, dtype=x.dtype, device=device)
+    noise.uniform_(-eps, eps, generator=generator)
+    return (x + noise.to(x.device)).clamp(0, 1)
+
+
+def pgd(logits_fn: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, eps: float, steps: int,
+        step_size: float, random_start: bool = True, generator: torch.Generator | None = None,
+        eot: int = 1, progress: bool = False) -> Tensor:
+    """Untargeted Linf PGD: ``steps`` signed-gradient ascent steps on the cross-entropy.
+
+    ``logits_fn`` maps [0,1] images (M, C, H, W) to logits (M, classes). It is
+    called exactly once per step, on ``eot`` copies of the current iterate stacked
+    seed-major (copy j is rows ``j*N .. (j+1)*N-1``, the layout of
+    ``Purifier(..., base_seeds=[s_0 .. s_{eot-1}])``); the loss is the mean
+    cross-entropy over all copies, so its gradient is the EOT average (eq. of
+    Athalye et al. 2018). Each step: ``x' = x' + step_size * sign(grad)``, then
+    projection to ``|x' - x|_inf <= eps`` and to [0,1]. ``random_start`` begins at
+    :func:`uniform` noise of size eps drawn with ``generator``. Returns the
+    adversarial images, detached, with ``x``'s shape.
+    """
+    check_images(x, name="x")
+    _check_eps(eps)
+    if not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps: expected an int >= 0, got {steps!r}")
+    if not step_size >= 0:
+        raise ValueError(f"step_size: expected a number >= 0, got {step_size!r}")
+    if not isinstance(eot, int) or eot < 1:
+        raise ValueError(f"eot: expected an int >= 1, got {eot!r}")
+    if y.shape != (x.shape[0],):
+        raise ValueError(f"y: expected labels of shape ({x.shape[0]},), got {tuple(y.shape)}")
+    x, y = x.detach(), y.detach().to(x.device)
+    x_adv = uniform(x, eps, generator) if random_start else x.clone()
+    targets = y.repeat(eot)
+    for _ in tqdm(range(steps), desc="PGD steps", leave=False, disable=not progress):
+        x_adv.requires_grad_(True)
+        rows = x_adv.repeat(eot, 1, 1, 1) if eot > 1 else x_adv
+        loss = F.cross_entropy(logits_fn(rows), targets)
+        (grad,) = torch.autograd.grad(loss, x_adv)
+        x_adv = x_adv.detach() + step_size * grad.sign()
+        x_adv = (x + (x_adv - x).clamp(-eps, eps)).clamp(0, 1)
+    return x_adv.detach()
+
+
+def straight_through(purifier: Purifier, x: Tensor, base_seeds: int | Sequence[int],
+                     batch_index: int) -> Tensor:
+    """BPDA (Athalye et al. 2018): the purifier forward, the identity backward."""
+    with torch.no_grad():
+        purified = purifier(x.detach(), base_seeds, batch_index)
+    return x + (purified - x).detach()
+
+
+class SystemLogits(nn.Module):
+    """``classifier(purifier(x))`` for PGD: one call is one gradient, with its own seeds.
+
+    Call ``c`` (counted from 0) purifies its ``eot`` seed-major chunks with base
+    seeds ``attack_seed + c * eot + j``; the purifier is differentiated through
+    every step (``straight=False``) or replaced by the identity in the backward
+    pass (``straight=True``, BPDA). With ``eot=1`` it is also the model to hand to
+    torchattacks: its ``EOTPGD``, calling it ``eot`` times per step, then sees the
+    very seeds that :func:`pgd` folds into one call.
+    """
+
+    def __init__(self, classifier: nn.Module, purifier: Purifier, batch_index: int,
+                 attack_seed: int, eot: int, straight: bool):
+        super().__init__()
+        self.classifier, self.diffusion, self.purifier = classifier, purifier.model, purifier
+        self.batch_index, self.attack_seed = batch_index, attack_seed
+        self.eot, self.straight = eot, straight
+        self.calls = 0
+        self.eval()
+
+    def seeds(self, call: int) -> list[int]:
+        """The base seeds of gradient number ``call``."""
+        return [self.attack_seed + call * self.eot + j for j in range(self.eot)]
+
+    def forward(self, x: Tensor) -> Tensor:
+        seeds = self.seeds(self.calls)
+        self.calls += 1
+        if self.straight:
+            purified = straight_through(self.purifier, x, seeds, self.batch_index)
+        else:
+            purified = self.purifier(x, seeds, self.batch_index, grad=True)
+        return self.classifier(purified)
+
+
+def attack_eot(attack: str, eot: int) -> int:
+    """EOT samples per gradient of a system attack: ``eot`` for the ``-eot`` ones, else 1."""
+    check_attack(attack)
+    return eot if attack.endswith("-eot") else 1
+
+
+def check_attack(attack: str) -> None:
+    if attack not in SYSTEM_ATTACKS:
+        raise ValueError(f"attack: expected one of {list(SYSTEM_ATTACKS)}, got {attack!r}")
+
+
+def attack_batch(world, attack: str, x: Tensor, y: Tensor, batch_index: int,
+                 purifier: Purifier | None = None, progress: bool = False) -> Tensor:
+    """One batch of a system attack (Table 1) with the parameters of ``world.params``.
+
+    ``eps``, ``attack_steps``, ``step_size`` (eps x rel_stepsize), ``random_start``,
+    ``eot`` and ``attack_seed`` come from the params (Table S1 defaults); seeds as
+    in the module docstring. ``purifier`` defaults to ``world.purifier()``.
+    """
+    p = world.params
+    check_attack(attack)
+    if p.attack_seed < p.n_evals:
+        raise ValueError(f"parameter 'attack_seed' ({p.attack_seed}) must be >= n_evals "
+                         f"({p.n_evals}): evaluations use base seeds 0..n_evals-1 and the "
+                         f"attack must not see them")
+    eot = attack_eot(attack, p.eot)
+    logits = SystemLogits(world.classifier, purifier or world.purifier(), batch_index,
+                          p.attack_seed, eot, straight=attack.startswith("bpda"))
+    start = torch.Generator().manual_seed(seed_for(p.attack_seed, batch_index, 0, False))
+    return pgd(logits, x, y, p.eps, p.attack_steps, p.step_size, p.random_start, start, eot,
+               progress=progress)
+
+
+def _check_eps(eps: float) -> None:
+    if not (isinstance(eps, (int, float)) and 0 <= eps <= 1):
+        raise ValueError(f"eps: expected a Linf radius in [0, 1] pixel units, got {eps!r}")

@@ -1,0 +1,130 @@
+"""Fuzzy adversarial robustness (sec. 4.1-4.2, Definitions 1 and 2, Tables 1-2, Fig. 3).
+
+Every function takes ``preds``, an int array (r, n) of the system's predictions
+for n stored examples under r base seeds (the evaluate stage), and ``labels``
+(n,). The grade of example i is the fraction of runs that it fools the system
+(Definition 1, the frequency estimate of P(s(xi_i) != y_i)); an example with grade
+>= alpha is alpha-fuzzy adversarial (Definition 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def _check(preds: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    preds, labels = np.asarray(preds), np.asarray(labels)
+    if preds.ndim != 2 or preds.shape[0] < 1:
+        raise ValueError(f"preds: expected an int array (r, n) with r >= 1, got shape "
+                         f"{preds.shape}")
+    if labels.shape != (preds.shape[1],):
+        raise ValueError(f"labels: expected shape ({preds.shape[1]},) to match preds "
+                         f"{preds.shape}, got {labels.shape}")
+    if not (np.issubdtype(preds.dtype, np.integer) and np.issubdtype(labels.dtype, np.integer)):
+        raise ValueError(f"preds and labels: expected integer class indices, got "
+                         f"{preds.dtype} and {labels.dtype}")
+    return preds, labels
+
+
+def _check_grades(grades: np.ndarray) -> np.ndarray:
+    grades = np.asarray(grades, dtype=float)
+    if grades.ndim != 1 or not np.all((grades >= 0) & (grades <= 1)):
+        raise ValueError("grades: expected a 1-D array of values in [0, 1]")
+    return grades
+
+
+def grades(preds: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Definition 1: the fraction of the r runs whose prediction differs from the label, (n,)."""
+    preds, labels = _check(preds, labels)
+    return (preds != labels[None, :]).mean(axis=0)
+
+
+def robust_fraction(grades: np.ndarray, alpha: float) -> float:
+    """The fraction of examples with grade < alpha: those that are not alpha-fuzzy adversarial
+    (Definition 2); Table 1's "alpha = 0.5" column at alpha = 0.5."""
+    g = _check_grades(grades)
+    if not 0 < alpha <= 1:
+        raise ValueError(f"alpha: expected a value in (0, 1], got {alpha!r}")
+    return float((g < alpha).mean())
+
+
+def cfr(grades: np.ndarray, alphas: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Cumulative fuzzy robustness (sec. 4.2, Fig. 3c): :func:`robust_fraction` at each alpha.
+
+    Non-decreasing in alpha; 1 everywhere for a perfectly robust system, 0 for an
+    entirely non-robust one, a step at its accuracy for a deterministic one.
+    """
+    return np.array([robust_fraction(grades, float(a)) for a in np.asarray(alphas).ravel()])
+
+
+def non_adversarial(grades: np.ndarray) -> float:
+    """The fraction with grade == 0: never fooled in any run (Table 1, "m = 0")."""
+    return float((_check_grades(grades) == 0).mean())
+
+
+def full_adversarial(grades: np.ndarray) -> float:
+    """The fraction with grade == 1: fooled in every run (Table 1, "m = 1")."""
+    return float((_check_grades(grades) == 1).mean())
+
+
+def standard_robustness(preds: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Accuracy of each single run: (mean, standard deviation) over the r runs (Table 1).
+
+    The standard deviation is numpy's (ddof = 0, the spread of the r runs themselves).
+    """
+    preds, labels = _check(preds, labels)
+    acc = (preds == labels[None, :]).mean(axis=1)
+    return float(acc.mean()), float(acc.std())
+
+
+def majority_vote(preds: np.ndarray, n_classes: int | None = None) -> np.ndarray:
+    """The most frequent prediction of each column of ``preds`` (k, n); ties -> smallest class."""
+    preds = np.asarray(preds)
+    n_classes = n_classes or int(preds.max()) + 1
+    counts = np.zeros((n_classes, preds.shape[1]), dtype=np.int64)
+    np.add.at(counts, (preds, np.arange(preds.shape[1])[None, :]), 1)
+    return counts.argmax(axis=0)  # argmax returns the first (smallest) class of a tie
+
+
+def majority_vote_accuracy(preds: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Majority-vote accuracy with groups of k runs (Table 1, "k = 10", "k = 100").
+
+    The r runs are split in order into floor(r / k) disjoint groups of k; in each
+    group an example's vote is its most frequent prediction (ties to the smallest
+    class index); the result is the mean over groups of the vote's accuracy.
+    """
+    preds, labels = _check(preds, labels)
+    r = preds.shape[0]
+    if not (isinstance(k, (int, np.integer)) and 1 <= k <= r):
+        raise ValueError(f"k: expected an int in 1..r = 1..{r}, got {k!r}")
+    n_classes = int(max(preds.max(), labels.max())) + 1
+    accs = [(majority_vote(preds[g * k:(g + 1) * k], n_classes) == labels).mean()
+            for g in range(r // k)]
+    return float(np.mean(accs))
+
+
+def summary(preds: np.ndarray, labels: np.ndarray, alpha: float = 0.5,
+            ks: Sequence[int] = (10, 100)) -> dict[str, float]:
+    """One row of Table 1, in percent; a vote with k > r is NaN."""
+    g = grades(preds, labels)
+    mean, std = standard_robustness(preds, labels)
+    row = {"standard": 100 * mean, "standard_std": 100 * std,
+           "m=0": 100 * non_adversarial(g), "m=1": 100 * full_adversarial(g),
+           f"alpha={alpha:g}": 100 * robust_fraction(g, alpha)}
+    for k in ks:
+        row[f"k={k}"] = (100 * majority_vote_accuracy(preds, labels, k)
+                         if k <= preds.shape[0] else float("nan"))
+    return row
+
+
+def table(preds: dict[str, np.ndarray], labels: np.ndarray, alpha: float = 0.5,
+          ks: Sequence[int] = (10, 100)) -> pd.DataFrame:
+    """Table 1's columns (percent) for each source: ``{"clean": preds, "bpda": preds, ...}``.
+
+    Columns: standard robustness mean and std over runs, m = 0, m = 1, the alpha
+    cut, and the majority vote for each k; one row per source, in the given order.
+    """
+    return pd.DataFrame({name: summary(p, labels, alpha, ks) for name, p in preds.items()}).T

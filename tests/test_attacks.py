@@ -1,0 +1,214 @@
+"""Attacks (sec. 4, Table S1) and the sanity checks of Carlini et al. (2019)."""
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchattacks
+from hypothesis import given, settings, strategies as st
+
+from diffrob import attacks, params, stages
+from diffrob.purifiers import Purifier
+from diffrob.worlds import World, digits
+
+MODELS = Path("models/digits")
+trained = pytest.mark.skipif(not (MODELS / "ddpm.safetensors").is_file(),
+                             reason="trained digits models not in models/digits")
+
+
+@functools.cache
+def _test_split():
+    return digits.split()[2:]
+
+
+def tiny_world(n=4, **overrides) -> World:
+    """Randomly initialised digits models (seeded) on the first n test images."""
+    torch.manual_seed(0)
+    p = params.load("params/smoke.yaml", n_images=n, **overrides)
+    x, y = _test_split()
+    return World("digits", x[:n], y[:n], digits.DigitsCNN().eval().requires_grad_(False),
+                 digits.build_unet().eval().requires_grad_(False), digits.build_scheduler(), p)
+
+
+@pytest.fixture(scope="module")
+def world():
+    return tiny_world()
+
+
+@pytest.fixture(scope="module")
+def trained_world():
+    from diffrob import worlds
+    return worlds.load("digits", n_images=32, batch_size=16, t_star=2, n_evals=8)
+
+
+def within(x_adv, x, eps):
+    return bool((x_adv - x).abs().max() <= eps + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1)
+
+
+# --- the eps ball and [0,1] (property tests) ---------------------------------------------------
+
+images = st.integers(0, 2**31 - 1).map(
+    lambda s: torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(s)))
+radii = st.floats(0.0, 1.0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(images, radii, st.integers(0, 100))
+def test_uniform_stays_in_ball(x, eps, seed):
+    assert within(attacks.uniform(x, eps, torch.Generator().manual_seed(seed)), x, eps)
+
+
+@settings(max_examples=20, deadline=None)
+@given(images, radii, st.integers(1, 3), st.floats(0.0, 0.5), st.booleans(), st.integers(1, 3))
+def test_pgd_stays_in_ball(world, x, eps, steps, rel, random_start, eot):
+    y = torch.tensor([0, 3, 9])
+    x_adv = attacks.pgd(world.classifier, x, y, eps, steps, eps * rel + 0.01, random_start,
+                        torch.Generator().manual_seed(0), eot)
+    assert x_adv.shape == x.shape and within(x_adv, x, eps)
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.sampled_from(attacks.SYSTEM_ATTACKS), st.floats(0.0, 1.0), st.integers(0, 5))
+def test_system_attacks_stay_in_ball(attack, eps_255_frac, batch_index):
+    w = tiny_world(2, eps_255=255 * eps_255_frac, t_star=1, attack_steps=2)
+    x_adv = attacks.attack_batch(w, attack, w.images, w.labels, batch_index)
+    assert within(x_adv, w.images, w.params.eps)
+
+
+def test_bad_arguments_are_named(world):
+    x, y = world.images, world.labels
+    with pytest.raises(ValueError, match="eps"):
+        attacks.pgd(world.classifier, x, y, 2.0, 1, 0.1)
+    with pytest.raises(ValueError, match="eot"):
+        attacks.pgd(world.classifier, x, y, 0.1, 1, 0.1, eot=0)
+    with pytest.raises(ValueError, match="y"):
+        attacks.pgd(world.classifier, x, y[:2], 0.1, 1, 0.1)
+    with pytest.raises(ValueError, match="attack"):
+        attacks.attack_batch(world, "fgsm", x, y, 0)
+    w = tiny_world(2, attack_seed=3, n_evals=4)
+    with pytest.raises(ValueError, match="attack_seed"):
+        attacks.attack_batch(w, "pgd", w.images, w.labels, 0)
+
+
+# --- agreement with torchattacks (the trusted reference) ---------------------------------------
+
+def test_pgd_equals_torchattacks_pgd_from_the_same_start(world):
+    x, y, eps = world.images, world.labels, 48 / 255
+    for random_start in (False, True):
+        torch.manual_seed(5)  # torchattacks draws its start from the global generator
+        ref = torchattacks.PGD(world.classifier, eps=eps, alpha=eps / 10, steps=7,
+                               random_start=random_start)(x, y)
+        ours = attacks.pgd(world.classifier, x, y, eps, 7, eps / 10, random_start,
+                           torch.Generator().manual_seed(5))
+        torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
+        assert (ours - x).abs().max() > eps / 2  # it moved
+
+
+@pytest.mark.parametrize("attack", attacks.SYSTEM_ATTACKS)
+def test_system_attacks_equal_torchattacks_around_the_same_system(world, attack):
+    """BPDA = torchattacks PGD around a straight-through purifier; -eot = torchattacks EOTPGD
+    (one call per EOT sample) with the seeds our folded batch uses."""
+    w = tiny_world(4, eot=3, attack_steps=2)
+    p, purifier = w.params, w.purifier()
+    eot = attacks.attack_eot(attack, p.eot)
+    model = attacks.SystemLogits(w.classifier, purifier, 2, p.attack_seed, 1,
+                                 straight=attack.startswith("bpda"))
+    start = attacks.uniform(w.images, p.eps, torch.Generator().manual_seed(
+        attacks.seed_for(p.attack_seed, 2, 0, False)))
+    # torchattacks starts from its input: give it our random start with eps measured from x
+    # by running our pgd without random start from the same point instead.
+    ref = torchattacks.EOTPGD(model, eps=p.eps, alpha=p.step_size, steps=p.attack_steps,
+                              eot_iter=eot, random_start=False)(start, w.labels)
+    ours_model = attacks.SystemLogits(w.classifier, purifier, 2, p.attack_seed, eot,
+                                      straight=attack.startswith("bpda"))
+    ours = attacks.pgd(ours_model, start, w.labels, p.eps, p.attack_steps, p.step_size,
+                       random_start=False, eot=eot)
+    assert model.calls == p.attack_steps * eot and ours_model.calls == p.attack_steps
+    # batched and looped convolutions round differently: a sign may flip on a near-zero
+    # gradient entry, so ask for almost every pixel, not all of them
+    same = torch.isclose(ours, ref, atol=1e-5).float().mean()
+    assert same > 0.97, f"{attack}: only {same:.3f} of the pixels agree with torchattacks"
+
+
+# --- gradients through the purifier ---------------------------------------------------------
+
+def test_eot_folding_gives_the_mean_of_the_per_seed_gradients():
+    w = tiny_world(3)
+    unet = w.diffusion.double()
+    cls = w.classifier.double()
+    purifier = Purifier(unet, w.scheduler, "ddpm", 2, (1, 8, 8))
+    x = w.images.double().requires_grad_(True)
+    seeds = [11, 12, 13]
+    folded = torch.nn.functional.cross_entropy(
+        cls(purifier(x.repeat(3, 1, 1, 1), seeds, 1, grad=True)), w.labels.repeat(3))
+    (g_folded,) = torch.autograd.grad(folded, x)
+    g_loop = sum(torch.autograd.grad(torch.nn.functional.cross_entropy(
+        cls(purifier(x, s, 1, grad=True)), w.labels), x)[0] for s in seeds) / 3
+    torch.testing.assert_close(g_folded, g_loop)
+    assert g_folded.abs().sum() > 0
+
+
+@trained
+def test_gradients_through_the_purifier_are_finite_and_not_zero(trained_world):
+    w = trained_world
+    x = w.images[:8].clone().requires_grad_(True)
+    for method in ("ddpm", "reverse", "ddim", "onestep"):
+        purifier = w.purifier(method=method)
+        loss = torch.nn.functional.cross_entropy(w.classifier(purifier(x, [1000], 0, grad=True)),
+                                                 w.labels[:8])
+        (g,) = torch.autograd.grad(loss, x)
+        assert torch.isfinite(g).all(), method
+        assert (g.abs().flatten(1).sum(1) > 0).all(), f"{method}: a zero gradient"
+
+
+# --- sanity checks of Carlini et al. (2019) on the trained digits models --------------------
+
+def accuracy(w, x):
+    return (w.predict(x) == w.labels).float().mean().item()
+
+
+@trained
+def test_pgd_drives_the_bare_classifier_near_zero(trained_world):
+    w = trained_world
+    assert accuracy(w, w.images) > 0.9
+    x_adv = attacks.pgd(w.classifier, w.images, w.labels, 48 / 255, 40, 48 / 255 / 30,
+                        generator=torch.Generator().manual_seed(0))
+    assert accuracy(w, x_adv) <= 0.05
+
+
+@trained
+def test_robust_accuracy_does_not_rise_with_eps(trained_world):
+    w = trained_world
+    accs = [accuracy(w, attacks.pgd(w.classifier, w.images, w.labels, e / 255, 20, e / 255 / 8,
+                                    random_start=False)) for e in (4, 12, 24, 48)]
+    assert all(b <= a for a, b in zip(accs, accs[1:])), accs
+    assert accs[-1] < accs[0]
+
+
+def purified_accuracy(w, x, i=0):
+    preds = stages.predict_purified(w, x, i, list(range(w.params.n_evals)))
+    return (preds == w.labels.numpy()[None]).mean()
+
+
+@trained
+def test_more_steps_or_eot_samples_do_not_weaken_the_attack(trained_world):
+    """Averaged over attack seeds, PGD-EOT with more steps / EOT samples leaves no more
+    accuracy to the purified system (one image of slack out of 16 x 2 seeds)."""
+    base = trained_world
+    results = {}
+    for name, steps, eot in [("weak", 2, 1), ("more steps", 6, 1), ("more eot", 2, 4)]:
+        accs = []
+        for seed in (500, 700):
+            p = base.params.replace(attack_steps=steps, eot=eot, attack_seed=seed, eps_255=48.0,
+                                    rel_stepsize=0.25)
+            w = World("digits", base.images[:16], base.labels[:16], base.classifier,
+                      base.diffusion, base.scheduler, p)
+            x_adv = attacks.attack_batch(w, "pgd-eot", w.images, w.labels, 0)
+            accs.append(purified_accuracy(w, x_adv))
+        results[name] = np.mean(accs)
+    assert results["more steps"] <= results["weak"] + 1 / 32, results
+    assert results["more eot"] <= results["weak"] + 1 / 32, results
+    clean = purified_accuracy(w, w.images)
+    assert results["weak"] < clean, (results, clean)

@@ -1,0 +1,98 @@
+"""Stages through the store: resumable, shardable, other parameters kept apart (sec. 4)."""
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+
+from diffrob import attacks, params, stages
+from diffrob.worlds import World, digits
+
+
+@functools.cache
+def _models():
+    torch.manual_seed(0)
+    return (digits.DigitsCNN().eval().requires_grad_(False),
+            digits.build_unet().eval().requires_grad_(False), digits.split()[2:])
+
+
+def tiny_world(results_dir, **overrides) -> World:
+    """6 images in 3 batches of 2, randomly initialised (seeded) models, t* = 1."""
+    p = params.load("params/smoke.yaml", results_dir=str(results_dir), n_images=6,
+                    batch_size=2, t_star=1, **overrides)
+    cls, unet, (x, y) = _models()
+    return World("digits", x[:6], y[:6], cls, unet, digits.build_scheduler(), p)
+
+
+def files(root):
+    return {f.relative_to(root): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()}
+
+
+def test_adversarial_runs_every_batch_once_and_a_rerun_skips_them(tmp_path, monkeypatch):
+    w = tiny_world(tmp_path)
+    x_adv = stages.adversarial(w, "bpda-eot", progress=False)
+    assert x_adv.shape == w.images.shape
+    assert (x_adv - w.images).abs().max() <= w.params.eps + 1e-6
+    assert len(list((w.params.store_dir / "attack" / "bpda-eot").glob("*/*.safetensors"))) == 3
+    # each batch i is attack_batch(..., i) on its rows: eq. 9's batch index is used
+    i, rows = w.batches()[1]
+    torch.testing.assert_close(x_adv[rows], attacks.attack_batch(
+        w, "bpda-eot", w.images[rows], w.labels[rows], i), rtol=0, atol=0)
+
+    def fail(*a, **k):
+        raise AssertionError("a finished batch was recomputed")
+    monkeypatch.setattr(stages, "attack_batch", fail)
+    assert torch.equal(stages.adversarial(w, "bpda-eot", progress=False), x_adv)
+
+
+def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    full = tiny_world(tmp_path / "full")
+    stages.adversarial(full, "pgd", progress=False)
+    part = tiny_world(tmp_path / "part")
+    stages.adversarial(part, "pgd", shard="1/3", progress=False)  # as if stopped early
+    stages.adversarial(part, "pgd", progress=False)
+    assert files(tmp_path / "full") == files(tmp_path / "part")
+
+
+def test_shards_write_the_files_of_one_process(tmp_path):
+    one = tiny_world(tmp_path / "one")
+    stages.adversarial(one, "pgd-eot", progress=False)
+    stages.evaluations(one, "pgd-eot", progress=False)
+    many = tiny_world(tmp_path / "many")
+    parts = [stages.evaluations(many, "pgd-eot", shard=f"{k}/2", progress=False)
+             for k in (1, 0)]
+    assert [p.shape for p in parts] == [(4, 2), (4, 4)]  # batch 1 / batches 0 and 2
+    assert files(tmp_path / "one") == files(tmp_path / "many")
+
+
+def test_evaluations_are_predictions_under_seeds_0_to_r_minus_1(tmp_path):
+    w = tiny_world(tmp_path, n_evals=5, eot=2)  # seeds folded 2 at a time: 2 + 2 + 1
+    preds = stages.evaluations(w, "clean", progress=False)
+    assert preds.shape == (5, 6) and preds.dtype == np.int64
+    purifier = w.purifier()
+    for i, rows in w.batches():
+        for s in (0, 4):
+            want = w.classifier(purifier(w.images[rows], s, i)).argmax(1).numpy()
+            np.testing.assert_array_equal(preds[s, rows], want)
+    assert np.array_equal(stages.evaluations(w, "clean", progress=False), preds)
+
+
+def test_other_parameters_on_the_same_store_are_kept_apart(tmp_path):
+    first = stages.adversarial(tiny_world(tmp_path), "bpda", progress=False)
+    stages.adversarial(tiny_world(tmp_path, attack_steps=3), "bpda", progress=False)
+    assert len(list((tmp_path / "digits" / "attack" / "bpda").iterdir())) == 2
+    assert torch.equal(stages.adversarial(tiny_world(tmp_path), "bpda", progress=False), first)
+
+
+def test_fuzzy_table_has_clean_and_every_attack(tmp_path):
+    w = tiny_world(tmp_path, attacks=["bpda", "pgd"])
+    t = stages.fuzzy_table(w, progress=False)
+    assert list(t.index) == ["clean", "bpda", "pgd"]
+    assert ((t.drop(columns="standard_std") >= 0) & (t.drop(columns="standard_std") <= 100)).all().all()
+
+
+@pytest.mark.parametrize("bad", ["2/2", "1", "a/b", "-1/2"])
+def test_bad_shards_are_named(bad):
+    with pytest.raises(ValueError, match="shard"):
+        stages.parse_shard(bad)
