@@ -1,0 +1,418 @@
+"""Sec. 6: diffusion models improve robustness by compressing image space.
+
+Everything here looks at a purifier ``f`` with its randomness fixed (eq. 9 with
+one base seed and batch index), which makes ``f`` a deterministic map of images:
+
+- :func:`pca_spectra`: PCA spectrum of N points of the Linf neighbourhood of a
+  clean image before and after ``f`` (Fig. 5b);
+- :func:`jacobian` and :func:`jacobian_spectrum`: the exact Jacobian J_f(x0) of
+  eq. 4 and its eigenvalue / singular-value spectrum (Fig. 5c);
+- :func:`compression_rate`: ||f(x0 + eta) - f(x0)|| / ||eta|| for random eta;
+- :func:`critical_threshold`, :func:`robust_factors` and :func:`roc`: the
+  distance from f(x0) along the purified adversarial direction at which the
+  classifier's decision flips, the purified attack length ||f(x_adv) - f(x0)||,
+  and how well each separates robust from non-robust examples (Fig. 6b, 6c).
+
+The maps ``f`` taken as arguments work on batches (N, C, H, W) -> (N, C, H, W)
+row by row, and must be the *same* map for every row: for a diffusion purifier
+that is :func:`fixed_purifier` (every row gets the noise of one one-image batch,
+``shared_noise=True``). Adversarial examples and directions are arguments, so
+nothing here depends on a particular attack.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from . import attacks, stages, store
+from .purifiers import Purifier, seed_for
+
+ImageMap = Callable[[Tensor], Tensor]
+
+
+def fixed_purifier(purifier: Purifier, base_seed: int = 0, batch_index: int = 0) -> ImageMap:
+    """The purifier as one deterministic, differentiable map f (sec. 6, eq. 9).
+
+    Every row of a batch gets the noise that a one-image batch gets under
+    (``base_seed``, ``batch_index``), so ``f(x)[r]`` depends on ``x[r]`` only
+    and is the same function for every row. Gradients flow through every step
+    (checkpointed) whenever autograd is enabled.
+    """
+    def f(x: Tensor) -> Tensor:
+        return purifier(x, base_seed, batch_index, grad=True, shared_noise=True)
+    return f
+
+
+def _one_image(x0: Tensor) -> Tensor:
+    if x0.ndim == 3:
+        x0 = x0.unsqueeze(0)
+    if x0.ndim != 4 or x0.shape[0] != 1:
+        raise ValueError(f"x0: expected one image (C, H, W) or (1, C, H, W), got {tuple(x0.shape)}")
+    return x0
+
+
+@torch.no_grad()
+def apply(f: ImageMap, x: Tensor, chunk: int = 256, desc: str | None = None) -> Tensor:
+    """``f`` on ``x`` in chunks of ``chunk`` rows, without gradients."""
+    if chunk < 1:
+        raise ValueError(f"chunk: expected >= 1, got {chunk}")
+    parts = x.split(chunk)
+    return torch.cat([f(p) for p in tqdm(parts, desc=desc, disable=desc is None or len(parts) < 2)])
+
+
+def linf_neighbours(x0: Tensor, eps: float, n: int,
+                    generator: torch.Generator | None = None) -> Tensor:
+    """``n`` uniform samples of the Linf ball of radius ``eps`` around one image, in [0,1]."""
+    x0 = _one_image(x0)
+    if eps < 0 or n < 1:
+        raise ValueError(f"linf_neighbours: expected eps >= 0 and n >= 1, got eps={eps}, n={n}")
+    u = torch.rand((n, *x0.shape[1:]), generator=generator, device=x0.device, dtype=x0.dtype)
+    return (x0 + eps * (2 * u - 1)).clamp(0, 1)
+
+
+def pca_spectrum(points: Tensor, k: int | None = None) -> Tensor:
+    """Variances along the principal components of ``points`` (N, ...), largest first.
+
+    The eigenvalues of the sample covariance of the flattened points (N - 1
+    normalisation), computed as squared singular values of the centred data.
+    """
+    if points.shape[0] < 2:
+        raise ValueError(f"points: PCA needs at least 2 rows, got {points.shape[0]}")
+    z = points.flatten(1).double()
+    s = torch.linalg.svdvals(z - z.mean(0))
+    return (s**2 / (z.shape[0] - 1))[:k]
+
+
+@dataclass(frozen=True)
+class Neighbourhood:
+    """PCA spectra of a neighbourhood before and after f, and the compression rate of each point."""
+
+    before: Tensor   # component variances of the inputs, largest first
+    after: Tensor    # component variances of their images under f
+    rates: Tensor    # ||f(x) - f(x0)|| / ||x - x0|| per sample
+
+
+def pca_spectra(f: ImageMap, x0: Tensor, eps: float, n: int, k: int | None = None,
+                chunk: int = 256, generator: torch.Generator | None = None) -> Neighbourhood:
+    """Fig. 5b: PCA spectra of ``n`` Linf-neighbours of ``x0`` before and after ``f``.
+
+    Returns the top-``k`` component variances of the inputs and of their images
+    under ``f``, and the compression rate of every sample (:func:`compression_rate`,
+    on the same points). For a linear f(x) = A x and an unclipped ball, the inputs'
+    variances are all eps^2 / 3 and the outputs' are eps^2 / 3 times the squared
+    singular values of A; dividing the outputs' spectrum by the inputs' mean
+    variance gives the squared compression along each principal direction.
+    """
+    x0 = _one_image(x0)
+    points = linf_neighbours(x0, eps, n, generator)
+    images = apply(f, points, chunk, "PCA samples")
+    with torch.no_grad():
+        rates = _rates(points - x0, images - f(x0))
+    return Neighbourhood(pca_spectrum(points, k), pca_spectrum(images, k), rates)
+
+
+def _rates(eta: Tensor, moved: Tensor) -> Tensor:
+    eta, moved = eta.flatten(1).double(), moved.flatten(1).double()
+    if (eta.norm(dim=1) == 0).any():
+        raise ValueError("eta: a perturbation is zero (after clipping to [0,1])")
+    return moved.norm(dim=1) / eta.norm(dim=1)
+
+
+def jacobian(f: ImageMap, x0: Tensor, chunk: int = 64, progress: bool = False) -> Tensor:
+    """The exact Jacobian J_f(x0) (eq. 4) as a (D_out, D_in) matrix, by batched VJPs.
+
+    Rows come ``chunk`` at a time: ``chunk`` copies of ``x0`` go through ``f``
+    as one batch and one backward pass with the cotangents e_r (one output
+    coordinate per copy) returns the rows r of J. This folds the VJP batch into
+    the batch dimension, so it works with any model and with the purifier's
+    per-step activation checkpointing (``torch.func.vjp`` does not accept
+    checkpointing's saved-tensor hooks, and ``is_grads_batched`` was slower
+    here). It needs ``f`` to be the same map for every row, which
+    :func:`fixed_purifier` guarantees. Memory is that of one attack gradient
+    of batch ``chunk``; the CIFAR-10 purifier's 3072 x 3072 Jacobian is 3072 / chunk
+    such gradients.
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk: expected >= 1, got {chunk}")
+    x0 = _one_image(x0).detach()
+    with torch.no_grad():
+        d_out = f(x0).numel()
+    rows = []
+    starts = range(0, d_out, chunk)
+    for start in tqdm(starts, desc="Jacobian rows", disable=not progress or len(starts) < 2):
+        idx = torch.arange(start, min(start + chunk, d_out), device=x0.device)
+        x = x0.expand(len(idx), *x0.shape[1:]).clone().requires_grad_(True)
+        with torch.enable_grad():
+            y = f(x).flatten(1)
+            cot = torch.zeros_like(y)
+            cot[torch.arange(len(idx), device=x0.device), idx] = 1
+            (g,) = torch.autograd.grad(y, x, cot)
+        rows.append(g.flatten(1).detach())
+    return torch.cat(rows)
+
+
+def jacobian_rowwise(f: ImageMap, x0: Tensor) -> Tensor:
+    """The reference Jacobian: one forward and one ``torch.autograd.grad`` per output row."""
+    x = _one_image(x0).detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        y = f(x).flatten()
+        rows = [torch.autograd.grad(y[r], x, retain_graph=r < len(y) - 1)[0].flatten()
+                for r in range(len(y))]
+    return torch.stack(rows)
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """Spectrum of a Jacobian: eigenvalue magnitudes and singular values, both largest first."""
+
+    eigenvalues: Tensor
+    singular_values: Tensor
+
+
+def jacobian_spectrum(jac: Tensor) -> Spectrum:
+    """Fig. 5c: |eigenvalues| and singular values of a square Jacobian (float64).
+
+    The paper's figure and its numbers (largest eigenvalue 1.32, 2760 of 3072
+    below 0.25, 17 above 1) are eigenvalue *magnitudes*: the Jacobian is not
+    symmetric, so its eigenvalues are complex and only their moduli order them;
+    that is what the figure shows, to compare with the paper. The singular
+    values are reported beside them because they are what bounds compression
+    (||J eta|| <= sigma_max ||eta||, and the PCA spectrum of a small ball is
+    sigma^2 eps^2 / 3): for a non-normal J a small |eigenvalue| does not mean
+    small stretching. Every |eigenvalue| lies between the smallest and largest
+    singular value.
+    """
+    if jac.ndim != 2 or jac.shape[0] != jac.shape[1]:
+        raise ValueError(f"jac: expected a square matrix, got shape {tuple(jac.shape)}")
+    j = jac.double()
+    eig = torch.linalg.eigvals(j).abs().sort(descending=True).values
+    return Spectrum(eig, torch.linalg.svdvals(j))
+
+
+def spectrum_summary(values: Tensor, low: float = 0.25, high: float = 1.0) -> dict[str, float]:
+    """Sec. 6's numbers for spectra stacked as (n_images, D): the largest value (mean, std),
+    and how many values per image lie below ``low`` and above ``high`` (means)."""
+    v = values.reshape(-1, values.shape[-1]).double()
+    top = v.max(1).values
+    return {"top_mean": top.mean().item(),
+            "top_std": top.std().item() if len(top) > 1 else 0.0,
+            "below_low": (v < low).sum(1).double().mean().item(),
+            "above_high": (v > high).sum(1).double().mean().item(),
+            "dim": v.shape[1]}
+
+
+def compression_rate(f: ImageMap, x0: Tensor, eta: Tensor, chunk: int = 256) -> Tensor:
+    """||f(x0 + eta) - f(x0)|| / ||eta|| for each row of ``eta`` (sec. 6: ~0.25 for random eta).
+
+    ``x0`` is one image; ``x0 + eta`` is clipped to [0,1] and eta is taken as
+    the perturbation that remains after clipping.
+    """
+    x0 = _one_image(x0)
+    x = (x0 + eta).clamp(0, 1)
+    with torch.no_grad():
+        return _rates(x - x0, apply(f, x, chunk) - f(x0))
+
+
+@torch.no_grad()
+def critical_threshold(classifier: nn.Module | Callable[[Tensor], Tensor], start: Tensor,
+                       direction: Tensor, labels: Tensor, max_dist: float = 5.0,
+                       grid: int = 50, tol: float = 1e-4) -> Tensor:
+    """Sec. 6 (Fig. 6b): l2 distance from ``start`` along ``direction`` at which the decision flips.
+
+    For each row, the smallest r in [0, ``max_dist``] with
+    ``classifier(start + r u).argmax() != label`` (u = direction / ||direction||):
+    a grid of ``grid`` steps finds the first wrong point, bisection refines it
+    to ``tol``. ``inf`` where no flip happens up to ``max_dist`` (or the
+    direction is zero); 0 where ``start`` itself is misclassified. Points are
+    not clipped to [0,1] (a distance of 5 leaves the image box). In sec. 6,
+    start = f(x0) and direction = f(x_adv) - f(x0).
+    """
+    if start.shape != direction.shape or start.shape[0] != labels.shape[0]:
+        raise ValueError(f"start {tuple(start.shape)}, direction {tuple(direction.shape)} and "
+                         f"labels {tuple(labels.shape)} must agree")
+    if max_dist <= 0 or grid < 1 or tol <= 0:
+        raise ValueError(f"expected max_dist > 0, grid >= 1, tol > 0, "
+                         f"got {max_dist}, {grid}, {tol}")
+    norm = direction.flatten(1).norm(dim=1)
+    u = direction / norm.clamp_min(1e-30).view(-1, *[1] * (direction.ndim - 1))
+
+    def wrong(r: Tensor, rows: Tensor) -> Tensor:
+        x = start[rows] + r.view(-1, *[1] * (start.ndim - 1)).to(start.dtype) * u[rows]
+        return classifier(x).argmax(1) != labels[rows]
+
+    n = start.shape[0]
+    radii = torch.linspace(0, max_dist, grid + 1, device=start.device, dtype=torch.float64)
+    flags = torch.stack([wrong(r.expand(n), torch.arange(n, device=start.device))
+                         for r in radii], 1)                          # (n, grid + 1)
+    flags &= (norm > 0).view(-1, 1) | (torch.arange(grid + 1, device=start.device) == 0)
+    first = torch.where(flags.any(1), flags.float().argmax(1), torch.full_like(norm, -1).long())
+    out = torch.full((n,), math.inf, dtype=torch.float64, device=start.device)
+    out[first == 0] = 0.0
+    rows = torch.nonzero(first > 0).flatten()
+    if len(rows):
+        lo, hi = radii[first[rows] - 1], radii[first[rows]]
+        for _ in range(max(0, math.ceil(math.log2((max_dist / grid) / tol)))):
+            mid = (lo + hi) / 2
+            w = wrong(mid, rows)
+            hi, lo = torch.where(w, mid, hi), torch.where(w, lo, mid)
+        out[rows] = hi
+    return out
+
+
+@dataclass(frozen=True)
+class RobustFactors:
+    """Per example: decisions on the purified clean and adversarial images, sec. 6's factors."""
+
+    clean_correct: Tensor   # classifier(f(x0)) == y
+    robust: Tensor          # classifier(f(x_adv)) == y
+    critical: Tensor        # critical threshold along f(x_adv) - f(x0), Fig. 6b
+    length: Tensor          # purified attack length ||f(x_adv) - f(x0)||, Fig. 6c
+    attack_length: Tensor   # ||x_adv - x0||
+
+
+@torch.no_grad()
+def robust_factors(classifier: nn.Module | Callable[[Tensor], Tensor], x0: Tensor, x_adv: Tensor,
+                   clean_purified: Tensor, adv_purified: Tensor, labels: Tensor,
+                   max_dist: float = 5.0) -> RobustFactors:
+    """Fig. 6: what separates robust from non-robust examples under one fixed randomness.
+
+    An example is robust if the classifier is right on the purified adversarial
+    image f(x_adv). The critical threshold is measured from the reference point
+    f(x0) along the purified attack f(x_adv) - f(x0); the example is robust
+    exactly when its purified attack is shorter than that threshold (Fig. 6a),
+    up to decision regions that are not convex along the ray.
+    """
+    d = adv_purified - clean_purified
+    return RobustFactors(
+        clean_correct=classifier(clean_purified).argmax(1) == labels,
+        robust=classifier(adv_purified).argmax(1) == labels,
+        critical=critical_threshold(classifier, clean_purified, d, labels, max_dist),
+        length=d.flatten(1).norm(dim=1).double(),
+        attack_length=(x_adv - x0).flatten(1).norm(dim=1).double())
+
+
+def roc(scores: Tensor, positive: Tensor) -> tuple[Tensor, Tensor, float]:
+    """ROC curve and AUC of ``scores`` (higher = positive) for the boolean ``positive``.
+
+    Returns (false positive rates, true positive rates, AUC), the curve from
+    (0, 0) to (1, 1) through every distinct threshold; the AUC is the
+    Mann-Whitney probability that a positive outscores a negative (ties count
+    one half). Infinite scores (no flip found) are allowed.
+    """
+    s, pos = scores.double().flatten().cpu(), positive.bool().flatten().cpu()
+    if s.shape != pos.shape:
+        raise ValueError(f"scores {tuple(s.shape)} and positive {tuple(pos.shape)} must agree")
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"roc: needs both classes, got {n_pos} positive and {n_neg} negative")
+    thresholds = torch.unique(s).flip(0)
+    tpr = torch.stack([(s[pos] >= t).sum() for t in thresholds]).double() / n_pos
+    fpr = torch.stack([(s[~pos] >= t).sum() for t in thresholds]).double() / n_neg
+    zero = torch.zeros(1, dtype=torch.float64)
+    greater = (s[pos].view(-1, 1) > s[~pos].view(1, -1)).double()
+    ties = (s[pos].view(-1, 1) == s[~pos].view(1, -1)).double()
+    auc = (greater + 0.5 * ties).mean().item()
+    return torch.cat([zero, fpr]), torch.cat([zero, tpr]), auc
+
+
+# --- the stages of the chapter on a World (results through the store) -------------------
+
+# What determines each stage's result (the store refuses files made with other values).
+_MODEL_FIELDS = ("world", "diffusion_model", "autocast", "purifier", "t_star", "base_seed")
+_BATCH_FIELDS = ("n_images", "batch_size")  # eq. 9's batch index and the noise per row
+_ATTACK_FIELDS = ("eps_255", "attack_steps", "rel_stepsize", "random_start", "attack_seed")
+
+
+def _key(world, stage: str, fields: tuple[str, ...]) -> dict:
+    p = world.params
+    return {"format": store.FORMAT, "stage": stage,
+            "models": store.fingerprint(world.classifier, world.diffusion),
+            **{f: getattr(p, f) for f in _MODEL_FIELDS + fields}}
+
+
+def jacobian_spectra(world, progress: bool = True) -> Spectrum:
+    """Fig. 5c for the first ``jacobian_images`` test images: spectra stacked as (n, D).
+
+    Image n is purified alone with base seed ``base_seed`` and batch index n
+    (eq. 9), so each image has its own fixed randomness. Each image's spectra are
+    stored (``compression/jacobian``, one file per image) and read back on reruns.
+    """
+    p, stage = world.params, "compression/jacobian"
+    k = _key(world, stage, ())
+    purifier, eig, sv = world.purifier(), [], []
+    n = min(p.jacobian_images, len(world.images))
+    for i in tqdm(range(n), desc="Jacobians", unit="image", disable=not progress):
+        both = store.read(p, stage, i, k)
+        if both is None:
+            jac = jacobian(fixed_purifier(purifier, p.base_seed, i), world.images[i:i + 1],
+                           p.jacobian_chunk, progress)
+            s = jacobian_spectrum(jac)
+            both = torch.stack([s.eigenvalues, s.singular_values])
+            store.write(p, stage, i, both, k)
+        eig.append(both[0])
+        sv.append(both[1])
+    return Spectrum(torch.stack(eig), torch.stack(sv))
+
+
+def adversarial_fixed(world, progress: bool = True) -> Tensor:
+    """PGD with the full gradient through the purifier with fixed randomness (sec. 6).
+
+    Batch i is attacked through ``classifier(purifier(x, base_seed, i, grad=True))``,
+    the same deterministic system every step (no EOT: there is no randomness to
+    average), with :func:`diffrob.attacks.pgd` at the world's eps, steps and step
+    size; the random start uses the seed of :mod:`diffrob.attacks`. Batches are
+    stored (``compression/pgd-fixed``) and read back on reruns.
+    """
+    p, stage = world.params, "compression/pgd-fixed"
+    k = _key(world, stage, _BATCH_FIELDS + _ATTACK_FIELDS)
+    purifier, out = world.purifier(), []
+    for i, rows in tqdm(world.batches(), desc="PGD (fixed randomness)", unit="batch",
+                        disable=not progress):
+        x = store.read(p, stage, i, k)
+        if x is None:
+            def logits(z: Tensor, i: int = i) -> Tensor:
+                return world.classifier(purifier(z, p.base_seed, i, grad=True))
+            g = torch.Generator().manual_seed(seed_for(p.attack_seed, i, 0, forward=False))
+            x = attacks.pgd(logits, world.images[rows], world.labels[rows], p.eps,
+                            p.attack_steps, p.step_size, p.random_start, g, progress=progress)
+            store.write(p, stage, i, x, k)
+        out.append(x.to(world.device))
+    return torch.cat(out)
+
+
+def adversarial_examples(world, progress: bool = True) -> Tensor:
+    """The adversarial examples of Fig. 6, as ``compression_attack`` names them.
+
+    A system attack (``bpda`` .. ``pgd-eot``) is read from the store of
+    :func:`diffrob.stages.adversarial` (computed there if missing; the book's
+    chapter on distances has made it already); ``fixed-pgd`` is
+    :func:`adversarial_fixed`. The default ``pgd-eot`` matches the paper's
+    attack lengths (1.16 and 1.23, as PGD-EOT's 1.19 in Table S2).
+    """
+    attack = world.params.compression_attack
+    if attack == "fixed-pgd":
+        return adversarial_fixed(world, progress)
+    return stages.adversarial(world, attack, progress=progress)
+
+
+@torch.no_grad()
+def world_robust_factors(world, x_adv: Tensor) -> RobustFactors:
+    """:func:`robust_factors` of every test image, purified batch by batch with fixed randomness.
+
+    Batch i goes through ``purifier(x, base_seed, i)`` (eq. 9), for the clean and the
+    adversarial images alike: the randomness that :func:`adversarial_fixed` attacks,
+    and for a stored system attack one of the evaluation runs it never saw.
+    """
+    p, purifier = world.params, world.purifier()
+    clean, adv = [], []
+    for i, rows in world.batches():
+        clean.append(purifier(world.images[rows], p.base_seed, i))
+        adv.append(purifier(x_adv[rows], p.base_seed, i))
+    return robust_factors(world.classifier, world.images, x_adv, torch.cat(clean),
+                          torch.cat(adv), world.labels, p.critical_max)

@@ -1,0 +1,202 @@
+"""Sec. 6 analyses against known answers: linear toy purifiers and classifiers."""
+
+import math
+
+import pytest
+import torch
+
+from diffrob import compression as C
+from diffrob.purifiers import Purifier
+from diffrob.worlds import digits
+
+SHAPE = (1, 2, 3)  # D = 6
+D = 6
+
+
+def linear_map(a: torch.Tensor, b: torch.Tensor | None = None):
+    """The toy "purifier" f(x) = A x + b on flattened images."""
+    def f(x):
+        y = x.flatten(1) @ a.T.to(x.dtype)
+        if b is not None:
+            y = y + b.to(x.dtype)
+        return y.view(x.shape[0], *SHAPE)
+    return f
+
+
+@pytest.fixture
+def matrix():
+    g = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(D, D, generator=g, dtype=torch.float64))
+    eig = torch.tensor([1.5, 0.9, 0.5, 0.3, 0.2, 0.1], dtype=torch.float64)
+    p = q + 0.3 * torch.eye(D, dtype=torch.float64)
+    a = p @ torch.diag(eig) @ torch.linalg.inv(p)  # eigenvalues eig, not symmetric
+    return a, eig
+
+
+def test_jacobian_of_linear_map_is_its_matrix(matrix):
+    a, _ = matrix
+    f = linear_map(a, torch.arange(D, dtype=torch.float64))
+    x0 = torch.rand(SHAPE, dtype=torch.float64)
+    for chunk in (1, 4, 64):
+        torch.testing.assert_close(C.jacobian(f, x0, chunk=chunk), a)
+    torch.testing.assert_close(C.jacobian_rowwise(f, x0), a)
+
+
+def test_spectrum_of_linear_map(matrix):
+    a, eig = matrix
+    s = C.jacobian_spectrum(a)
+    torch.testing.assert_close(s.eigenvalues, eig)
+    torch.testing.assert_close(s.singular_values, torch.linalg.svdvals(a))
+    summary = C.spectrum_summary(torch.stack([eig, eig]))
+    assert summary == {"top_mean": 1.5, "top_std": 0.0, "below_low": 2.0, "above_high": 1.0,
+                       "dim": D}
+
+
+def test_complex_eigenvalues_are_reported_by_magnitude():
+    rot = torch.tensor([[0.0, -2.0], [2.0, 0.0]])  # eigenvalues +-2i
+    torch.testing.assert_close(C.jacobian_spectrum(rot).eigenvalues,
+                               torch.tensor([2.0, 2.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match="square"):
+        C.jacobian_spectrum(torch.zeros(2, 3))
+
+
+def test_pca_spectrum_of_linear_map(matrix):
+    a, _ = matrix
+    eps, n = 0.1, 20000
+    x0 = torch.full(SHAPE, 0.5, dtype=torch.float64)
+    hood = C.pca_spectra(linear_map(a), x0, eps, n, k=D, generator=torch.Generator().manual_seed(1))
+    var = eps**2 / 3  # variance of U(-eps, eps)
+    torch.testing.assert_close(hood.before, torch.full((D,), var, dtype=torch.float64),
+                               rtol=0.06, atol=0)
+    torch.testing.assert_close(hood.after, var * torch.linalg.svdvals(a) ** 2, rtol=0.06, atol=0)
+    # the rates of the same samples are those of the matrix
+    pts = C.linf_neighbours(x0, eps, n, torch.Generator().manual_seed(1)).flatten(1) - 0.5
+    torch.testing.assert_close(hood.rates, (pts @ a.T).norm(dim=1) / pts.norm(dim=1))
+    assert len(C.pca_spectra(linear_map(a), x0, eps, 10, k=3).after) == 3
+
+
+def test_pca_spectrum_exact_on_known_points():
+    pts = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 2.0], [0.0, -2.0]])
+    torch.testing.assert_close(C.pca_spectrum(pts), torch.tensor([8 / 3, 2 / 3], dtype=torch.float64))
+
+
+def test_compression_rate_of_linear_map(matrix):
+    a, _ = matrix
+    x0 = torch.full(SHAPE, 0.5, dtype=torch.float64)
+    eta = 0.05 * torch.randn((7, *SHAPE), generator=torch.Generator().manual_seed(2),
+                             dtype=torch.float64)
+    rate = C.compression_rate(linear_map(a, torch.ones(D, dtype=torch.float64)), x0, eta, chunk=3)
+    e = eta.flatten(1)
+    torch.testing.assert_close(rate, (e @ a.T).norm(dim=1) / e.norm(dim=1))
+    scaled = C.compression_rate(linear_map(0.25 * torch.eye(D, dtype=torch.float64)), x0, eta)
+    torch.testing.assert_close(scaled, torch.full((7,), 0.25, dtype=torch.float64))
+
+
+def linear_classifier(w, b):
+    return lambda x: x.flatten(1).double() @ w.T + b
+
+
+def test_critical_threshold_of_linear_classifier_is_its_margin():
+    g = torch.Generator().manual_seed(3)
+    w, b = torch.randn(2, D, generator=g, dtype=torch.float64), torch.randn(2, generator=g,
+                                                                          dtype=torch.float64)
+    clf = linear_classifier(w, b)
+    x = torch.randn((20, *SHAPE), generator=g, dtype=torch.float64)
+    y = clf(x).argmax(1)
+    sign = torch.where(y == 0, 1.0, -1.0).double()
+    normal = (w[1] - w[0]) * sign.view(-1, 1)  # towards the other class
+    margin = (clf(x)[:, 0] - clf(x)[:, 1]).abs() / (w[1] - w[0]).norm()
+    crit = C.critical_threshold(clf, x, normal.view(-1, *SHAPE), y, max_dist=10.0, tol=1e-7)
+    reachable = margin <= 10.0
+    torch.testing.assert_close(crit[reachable], margin[reachable], atol=1e-6, rtol=0)
+    assert torch.isinf(crit[~reachable]).all()
+    # moving away from the boundary never flips; a misclassified start is 0
+    away = C.critical_threshold(clf, x, -normal.view(-1, *SHAPE), y, max_dist=10.0)
+    assert torch.isinf(away).all()
+    assert (C.critical_threshold(clf, x, normal.view(-1, *SHAPE), 1 - y) == 0).all()
+
+
+def test_critical_threshold_multiclass_random_direction():
+    g = torch.Generator().manual_seed(4)
+    w, b = torch.randn(5, D, generator=g, dtype=torch.float64), torch.zeros(5, dtype=torch.float64)
+    clf = linear_classifier(w, b)
+    x = torch.randn((30, *SHAPE), generator=g, dtype=torch.float64)
+    u = torch.randn((30, D), generator=g, dtype=torch.float64)
+    u = u / u.norm(dim=1, keepdim=True)
+    y = clf(x).argmax(1)
+    z = clf(x)
+    rate = (w.view(1, 5, D) - w[y].view(30, 1, D)) @ u.view(30, D, 1)  # d(z_c - z_y)/dr
+    gap = (z.gather(1, y.view(-1, 1)) - z).view(30, 5, 1)
+    hit = torch.where(rate > 0, gap / rate, torch.full_like(rate, math.inf)).amin((1, 2))
+    want = torch.where(hit <= 3.0, hit, torch.full_like(hit, math.inf))
+    crit = C.critical_threshold(clf, x, (2.5 * u).view(-1, *SHAPE), y, max_dist=3.0, tol=1e-7)
+    torch.testing.assert_close(crit, want, atol=1e-6, rtol=0)
+
+
+def test_robust_factors_and_roc():
+    w = torch.tensor([[1.0, 0.0], [-1.0, 0.0]], dtype=torch.float64)
+    clf = lambda x: x.flatten(1) @ w.T  # class 0 iff first coordinate > 0; margin = x[0]
+    clean = torch.tensor([[[[1.0, 0.0]]], [[[0.2, 0.0]]], [[[2.0, 0.0]]]], dtype=torch.float64)
+    adv = clean + torch.tensor([-0.5, -0.5, -1.0], dtype=torch.float64).view(-1, 1, 1, 1) \
+        * torch.tensor([1.0, 0.0], dtype=torch.float64).view(1, 1, 1, 2)
+    y = torch.zeros(3, dtype=torch.long)
+    r = C.robust_factors(clf, clean, adv, clean, adv, y, max_dist=5.0)
+    assert r.robust.tolist() == [True, False, True] and r.clean_correct.all()
+    torch.testing.assert_close(r.critical, torch.tensor([1.0, 0.2, 2.0], dtype=torch.float64),
+                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(r.length, torch.tensor([0.5, 0.5, 1.0], dtype=torch.float64))
+    assert (r.robust == (r.length < r.critical)).all()
+    fpr, tpr, auc = C.roc(r.critical, r.robust)
+    assert auc == 1.0 and fpr[0] == 0 and tpr[-1] == 1 and fpr[-1] == 1
+    assert C.roc(-r.critical, r.robust)[2] == 0.0
+
+
+def test_roc_known_auc_ties_and_inf():
+    scores = torch.tensor([0.9, 0.5, 0.5, 0.1, math.inf])
+    pos = torch.tensor([True, True, False, False, True])
+    fpr, tpr, auc = C.roc(scores, pos)
+    # pairs (pos, neg): (0.9,.5)1 (0.9,.1)1 (.5,.5).5 (.5,.1)1 (inf,.5)1 (inf,.1)1 -> 5.5/6
+    assert auc == pytest.approx(5.5 / 6)
+    torch.testing.assert_close(tpr, torch.tensor([0, 1 / 3, 2 / 3, 1, 1], dtype=torch.float64))
+    torch.testing.assert_close(fpr, torch.tensor([0, 0, 0, 0.5, 1], dtype=torch.float64))
+    with pytest.raises(ValueError, match="both classes"):
+        C.roc(scores, torch.ones(5, dtype=torch.bool))
+
+
+def test_linf_neighbours_stay_in_ball_and_box():
+    x0 = torch.rand(SHAPE, generator=torch.Generator().manual_seed(5))
+    pts = C.linf_neighbours(x0, 0.3, 100, torch.Generator().manual_seed(6))
+    assert pts.shape == (100, *SHAPE) and pts.min() >= 0 and pts.max() <= 1
+    assert (pts - x0).abs().max() <= 0.3 + 1e-6
+    with pytest.raises(ValueError, match="x0"):
+        C.linf_neighbours(torch.rand(2, *SHAPE), 0.1, 3)
+
+
+class TinyEps(torch.nn.Module):
+    """A small eps-model with a per-sample GroupNorm (like the UNet's): fast in float64."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.GroupNorm(2, 4),
+                                       torch.nn.SiLU(), torch.nn.Conv2d(4, 1, 3, padding=1))
+
+    def forward(self, h, k):
+        return self.net(h) * (1 + k.view(-1, 1, 1, 1) / 10)
+
+
+def test_purifier_jacobian_batched_equals_rowwise():
+    """The fold of VJPs into the batch needs the shared noise: it matches the row loop."""
+    torch.manual_seed(0)
+    model = TinyEps().double().requires_grad_(False)
+    pur = Purifier(model, digits.build_scheduler(), "ddpm", 3, image_shape=(1, 8, 8))
+    f = C.fixed_purifier(pur, base_seed=1, batch_index=2)
+    x0 = torch.rand((1, 1, 8, 8), generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    x0 = 0.1 + 0.8 * x0  # keep clear of the clip at 0 and 1
+    jac = C.jacobian(f, x0, chunk=24)
+    torch.testing.assert_close(jac, C.jacobian_rowwise(f, x0), atol=1e-10, rtol=1e-8)
+    # and it is the derivative: a small step moves f by J eta
+    eta = 1e-6 * torch.randn((1, 1, 8, 8), generator=torch.Generator().manual_seed(8),
+                             dtype=torch.float64)
+    with torch.no_grad():
+        moved = (f(x0 + eta) - f(x0)).flatten()
+    torch.testing.assert_close(moved, jac @ eta.flatten(), atol=1e-12, rtol=1e-3)
