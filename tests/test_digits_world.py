@@ -62,3 +62,13 @@ def test_missing_model_names_the_file(tmp_path):
 def test_too_many_images_is_refused():
     with pytest.raises(ValueError, match="n_images"):
         worlds.load("digits", model_dir=str(MODELS), n_images=451)
+
+
+def test_training_is_deterministic(tmp_path):
+    cfg = digits.TrainConfig(classifier_epochs=1, ddpm_steps=2, ddpm_batch=8)
+    facts = [digits.train(tmp_path / run, cfg) for run in ("a", "b")]
+    for name in (digits.CLASSIFIER_FILE, digits.UNET_FILE):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert facts[0]["test_accuracy"] == facts[1]["test_accuracy"]
+    assert (tmp_path / "a" / "samples.png").exists() and "Test accuracy" in (
+        tmp_path / "a" / digits.CARD_FILE).read_text()

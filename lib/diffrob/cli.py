@@ -14,8 +14,9 @@ import yaml
 def _train_digits(args: argparse.Namespace) -> None:
     from .worlds import digits
 
-    cfg = digits.TrainConfig(seed=args.seed, ddpm_steps=args.ddpm_steps,
-                             classifier_epochs=args.classifier_epochs)
+    given = dict(seed=args.seed, ddpm_steps=args.ddpm_steps,
+                 classifier_epochs=args.classifier_epochs)
+    cfg = digits.TrainConfig(**{k: v for k, v in given.items() if v is not None})
     facts = digits.train(Path(args.out), cfg)
     print(json.dumps(facts, indent=2))
 
@@ -111,9 +112,9 @@ def parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train-digits", help="train the embedded digits classifier and DDPM")
     t.add_argument("--out", default="models/digits", help="folder for the safetensors + card")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--ddpm-steps", type=int, default=2000)
-    t.add_argument("--classifier-epochs", type=int, default=40)
+    t.add_argument("--seed", type=int, help="default: digits.TrainConfig's (0)")
+    t.add_argument("--ddpm-steps", type=int, help="default: digits.TrainConfig's (2000)")
+    t.add_argument("--classifier-epochs", type=int, help="default: digits.TrainConfig's (40)")
     t.set_defaults(run=_train_digits)
 
     _stage_parser(sub, "attack", "generate adversarial examples (sec. 4, Table S1), resumable",

@@ -151,7 +151,8 @@ def train_ddpm(cfg: TrainConfig, x: Tensor) -> UNet2DModel:
         sched.step()
         with torch.no_grad():
             for name, value in unet.state_dict().items():
-                ema[name].lerp_(value, 1 - cfg.ema) if value.is_floating_point() else None
+                if value.is_floating_point():
+                    ema[name].lerp_(value, 1 - cfg.ema)
         bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
     unet.load_state_dict(ema)
     return unet.eval()
@@ -166,9 +167,21 @@ def sample_grid(unet: UNet2DModel, n: int = 64, seed: int = 0) -> Tensor:
 
 
 def train(out: Path, cfg: TrainConfig = TrainConfig()) -> dict:
-    """Train both digits models, save them as safetensors and write the model card."""
+    """Train both digits models, save them as safetensors and write the model card.
+
+    Deterministic: one thread and torch's deterministic algorithms (both restored after).
+    """
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)  # one thread: the same bits on any machine, and no oversubscription
+    try:
+        return _train(out, cfg)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _train(out: Path, cfg: TrainConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     x_train, y_train, x_test, y_test = split()
     t0 = time.time()
