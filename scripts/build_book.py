@@ -1,0 +1,281 @@
+"""Execute the book's chapters with papermill and build the static HTML (issue 5).
+
+    python scripts/build_book.py                                 # every chapter on digits + jb build -W
+    python scripts/build_book.py --params params/cifar10.yaml    # the paper's setting
+    python scripts/build_book.py --chapter 02_distances -p eot 5 # rerun one chapter, then the HTML
+    python scripts/build_book.py --no-html                       # execute only
+
+The chapters are the notebooks listed in ``_toc.yml`` (``book/NN_name.ipynb``,
+output-free, paired with their py:percent text). Each runs from the project root
+with ``params_file`` and the ``-p`` overrides injected by papermill, and its executed
+copy, widget state included (nbclient's ``store_widget_state``), is written to
+``_build/notebooks/``, never over the source. The HTML is built from ``_build/src/``:
+``_config.yml``, ``_toc.yml``, the toc's text pages and the executed notebooks, in the
+repository's layout (so Colab buttons point at ``book/NN_name.ipynb``), plus the widget
+JavaScript served by the book itself (``widgets_js/``, from the npm packages of
+``package.json``). ``jb build -W`` turns every warning into an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = ROOT / "_build"
+EXECUTED = BUILD / "notebooks"
+SOURCE = BUILD / "src"
+HTML = BUILD / "html"
+NODE = ROOT / "node_modules"
+# What the book serves instead of a CDN: html-manager's self-contained AMD bundle
+# with its font files, and require.js (see _config.yml, nb_ipywidgets_js).
+WIDGET_JS = {
+    "@jupyter-widgets/html-manager/dist": ("embed-amd.js", "*.woff", "*.woff2", "*.ttf",
+                                          "*.eot", "*.svg"),
+    "requirejs": ("require.js",),
+}
+# Our own glue: tells require.js where html-manager's files are.
+WIDGET_CONFIG = Path(__file__).resolve().parent / "widgets_js" / "widgets_config.js"
+
+
+def toc_pages(root: Path = ROOT) -> list[str]:
+    """Every page of ``_toc.yml`` in reading order, as paths without suffix (``book/01_setup``)."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    pages = [toc["root"]]
+
+    def walk(entries: list[dict[str, Any]]) -> None:
+        for entry in entries:
+            if "file" in entry:
+                pages.append(entry["file"])
+            walk(entry.get("sections", []))
+            for part in entry.get("parts", []):
+                walk(part.get("chapters", []))
+
+    walk(toc.get("chapters", []))
+    for part in toc.get("parts", []):
+        walk(part.get("chapters", []))
+    return pages
+
+
+def chapters(root: Path = ROOT) -> list[Path]:
+    """The executable chapters of ``_toc.yml`` in order: their py:percent sources.
+
+    A page is a chapter when it is not a Markdown page; a chapter listed in the toc
+    whose ``.py`` does not exist is returned all the same, so that callers report it.
+    """
+    return [root / f"{page}.py" for page in toc_pages(root) if not (root / f"{page}.md").exists()]
+
+
+def find_chapter(name: str, root: Path = ROOT) -> Path:
+    """The chapter whose file name starts with ``name`` (``02``, ``02_distances``, a path)."""
+    stem = Path(name).stem
+    found = [c for c in chapters(root) if c.stem.startswith(stem)]
+    if len(found) != 1:
+        names = [c.stem for c in chapters(root)]
+        raise ValueError(f"chapter {name!r}: expected exactly one of {names} to match, "
+                         f"got {[c.stem for c in found]}")
+    return found[0]
+
+
+def parse_value(text: str) -> Any:
+    """A ``-p`` value as papermill would type it: YAML scalars and lists, numbers like 1e-3."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def execute(chapter: Path, out: Path, params_file: str, overrides: dict[str, Any] | None = None,
+            cwd: Path = ROOT, progress: bool = True) -> Path:
+    """Run one chapter's paired ``.ipynb`` with papermill into ``out`` and keep its widget state.
+
+    tqdm's progress-bar widgets are then removed from ``out`` (:func:`strip_progress_bars`).
+
+    Raises ``FileNotFoundError`` naming the chapter if it has no notebook, and
+    papermill's ``PapermillExecutionError`` (the executed copy, with the error, is in
+    ``out``) if a cell fails.
+    """
+    import papermill
+
+    notebook = chapter.with_suffix(".ipynb")
+    if not notebook.is_file():
+        raise FileNotFoundError(f"chapter {chapter.stem}: {notebook} not found (listed in "
+                                f"_toc.yml; pair it with `jupytext --set-formats ipynb,py:percent`)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(
+        str(notebook), str(out), parameters={"params_file": params_file, **(overrides or {})},
+        cwd=str(cwd), kernel_name="python3", language="python", progress_bar=progress,
+        store_widget_state=True)
+    strip_progress_bars(out)
+    return out
+
+
+def _is_progress_bar(model_id: str, state: dict[str, Any]) -> bool:
+    """tqdm's notebook bar: an HBox of (HTML, FloatProgress, HTML)."""
+    model = state.get(model_id, {})
+    children = [c.removeprefix("IPY_MODEL_") for c in model.get("state", {}).get("children", [])]
+    return (model.get("model_name") == "HBoxModel"
+            and [state.get(c, {}).get("model_name") for c in children]
+            == ["HTMLModel", "FloatProgressModel", "HTMLModel"])
+
+
+def _drop_model(model_id: str, state: dict[str, Any]) -> None:
+    """Remove a widget model and every model it refers to (children, layout, style)."""
+    model = state.pop(model_id, {})
+    for value in model.get("state", {}).values():
+        for ref in value if isinstance(value, list) else [value]:
+            if isinstance(ref, str) and ref.startswith("IPY_MODEL_"):
+                _drop_model(ref.removeprefix("IPY_MODEL_"), state)
+
+
+def strip_progress_bars(path: Path) -> int:
+    """Drop tqdm's progress-bar widgets (and their saved state) from an executed notebook.
+
+    In a kernel, ``tqdm.auto`` draws widgets; they help while a chapter runs, but in
+    the book they would show only finished bars and this build's timings. Returns how
+    many were removed.
+    """
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    widgets = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json")
+    if not widgets:
+        return 0
+    state, removed = widgets["state"], 0
+    view = "application/vnd.jupyter.widget-view+json"
+    for cell in nb.cells:
+        keep = []
+        for output in cell.get("outputs", []):
+            model_id = output.get("data", {}).get(view, {}).get("model_id")
+            if model_id and _is_progress_bar(model_id, state):
+                _drop_model(model_id, state)
+                removed += 1
+            else:
+                keep.append(output)
+        if "outputs" in cell:
+            cell.outputs = keep
+    nbformat.write(nb, path)
+    return removed
+
+
+def widget_js(dest: Path, node_modules: Path = NODE) -> Path:
+    """Copy the widget JavaScript (html-manager, require.js) into ``dest``; ``npm ci`` if missing."""
+    if not all((node_modules / pkg).is_dir() for pkg in WIDGET_JS):
+        npm = shutil.which("npm")
+        if npm is None:
+            raise RuntimeError("the book serves the ipywidgets JavaScript itself: install "
+                               "Node.js/npm and run `npm ci` in the project root")
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=node_modules.parent,
+                       check=True)
+    dest.mkdir(parents=True, exist_ok=True)
+    for pkg, patterns in WIDGET_JS.items():
+        for pattern in patterns:
+            for f in sorted((node_modules / pkg).glob(pattern)):
+                if not (dest / f.name).exists() or (dest / f.name).stat().st_mtime < f.stat().st_mtime:
+                    shutil.copy2(f, dest / f.name)
+    shutil.copy2(WIDGET_CONFIG, dest / WIDGET_CONFIG.name)
+    return dest
+
+
+def assemble(src: Path = SOURCE, executed: Path = EXECUTED, root: Path = ROOT) -> Path:
+    """Lay out the build source: config, toc, text pages, executed notebooks, widget JS.
+
+    Files are copied with their times kept, so Sphinx re-reads only what changed.
+    Raises ``FileNotFoundError`` listing the chapters that were never executed.
+    """
+    missing = [c.stem for c in chapters(root) if not (executed / f"{c.stem}.ipynb").is_file()]
+    if missing:
+        raise FileNotFoundError(f"not executed yet: {missing} (run `make book`)")
+    src.mkdir(parents=True, exist_ok=True)
+    wanted = {src / "_config.yml": root / "_config.yml", src / "_toc.yml": root / "_toc.yml"}
+    for page in toc_pages(root):
+        md = root / f"{page}.md"
+        wanted[src / f"{page}{'.md' if md.exists() else '.ipynb'}"] = (
+            md if md.exists() else executed / f"{Path(page).name}.ipynb")
+    for bib in (root / "book").glob("*.bib"):
+        wanted[src / "book" / bib.name] = bib
+    stale = [p for p in src.glob("book/*") if p.is_file() and p not in wanted]
+    for target in stale:  # pages dropped from the toc
+        target.unlink()
+    for target, origin in wanted.items():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists() or target.stat().st_mtime != origin.stat().st_mtime:
+            shutil.copy2(origin, target)
+    widget_js(src / "widgets_js", root / "node_modules")
+    return src
+
+
+def build_html(src: Path = SOURCE, root: Path = ROOT) -> Path:
+    """``jb build -W`` of the assembled source into ``_build/html`` (a warning is an error)."""
+    jb = Path(sys.executable).with_name("jb")
+    subprocess.run([str(jb) if jb.exists() else "jb", "build", str(src), "--path-output",
+                    str(root), "--builder", "html", "-W", "--keep-going"], check=True)
+    return root / "_build" / "html"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--params", default="params/digits.yaml",
+                        help="parameter file (default: params/digits.yaml)")
+    parser.add_argument("--chapter", action="append", default=[],
+                        help="execute only this chapter (repeatable; default: all of _toc.yml)")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                        metavar=("KEY", "VALUE"), help="override one parameter, as papermill -p")
+    parser.add_argument("--no-html", action="store_true", help="execute only")
+    parser.add_argument("--html-only", action="store_true",
+                        help="build the HTML from the notebooks already executed")
+    args = parser.parse_args(argv)
+    from papermill.exceptions import PapermillExecutionError
+    overrides = {k: parse_value(v) for k, v in args.parameter}
+    try:
+        todo = [find_chapter(c) for c in args.chapter] if args.chapter else chapters()
+    except ValueError as err:
+        parser.error(str(err))
+    begin, seconds = time.perf_counter(), {}
+    if not args.html_only:
+        missing = [c.stem for c in todo if not c.with_suffix(".ipynb").is_file()]
+        if missing:
+            raise SystemExit(f"chapters listed in _toc.yml without a notebook: {missing}")
+        for chapter in todo:
+            out = EXECUTED / f"{chapter.stem}.ipynb"
+            start = time.perf_counter()
+            print(f"== {chapter.stem} ({args.params}{', ' if overrides else ''}"
+                  f"{', '.join(f'{k}={v!r}' for k, v in overrides.items())})", flush=True)
+            try:
+                execute(chapter, out, args.params, overrides)
+            except PapermillExecutionError as err:
+                print(f"{err}\n== {chapter.stem} failed: the executed copy, with the error, "
+                      f"is {out.relative_to(ROOT)}", file=sys.stderr)
+                return 1
+            seconds[chapter.stem] = time.perf_counter() - start
+            print(f"== {chapter.stem}: {seconds[chapter.stem]:.0f} s", flush=True)
+    if not args.no_html:
+        start = time.perf_counter()
+        try:
+            src = assemble()
+        except FileNotFoundError as err:
+            if not args.chapter:
+                raise SystemExit(f"no HTML: {err}") from None
+            print(f"== no HTML: {err}")
+            return 0
+        html = build_html(src)
+        seconds["jb build"] = time.perf_counter() - start
+        print(f"== HTML in {html.relative_to(ROOT)}")
+    for name, took in seconds.items():
+        print(f"   {name:<20} {took:7.0f} s")
+    print(f"   {'total':<20} {time.perf_counter() - begin:7.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

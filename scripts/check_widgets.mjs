@@ -1,0 +1,159 @@
+// Check that the book's widgets work in the static HTML, with no kernel and no network.
+//
+//   node scripts/check_widgets.mjs _build/html [book/02_distances.html ...]
+//
+// Serves the built HTML from a local http server, opens each page (default: every
+// page that carries saved widget state) in headless Chromium (Debian's `chromium`,
+// driven by npm's playwright-core), and for every slider: focuses its handle,
+// presses ArrowRight and checks that the view beside it (the widget box holding
+// the slider) changed. A slider over a single view (min = max) is reported as fixed. Any request that leaves the local server is blocked and
+// counted as a failure, so the widget JavaScript must come from the book itself.
+// Prints one JSON line per page; exits 1 if a page has no working slider, a
+// slider that changes nothing, a page error, a missing file, or an outside request.
+// Environment: CHROMIUM (default /usr/bin/chromium).
+
+import fs from "node:fs";
+import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const TYPES = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css",
+  ".png": "image/png", ".svg": "image/svg+xml", ".woff": "font/woff", ".woff2": "font/woff2",
+  ".ttf": "font/ttf", ".eot": "application/vnd.ms-fontobject", ".json": "application/json" };
+
+function serve(root) {
+  const server = http.createServer((req, res) => {
+    const file = path.join(root, decodeURIComponent(new URL(req.url, "http://x").pathname));
+    if (!file.startsWith(root) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { "Content-Type": TYPES[path.extname(file)] || "application/octet-stream" });
+    fs.createReadStream(file).pipe(res);
+  });
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
+}
+
+function widgetPages(root) {
+  const pages = [];
+  const walk = (dir) => {
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory() && !entry.name.startsWith("_")) walk(full);
+      else if (entry.name.endsWith(".html") &&
+               fs.readFileSync(full, "utf8").includes("application/vnd.jupyter.widget-state+json"))
+        pages.push(path.relative(root, full));
+    }
+  };
+  walk(root);
+  return pages.sort();
+}
+
+// What a reader sees inside the widget box of slider i: visible text and images.
+function viewOf(i) {
+  const handle = document.querySelectorAll(".widget-slider .noUi-handle")[i];
+  let box = handle.closest(".widget-slider");
+  // Climb to the outermost widget box: the slider plus the views it drives.
+  while (box.parentElement && box.parentElement.closest(".widget-box")) {
+    box = box.parentElement.closest(".widget-box");
+  }
+  // Visible, and not part of a slider (its own readout is not the view).
+  const shown = (el) => el.offsetParent !== null && el.getClientRects().length > 0 &&
+    !el.closest(".widget-slider");
+  const images = [...box.querySelectorAll("img")].filter(shown).map((img) => img.src);
+  const texts = [...box.querySelectorAll(".widget-label, .widget-html-content")]
+    .filter(shown).map((el) => el.innerHTML);
+  const fixed = handle.getAttribute("aria-valuemin") === handle.getAttribute("aria-valuemax");
+  return JSON.stringify({ value: handle.getAttribute("aria-valuenow"), fixed, images, texts });
+}
+
+async function checkPage(context, base, page) {
+  const tab = await context.newPage();
+  const errors = [];
+  tab.on("pageerror", (err) => {
+    // Jupyter Book 1.0.4 writes sphinx-thebe's inline config twice on every page
+    // (`const THEBE_JS_URL` redeclared); harmless, and no part of the widgets.
+    if (!String(err).includes("THEBE_JS_URL")) errors.push(String(err));
+  });
+  tab.on("response", (res) => {
+    if (res.status() >= 400) errors.push(`HTTP ${res.status()} ${res.url()}`);
+  });
+  await tab.goto(`${base}/${page}`, { waitUntil: "load" });
+  // The widget manager renders the saved state after load.
+  await tab.waitForSelector(".widget-slider .noUi-handle", { timeout: 20000 }).catch(() => {});
+  const count = await tab.locator(".widget-slider .noUi-handle").count();
+  const sliders = [];
+  for (let i = 0; i < count; i++) {
+    const handle = tab.locator(".widget-slider .noUi-handle").nth(i);
+    await handle.scrollIntoViewIfNeeded();
+    const before = await tab.evaluate(viewOf, i);
+    await handle.focus();
+    await tab.keyboard.press("ArrowRight");
+    await tab.waitForTimeout(300);
+    const after = await tab.evaluate(viewOf, i);
+    const b = JSON.parse(before);
+    const a = JSON.parse(after);
+    const viewChanged = JSON.stringify([b.images, b.texts]) !== JSON.stringify([a.images, a.texts]);
+    // A slider over a single view (min = max, e.g. in a smoke build) cannot move.
+    sliders.push(b.fixed ? { from: b.value, fixed: true } : { from: b.value, to: a.value, viewChanged });
+  }
+  await tab.close();
+  return { page, sliders, errors };
+}
+
+async function main() {
+  const [rootArg, ...pageArgs] = process.argv.slice(2);
+  if (!rootArg) {
+    console.error("usage: node scripts/check_widgets.mjs HTML_ROOT [PAGE.html ...]");
+    process.exit(2);
+  }
+  const root = path.resolve(rootArg);
+  const pages = pageArgs.length ? pageArgs : widgetPages(root);
+  if (!pages.length) {
+    console.error(`no page with saved widget state under ${root}`);
+    process.exit(1);
+  }
+  const server = await serve(root);
+  const base = `http://127.0.0.1:${server.address().port}`;
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), "check-widgets-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      // No network beyond the local server: everything else goes to a dead proxy.
+      "--proxy-server=http://127.0.0.1:9"],
+  });
+  const outside = [];
+  await context.route("**/*", (route) => {
+    const url = route.request().url();
+    if (url.startsWith(base) || url.startsWith("blob:") || url.startsWith("data:")) return route.continue();
+    outside.push(url);
+    return route.abort();
+  });
+  let ok = true;
+  try {
+    for (const page of pages) {
+      const result = await checkPage(context, base, page);
+      const pageOk = result.sliders.length > 0 && result.errors.length === 0 &&
+        result.sliders.every((s) => s.fixed || (s.viewChanged && s.from !== s.to));
+      ok = ok && pageOk;
+      console.log(JSON.stringify({ ...result, ok: pageOk }));
+    }
+  } finally {
+    await context.close();
+    server.close();
+    fs.rmSync(profile, { recursive: true, force: true });
+  }
+  if (outside.length) {
+    ok = false;
+    console.log(JSON.stringify({ outsideRequests: [...new Set(outside)] }));
+  }
+  process.exit(ok ? 0 : 1);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

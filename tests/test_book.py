@@ -1,0 +1,281 @@
+"""The book's infrastructure (issue 5): chapters and toc, notebook/text pairing, Colab
+cells, `_config.yml`, one smoke execution per chapter, and the static widgets in a
+headless browser.
+
+Every chapter listed in `_toc.yml` is picked up; a listed chapter whose files are
+missing fails here, with its name.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import build_book  # noqa: E402
+
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+CHAPTERS = build_book.chapters()
+IDS = [c.stem for c in CHAPTERS]
+TABLE_OR_WIDGET = ("text/html", "application/vnd.jupyter.widget-view+json")
+
+
+def cells(notebook: nbformat.NotebookNode) -> list[tuple[str, str, list[str]]]:
+    """What pairing must keep equal: each cell's type, source and tags."""
+    return [(c.cell_type, c.source.strip(), sorted(c.metadata.get("tags", [])))
+            for c in notebook.cells]
+
+
+def read_text(chapter: Path) -> nbformat.NotebookNode:
+    """A chapter's py:percent source, or a failure naming the missing file."""
+    assert chapter.is_file(), f"{chapter.relative_to(ROOT)} is listed in _toc.yml but does not exist"
+    return jupytext.read(chapter)
+
+
+def code_cells(chapter: Path) -> list[nbformat.NotebookNode]:
+    return [c for c in read_text(chapter).cells if c.cell_type == "code"]
+
+
+# --- toc and chapters ------------------------------------------------------------
+
+def test_toc_lists_the_chapters_in_order_with_the_summary_last() -> None:
+    pages = build_book.toc_pages()
+    assert pages[0] == "book/index" and (ROOT / "book" / "index.md").is_file()
+    names = [c.stem for c in CHAPTERS]
+    assert names == sorted(names), "chapters must be listed in their numbered order"
+    assert names[-1] == "07_summary", "the Summary reads every chapter's claims: it runs last"
+    on_disk = {p.stem for p in (ROOT / "book").glob("[0-9][0-9]_*.py")}
+    assert on_disk <= set(names), f"chapters not in _toc.yml: {sorted(on_disk - set(names))}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+def test_notebook_is_in_sync_with_its_text_and_has_no_outputs(chapter: Path) -> None:
+    text = read_text(chapter)
+    notebook = chapter.with_suffix(".ipynb")
+    assert notebook.is_file(), f"{notebook.name} missing: run jupytext --set-formats ipynb,py:percent"
+    ipynb = nbformat.read(notebook, as_version=4)
+    assert cells(ipynb) == cells(text), (
+        f"{notebook.name} differs from {chapter.name}: run `jupytext --sync {chapter}`")
+    assert ipynb.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent"
+    # A kernel name lets plain `papermill book/NN.ipynb ...` (and Colab) run it as is.
+    assert ipynb.metadata.get("kernelspec", {}).get("name") == "python3", (
+        f"{notebook.name} names no kernel: run `jupytext --set-kernel python3 {chapter}`")
+    for cell in ipynb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, (
+                f"{notebook.name} holds outputs: the committed notebook must be output-free")
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+def test_headings_have_one_title_and_no_skipped_levels(chapter: Path) -> None:
+    """What `jb build -W` rejects: a heading level skipped (# then ###), or no title."""
+    levels, fenced = [], False
+    for cell in read_text(chapter).cells:
+        for line in cell.source.splitlines() if cell.cell_type == "markdown" else []:
+            fenced ^= line.lstrip().startswith("```")
+            if not fenced and re.match(r"#{1,6} ", line):
+                levels.append(len(line.split(" ")[0]))
+    assert levels[:1] == [1] and levels.count(1) == 1, f"{chapter.name}: one '# Title' first"
+    jumps = [(a, b) for a, b in zip(levels, levels[1:]) if b > a + 1]
+    assert not jumps, f"{chapter.name}: heading levels skip: {jumps}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+def test_first_code_cell_installs_the_project_in_colab(chapter: Path) -> None:
+    first = code_cells(chapter)[0]
+    repo = CONFIG["repository"]
+    assert "remove-cell" in first.metadata.get("tags", [])
+    assert '"google.colab" in sys.modules' in first.source
+    assert f'"git", "clone", "-b", "{repo["branch"]}", "{repo["url"]}"' in first.source, (
+        f"the Colab cell of {chapter.name} must clone {repo['url']} at {repo['branch']} "
+        "(the repository named in _config.yml)")
+    assert '"pip", "install"' in first.source
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+def test_parameters_cell_names_a_params_file(chapter: Path) -> None:
+    tagged = [c for c in code_cells(chapter) if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{chapter.name}: expected one cell tagged 'parameters'"
+    first_line = tagged[0].source.splitlines()[0]
+    assert first_line.startswith("params_file = ")
+    assert (ROOT / ast.literal_eval(first_line.removeprefix("params_file = "))).is_file()
+
+
+def test_config_serves_widgets_locally_and_points_colab_at_main() -> None:
+    assert CONFIG["execute"]["execute_notebooks"] == "off"  # papermill executes
+    assert CONFIG["repository"]["url"].startswith("https://github.com/")
+    assert CONFIG["repository"]["branch"] == "main"
+    assert CONFIG["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+    sphinx = CONFIG["sphinx"]["config"]
+    assert sphinx["html_static_path"] == ["widgets_js"]
+    served = {name for _, names in build_book.WIDGET_JS.items() for name in names}
+    served.add(build_book.WIDGET_CONFIG.name)
+    for url in sphinx["nb_ipywidgets_js"]:
+        assert "://" not in url and url in served, f"widget script {url} is not served by the book"
+    assert not (ROOT / "_static").exists() and not (ROOT / "book" / "_static").exists()
+
+
+# --- the build script --------------------------------------------------------------
+
+@pytest.mark.parametrize("text, value", [("5", 5), ("0.5", 0.5), ("1e-3", 1e-3), ("true", True),
+                                         ("[2, 4]", [2, 4]), ("pgd", "pgd")])
+def test_parameter_values_are_typed_as_papermill_would(text: str, value: object) -> None:
+    assert build_book.parse_value(text) == value
+    assert type(build_book.parse_value(text)) is type(value)
+
+
+def test_find_chapter_accepts_prefixes_and_rejects_unknown_names() -> None:
+    assert build_book.find_chapter("07").stem == "07_summary"
+    assert build_book.find_chapter("book/07_summary.py").stem == "07_summary"
+    with pytest.raises(ValueError, match="99_nothing"):
+        build_book.find_chapter("99_nothing")
+
+
+# --- smoke execution of every chapter -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One results store for the smoke runs, so the Summary (last) sees the claims."""
+    return tmp_path_factory.mktemp("results")
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+def test_chapter_runs_on_smoke_params(chapter: Path, smoke_results: Path, tmp_path: Path) -> None:
+    out = build_book.execute(chapter, tmp_path / chapter.with_suffix(".ipynb").name,
+                             "params/smoke.yaml", {"results_dir": str(smoke_results)},
+                             progress=False)
+    nb = nbformat.read(out, as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    errors = [o for o in outputs if o.output_type == "error"]
+    assert not errors, f"{chapter.name}: {errors[0].ename}: {errors[0].evalue}"
+    kinds = {k for o in outputs for k in o.get("data", {})}
+    assert "image/png" in kinds, f"{chapter.name} produced no figure"
+    assert kinds & set(TABLE_OR_WIDGET), f"{chapter.name} produced no table or widget"
+    if "application/vnd.jupyter.widget-view+json" in kinds:
+        state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+        views = [o.data["application/vnd.jupyter.widget-view+json"]["model_id"] for o in outputs
+                 if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+        assert all(v in state for v in views), "widget views without saved state"
+
+
+# --- static widgets: a two-page book built like the real one ----------------------------
+
+DEMO = '''# %% [markdown]
+# # {title}
+
+# %% tags=["parameters"]
+params_file = "params/smoke.yaml"
+n = 3
+
+# %%
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+from diffrob.figures import slider_stack
+views = []
+for k in range(n):
+    fig, ax = plt.subplots(figsize=(1.5, 1.5))
+    ax.plot([0, 1], [0, k])
+    views.append(fig)
+{widget}
+'''
+LINKED = 'slider_stack(views, "step", labels=[f"distance {k}" for k in range(n)])'
+# The control: the same views, but the slider drives nothing.
+UNLINKED = ('from diffrob.figures import figure_widget\n'
+            'widgets.VBox([widgets.IntSlider(0, 0, n - 1), '
+            'widgets.Stack([figure_widget(v) for v in views], selected_index=0)])')
+
+
+@pytest.fixture(scope="module")
+def demo_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Execute two demo chapters with papermill (-p n 4) and build them with `jb build -W`."""
+    if not all((ROOT / "node_modules" / pkg).is_dir() for pkg in build_book.WIDGET_JS):
+        pytest.skip("widget JavaScript not installed: run `npm ci` (Node.js) to test the static widgets")
+    root = tmp_path_factory.mktemp("demo_book")
+    (root / "book").mkdir()
+    shutil.copy(ROOT / "_config.yml", root)
+    shutil.copytree(ROOT / "params", root / "params")
+    (root / "node_modules").symlink_to(ROOT / "node_modules")
+    (root / "_toc.yml").write_text("format: jb-book\nroot: book/index\nchapters:\n"
+                                   "  - file: book/01_linked\n  - file: book/02_unlinked\n")
+    (root / "book" / "index.md").write_text("# Demo\n\nTwo pages of widgets.\n")
+    for name, widget in [("01_linked", LINKED), ("02_unlinked", UNLINKED)]:
+        text = DEMO.format(title=name, widget=widget)
+        jupytext.write(jupytext.reads(text, fmt="py:percent"), root / "book" / f"{name}.ipynb")
+        build_book.execute(root / "book" / f"{name}.py", root / "_build" / "notebooks" / f"{name}.ipynb",
+                           "params/smoke.yaml", {"n": 4}, cwd=root, progress=False)
+    src = build_book.assemble(root / "_build" / "src", root / "_build" / "notebooks", root)
+    return build_book.build_html(src, root)
+
+
+def test_built_page_loads_widget_js_from_the_book_and_links_colab(demo_book: Path) -> None:
+    page = (demo_book / "book" / "01_linked.html").read_text()
+    for script in ("require.js", "widgets_config.js", "embed-amd.js"):
+        assert f'src="../_static/{script}' in page and (demo_book / "_static" / script).is_file()
+    assert "cdn.jsdelivr.net" not in page and "cdnjs.cloudflare.com" not in page
+    repo = CONFIG["repository"]
+    colab = (f"colab.research.google.com/github/{repo['url'].removeprefix('https://github.com/')}"
+             f"/blob/{repo['branch']}/book/01_linked.ipynb")
+    assert colab in page
+    state = json.loads(page.split('<script type="application/vnd.jupyter.widget-state+json">')[1]
+                       .split("</script>")[0])
+    sliders = [m for m in state["state"].values() if m["model_name"] == "IntSliderModel"]
+    assert [s["state"]["max"] for s in sliders] == [3], "papermill's -p n 4 did not reach the page"
+
+
+@pytest.mark.browser
+def test_slider_changes_the_view_in_headless_chromium(demo_book: Path) -> None:
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    if not (ROOT / "node_modules" / "playwright-core").is_dir() or not shutil.which("node"):
+        pytest.skip("node or playwright-core missing (npm ci)")
+    script = ROOT / "scripts" / "check_widgets.mjs"
+    run = subprocess.run(["node", str(script), str(demo_book), "book/01_linked.html",
+                          "book/02_unlinked.html"], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "CHROMIUM": chromium})
+    lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    pages = {r["page"]: r for r in lines if "page" in r}
+    assert set(pages) == {"book/01_linked.html", "book/02_unlinked.html"}, run.stderr
+    linked, unlinked = pages["book/01_linked.html"], pages["book/02_unlinked.html"]
+    assert linked["ok"] and linked["sliders"] == [{"from": "0.0", "to": "1.0", "viewChanged": True}]
+    assert unlinked["sliders"] and not unlinked["ok"], "the check must fail a slider that drives nothing"
+    assert not any("outsideRequests" in r for r in lines), lines
+    assert run.returncode == 1  # because of the unlinked control page
+
+
+def test_progress_bars_are_stripped_but_other_widgets_kept(tmp_path: Path) -> None:
+    def model(name: str, **state: object) -> dict:
+        return {"model_name": name, "model_module": "@jupyter-widgets/controls",
+                "model_module_version": "2.0.0", "state": state}
+
+    state = {"bar": model("HBoxModel", children=["IPY_MODEL_l", "IPY_MODEL_p", "IPY_MODEL_r"],
+                          layout="IPY_MODEL_bl"),
+             "l": model("HTMLModel"), "p": model("FloatProgressModel", style="IPY_MODEL_ps"),
+             "r": model("HTMLModel"), "bl": model("LayoutModel"), "ps": model("ProgressStyleModel"),
+             # An HBox of other widgets (a slider and its label) stays.
+             "box": model("HBoxModel", children=["IPY_MODEL_s", "IPY_MODEL_t"]),
+             "s": model("IntSliderModel"), "t": model("LabelModel")}
+    view = "application/vnd.jupyter.widget-view+json"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[
+        nbformat.v4.new_output("display_data", {view: {"model_id": m}}) for m in ("bar", "box")])])
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json":
+                              {"state": state, "version_major": 2, "version_minor": 0}}
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    assert build_book.strip_progress_bars(path) == 1
+    nb = nbformat.read(path, as_version=4)
+    assert [o.data[view]["model_id"] for o in nb.cells[0].outputs] == ["box"]
+    kept = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    assert sorted(kept) == ["box", "s", "t"]
