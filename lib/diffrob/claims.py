@@ -40,10 +40,15 @@ def record(p: Params, section: str, claim: str, paper_value: str, ours: str,
     tmp.replace(path)
 
 
+SECTIONS = ("setup", "sec31", "sec32", "sec4", "sec5", "sec6")  # the book's order
+
+
 def table(p: Params) -> list[dict[str, Any]]:
-    """Every recorded claim of this world, in section order."""
+    """Every recorded claim of this world, in the book's section order."""
     rows = []
-    for path in sorted((p.store_dir / "claims").glob("*.json")):
+    order = {name: i for i, name in enumerate(SECTIONS)}
+    paths = (p.store_dir / "claims").glob("*.json")
+    for path in sorted(paths, key=lambda f: (order.get(f.stem, len(order)), f.stem)):
         for claim, row in json.loads(path.read_text()).items():
             rows.append({"section": path.stem, "claim": claim, **row})
     return rows
