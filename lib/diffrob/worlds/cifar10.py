@@ -20,6 +20,7 @@ from __future__ import annotations
 import pickle
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,6 +29,9 @@ from torch import Tensor
 
 from ..params import Params
 from .checkpoints import MissingFileError, check_all, import_robustbench, missing, require
+
+if TYPE_CHECKING:
+    from . import World
 
 HUB_ID = "google/ddpm-cifar10-32"
 CLASSIFIER = "Standard"
@@ -129,7 +133,7 @@ def load_test_set(data_dir: str | Path, n: int) -> tuple[Tensor, Tensor]:
     return x, torch.tensor(batch["labels"][:n], dtype=torch.long)
 
 
-def load(p: Params) -> "World":
+def load(p: Params) -> World:
     """The paper's CIFAR-10 World from ``p.data_dir``, ``p.model_dir``, ``p.diffusion_model``.
 
     All files are checked first; every missing one is named in one error."""

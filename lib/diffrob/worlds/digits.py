@@ -14,6 +14,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,6 +25,9 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..params import Params
+
+if TYPE_CHECKING:
+    from . import World
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.25
@@ -73,7 +77,7 @@ def build_scheduler() -> DDPMScheduler:
     return DDPMScheduler(**SCHEDULER)
 
 
-def load(p: Params) -> "World":
+def load(p: Params) -> World:
     """The digits World: the first ``p.n_images`` test images and the shipped models."""
     from . import World, prepare, resolve_device
 

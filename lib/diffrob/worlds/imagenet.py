@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from diffusers import DDPMScheduler
@@ -32,8 +33,10 @@ from torch import Tensor, nn
 
 from ..params import Params
 from . import adm
-from .checkpoints import (MissingFileError, check_all, first_present, import_robustbench, missing,
-                          require)
+from .checkpoints import MissingFileError, check_all, first_present, import_robustbench, missing, require
+
+if TYPE_CHECKING:
+    from . import World
 
 ADM_CONFIG = adm.UNCOND_256
 DIFFUSION_FILE = "256x256_diffusion_uncond.pt"
@@ -144,7 +147,7 @@ def class_names() -> list[str]:
     return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
 
 
-def load(p: Params) -> "World":
+def load(p: Params) -> World:
     """The paper's ImageNet World from ``p.data_dir``, ``p.model_dir``, ``p.diffusion_model``.
 
     All files are checked first; every missing one is named in one error."""
