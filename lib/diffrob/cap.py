@@ -142,7 +142,7 @@ def _key(world, second: str, n_images: int, n_points: int, radius: float, seed: 
     from . import store
 
     p = world.params
-    return {"format": 1, "stage": f"cap/{second}", "world": p.world, "n_images": p.n_images,
+    return {"format": store.FORMAT, "stage": f"cap/{second}", "world": p.world, "n_images": p.n_images,
             "batch_size": p.batch_size,
             "models": store.fingerprint(world.classifier), "cap_images": n_images,
             "cap_points": n_points, "cap_radius": radius, "seed": seed, "eps_255": p.eps_255,
@@ -174,7 +174,7 @@ def slice_world(world, second: str = "random", n_images: int | None = None,
     index = correct[:n_images]
     points = disc_points(n_points, radius, torch.Generator().manual_seed(seed))
     key = _key(world, second, n_images, n_points, radius, seed)
-    stage = f"cap/{second}-{store.digest(key)[:12]}"   # each setting in its own folder
+    stage = f"cap/{second}"  # the store keeps each setting in its own folder
     rows = []   # per batch: (B, N + 2) float64 = decisions, attack length, attack success
     for j, start in enumerate(tqdm(range(0, len(index), p.batch_size),
                                    desc=f"cap slices ({second}, R = {radius:g})")):

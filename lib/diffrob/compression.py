@@ -326,7 +326,6 @@ def roc(scores: Tensor, positive: Tensor) -> tuple[Tensor, Tensor, float]:
 # What determines each stage's result (the store refuses files made with other values).
 _MODEL_FIELDS = ("world", "diffusion_model", "autocast", "purifier", "t_star", "base_seed")
 _BATCH_FIELDS = ("n_images", "batch_size")  # eq. 9's batch index and the noise per row
-_ATTACK_FIELDS = ("eps_255", "attack_steps", "rel_stepsize", "random_start", "attack_seed")
 
 
 def _key(world, stage: str, fields: tuple[str, ...]) -> dict:
@@ -370,7 +369,7 @@ def adversarial_fixed(world, progress: bool = True) -> Tensor:
     stored (``compression/pgd-fixed``) and read back on reruns.
     """
     p, stage = world.params, "compression/pgd-fixed"
-    k = _key(world, stage, _BATCH_FIELDS + _ATTACK_FIELDS)
+    k = _key(world, stage, _BATCH_FIELDS + store.ATTACK_FIELDS)
     purifier, out = world.purifier(), []
     for i, rows in tqdm(world.batches(), desc="PGD (fixed randomness)", unit="batch",
                         disable=not progress):

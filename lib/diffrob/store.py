@@ -34,7 +34,7 @@ FORMAT = 1
 # compile and channels_last (they change speed, not results).
 _WORLD = ("world", "diffusion_model", "n_images", "batch_size", "autocast")
 _PURIFIER = ("purifier", "t_star")
-_ATTACK = ("eps_255", "attack_steps", "rel_stepsize", "random_start", "attack_seed")
+ATTACK_FIELDS = ("eps_255", "attack_steps", "rel_stepsize", "random_start", "attack_seed")
 
 
 class StoreError(ValueError):
@@ -69,7 +69,7 @@ def key(p: Params, stage: str, models: str = "") -> dict[str, Any]:
         raise ValueError(f"stage: expected 'attack/<attack>' or 'evaluate/<source>', "
                          f"got {stage!r}")
     check_attack(name)
-    k.update({f: getattr(p, f) for f in _ATTACK})
+    k.update({f: getattr(p, f) for f in ATTACK_FIELDS})
     k["eot"] = attack_eot(name, p.eot)
     return k
 
