@@ -47,7 +47,6 @@ P = params.load_notebook(params_file, globals())   # picks up papermill -p overr
 
 import matplotlib.pyplot as plt
 import pandas as pd
-import torch
 
 from diffrob import claims, trajectories, worlds
 from diffrob.params import PURIFIERS

@@ -1,6 +1,7 @@
 """The book's infrastructure (issue 5): chapters and toc, notebook/text pairing, Colab
-cells, `_config.yml`, one smoke execution per chapter, and the static widgets in a
-headless browser.
+cells, `_config.yml`, one smoke execution per chapter on `digits` and one on
+`params/imagenet.yaml` with a fake ImageNet world (issue 6), and the static widgets in
+a headless browser.
 
 Every chapter listed in `_toc.yml` is picked up; a listed chapter whose files are
 missing fails here, with its name.
@@ -151,11 +152,11 @@ def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("results")
 
 
-@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
-def test_chapter_runs_on_smoke_params(chapter: Path, smoke_results: Path, tmp_path: Path) -> None:
-    out = build_book.execute(chapter, tmp_path / chapter.with_suffix(".ipynb").name,
-                             "params/smoke.yaml", {"results_dir": str(smoke_results)},
-                             progress=False)
+def executed_outputs(chapter: Path, out: Path, params_file: str, overrides: dict) -> list:
+    """Execute ``chapter`` with papermill; check that no cell failed, that it drew a figure and
+    a table or widget, and that every widget view has saved state. Returns the outputs."""
+    out = build_book.execute(chapter, out / chapter.with_suffix(".ipynb").name, params_file,
+                             overrides, progress=False)
     nb = nbformat.read(out, as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     errors = [o for o in outputs if o.output_type == "error"]
@@ -168,6 +169,55 @@ def test_chapter_runs_on_smoke_params(chapter: Path, smoke_results: Path, tmp_pa
         views = [o.data["application/vnd.jupyter.widget-view+json"]["model_id"] for o in outputs
                  if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
         assert all(v in state for v in views), "widget views without saved state"
+    return outputs
+
+
+def output_text(outputs: list) -> str:
+    return "\n".join(o.get("text", "") + o.get("data", {}).get("text/plain", "")
+                      + o.get("data", {}).get("text/markdown", "") for o in outputs)
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+def test_chapter_runs_on_smoke_params(chapter: Path, smoke_results: Path, tmp_path: Path) -> None:
+    executed_outputs(chapter, tmp_path, "params/smoke.yaml", {"results_dir": str(smoke_results)})
+
+
+# --- every chapter on the paper's ImageNet parameter file, with a fake ImageNet world -----
+
+# params/imagenet.yaml as it is, except the sizes (smoke.yaml's scale) and the files.
+IMAGENET_SMOKE = dict(n_images=2, batch_size=2, t_star=2, attack_steps=1, eot=2, n_evals=2,
+                      vote_k=[2], uniform_eps_255=[4, 64], n_seeds=2, n_neighbours=2,
+                      cap_images=1, cap_points=20, pca_samples=8, pca_components=3, device="cpu")
+# What each chapter must show of the ImageNet setting (besides running through).
+IMAGENET_MARKS = {
+    "01_setup": ["3x224x224", "paper (imagenet)", "guided diffusion 256x256"],
+    "02_distances": ["paper (imagenet)", "17.712 ± 4.851"],            # Table S4
+    "03_randomness": ["paper (cifar10)"],  # sec. 3.2 has CIFAR-10 numbers only
+    "04_fuzzy": ["ImageNet (Linf 4/255)", "64.73", "BPDA 64.73 -> 58.41"],  # Table 2
+    "05_cap": ["imagenet: d = 150528"],
+    "06_compression": ["150528 x 150528", "Adversarial examples: `bpda-eot`"],
+    "07_summary": ["`imagenet` world"],
+}
+
+
+@pytest.fixture(scope="module")
+def imagenet_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("imagenet_results")
+
+
+def test_imagenet_marks_cover_every_chapter() -> None:
+    assert sorted(IMAGENET_MARKS) == sorted(IDS)
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+def test_chapter_runs_on_imagenet_params(chapter: Path, fake_imagenet: dict,
+                                         imagenet_results: Path, tmp_path: Path) -> None:
+    files = {k: fake_imagenet[k] for k in ("model_dir", "data_dir", "diffusion_model")}
+    outputs = executed_outputs(chapter, tmp_path, "params/imagenet.yaml",
+                               {**IMAGENET_SMOKE, **files, "results_dir": str(imagenet_results)})
+    text = output_text(outputs)
+    for mark in IMAGENET_MARKS[chapter.stem]:
+        assert mark in text, f"{chapter.name} on ImageNet does not show {mark!r}"
 
 
 # --- static widgets: a two-page book built like the real one ----------------------------

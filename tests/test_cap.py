@@ -228,6 +228,9 @@ def test_slice_world_on_a_linear_world(monkeypatch, tmp_path):
     assert np.array_equal(again.predictions, s.predictions)
     np.testing.assert_allclose(again.attack_length, 0.1)
     assert again.attack_success.tolist() == s.attack_success.tolist()
+    nothing_right = World("linear", images, 1 - clf(images).argmax(1), clf, None, None, P)
+    with pytest.raises(ValueError, match="none of the 6 test images is classified correctly"):
+        cap.slice_world(nothing_right)
 
 
 def test_points_are_not_clipped_and_summary_excludes_slices_without_boundary():

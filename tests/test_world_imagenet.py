@@ -15,12 +15,10 @@ have the SHA-256 below (566 keys, 552,814,086 parameters, all float32 in the fil
 import hashlib
 import json
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from diffrob import worlds
+from diffrob import cli, worlds
 from diffrob.worlds import adm, imagenet
 from diffrob.worlds.checkpoints import MissingFileError
 
@@ -36,12 +34,7 @@ OFFICIAL_SAMPLES = {  # a few lines of the official list, as read from it
     "middle_block.1.norm.weight": (1024,),
     "out.2.weight": (6, 256, 3, 3),
 }
-# The full architecture at reduced width for the functional tests: same levels,
-# resblock up/down sampling, scale-shift norm, attention at 32, 16 and 8 pixels.
-SMALL = adm.ADMConfig(model_channels=32, num_head_channels=32)
-N_IMAGES = 3
-COLOURS = [(200, 100, 50), (10, 250, 130), (90, 90, 90)]
-SIZES = [(333, 500), (256, 256), (400, 300)]  # (height, width) of the fake JPEGs
+N_IMAGES = 3  # of the fake_imagenet fixture's (conftest.py)
 
 
 def key_lines(model: torch.nn.Module) -> list[str]:
@@ -83,9 +76,10 @@ def test_outputs_match_the_official_implementation():
     assert out[1, :, 7, 9].tolist() == pytest.approx(official, abs=1e-5)
 
 
-def test_small_config_keeps_the_structure():
+def test_small_config_keeps_the_structure(files):
     with torch.device("meta"):
-        full, small = adm.ADMUNet(adm.UNCOND_256), adm.ADMUNet(SMALL)
+        full = adm.ADMUNet(adm.UNCOND_256)
+        small = adm.ADMUNet(adm.file_config(files["diffusion_model"]))
     assert list(full.state_dict()) == list(small.state_dict())
 
 
@@ -94,49 +88,28 @@ def test_bad_config_is_rejected():
         adm.ADMConfig(model_channels=48)
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    """model_dir with a random small ADM (official format) and ResNet-50, a fake val folder."""
-    from torchvision.models import resnet50
-
-    root = tmp_path_factory.mktemp("imagenet")
-    torch.manual_seed(0)
-    unet = adm.ADMUNet(SMALL).eval()
-    resnet = resnet50(weights=None).eval()
-    (root / "models" / "imagenet").mkdir(parents=True)
-    torch.save(unet.state_dict(), root / "models" / "imagenet" / imagenet.DIFFUSION_FILE)
-    torch.save(resnet.state_dict(), root / "models" / "imagenet" / imagenet.RESNET_FILE)
-    names = imagenet._robustbench_file("imagenet_test_image_ids.txt").read_text().split()
-    for name, colour, (h, w) in zip(names[:N_IMAGES], COLOURS, SIZES):
-        path = root / "data" / "imagenet" / "val" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.full((h, w, 3), colour, dtype=np.uint8)).save(path, "JPEG",
-                                                                         quality=95)
-    return dict(root=root, unet=unet, resnet=resnet, names=names[:N_IMAGES],
-                model_dir=str(root / "models"), data_dir=str(root / "data"))
-
-
 @pytest.fixture
-def small(monkeypatch):
-    monkeypatch.setattr(imagenet, "ADM_CONFIG", SMALL)
+def files(fake_imagenet):
+    return fake_imagenet
 
 
 def load(files, **kw):
     args = dict(model_dir=files["model_dir"], data_dir=files["data_dir"], n_images=N_IMAGES,
-                batch_size=N_IMAGES, t_star=1, device="cpu")
+                batch_size=N_IMAGES, t_star=1, device="cpu",
+                diffusion_model=files["diffusion_model"])
     return worlds.load("imagenet", **{**args, **kw})
 
 
-def test_world_loads_images_labels_and_models(files, small):
+def test_world_loads_images_labels_and_models(files):
     world = load(files)
     assert world.image_shape == (3, 224, 224) and world.model_size == 256
-    for i, colour in enumerate(COLOURS):  # flat JPEGs: every pixel keeps its colour
+    for i, colour in enumerate(files["colours"][:N_IMAGES]):  # flat JPEGs: every pixel keeps its colour
         want = torch.tensor(colour, dtype=torch.float32).view(3, 1, 1) / 255
         assert (world.images[i] - want).abs().max() < 4 / 255
     wnids = sorted(json.loads(
         imagenet._robustbench_file("imagenet_class_to_id_map.json").read_text()))
     assert len(wnids) == 1000
-    assert world.labels.tolist() == [wnids.index(n.split("/")[0]) for n in files["names"]]
+    assert world.labels.tolist() == [wnids.index(n.split("/")[0]) for n in files["names"][:N_IMAGES]]
     assert world.class_names[0] == "tench"
     x = world.images
     mean = torch.tensor(imagenet.MEAN).view(1, 3, 1, 1)
@@ -152,7 +125,7 @@ def test_world_loads_images_labels_and_models(files, small):
                                                                                1000, True)
 
 
-def test_one_purification_step_at_256(files, small):
+def test_one_purification_step_at_256(files):
     world = load(files)
     purifier = world.purifier()
     x = world.images[:1]
@@ -164,7 +137,7 @@ def test_one_purification_step_at_256(files, small):
     assert world.predict(y).shape == (1,)
 
 
-def test_differentiable_checkpointed_mode(files, small):
+def test_differentiable_checkpointed_mode(files):
     world = load(files, n_images=1)
     x = world.images.clone().requires_grad_(True)
     y = world.purifier()(x, base_seeds=0, batch_index=0, grad=True)
@@ -172,7 +145,7 @@ def test_differentiable_checkpointed_mode(files, small):
     assert x.grad is not None and x.grad.shape == x.shape and x.grad.abs().sum() > 0
 
 
-def test_bf16_autocast_is_close(files, small):
+def test_bf16_autocast_is_close(files):
     world = load(files, n_images=1)
     x = world.images
     y32 = world.purifier()(x, base_seeds=0, batch_index=0)
@@ -182,7 +155,7 @@ def test_bf16_autocast_is_close(files, small):
     assert (y16 - y32).abs().mean() < 0.02
 
 
-def test_learned_variance_is_used(files, small):
+def test_learned_variance_is_used(files):
     """The reverse noise scale follows v: v = +1 gives sigma^2 = beta_t, v = -1 the posterior."""
     world = load(files)
     purifier = world.purifier(t_star=150)
@@ -196,21 +169,36 @@ def test_learned_variance_is_used(files, small):
         (beta * (1 - ab_prev) / (1 - ab)) ** 0.5, rel=1e-5)
 
 
-def test_safetensors_conversion_loads_the_same_model(files, small, tmp_path):
-    out = adm.convert_to_safetensors(
-        files["root"] / "models" / "imagenet" / imagenet.DIFFUSION_FILE,
-        tmp_path / "256x256_diffusion_uncond.safetensors")
+def test_safetensors_conversion_loads_the_same_model(files, tmp_path):
+    torch.save(files["unet"].state_dict(), tmp_path / "small.pt")
+    cfg = adm.file_config(files["diffusion_model"])
+    assert cfg != adm.UNCOND_256 and cfg.model_channels == 32
+    out = adm.convert_to_safetensors(tmp_path / "small.pt", cfg=cfg)
+    assert out == tmp_path / "small.safetensors" and adm.file_config(out) == cfg
     world = load(files, diffusion_model=str(out))
     h, k = torch.rand(1, 3, 256, 256) * 2 - 1, torch.tensor([3])
     with torch.no_grad():
         assert torch.allclose(world.diffusion(h, k), files["unet"](h, k), atol=1e-5)
 
 
+def test_a_pt_file_or_safetensors_without_metadata_is_the_official_architecture(files, tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(1)}, tmp_path / "plain.safetensors")
+    assert adm.file_config(tmp_path / "plain.safetensors") == adm.UNCOND_256
+    torch.save(files["unet"].state_dict(), tmp_path / "small.pt")  # same keys, smaller shapes
+    with pytest.raises(ValueError, match=r"small\.pt.*wrong shapes \['input_blocks"):
+        adm.load_adm(tmp_path / "small.pt")
+    with pytest.raises(ValueError, match=r"small\.pt.*wrong shapes"):  # nothing written
+        cli.main(["convert-adm", str(tmp_path / "small.pt")])
+    assert not (tmp_path / "small.safetensors").exists()
+
+
 def test_wrong_state_dict_is_named(files, tmp_path):
     bad = {k: v for k, v in files["unet"].state_dict().items() if not k.startswith("out.")}
     torch.save(bad, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match=r"bad\.pt.*missing keys \['out\.0\.bias'"):
-        adm.load_adm(tmp_path / "bad.pt", SMALL)
+        adm.load_adm(tmp_path / "bad.pt")
 
 
 @pytest.fixture
@@ -225,7 +213,7 @@ def test_missing_diffusion_file(files, tmp_path, empty_hub):
     (tmp_path / "imagenet" / imagenet.RESNET_FILE).symlink_to(
         files["root"] / "models" / "imagenet" / imagenet.RESNET_FILE)
     with pytest.raises(MissingFileError) as e:
-        load(files, model_dir=str(tmp_path))
+        load(files, model_dir=str(tmp_path), diffusion_model="")
     message = str(e.value)
     assert repr(imagenet.DIFFUSION_FILE) in message and str(tmp_path / "imagenet") in message
     assert "openaipublic.blob.core.windows.net" in message and "docs/worlds.md" in message
@@ -242,10 +230,11 @@ def test_missing_classifier_file(files, tmp_path, empty_hub):
 
 
 @pytest.mark.timeout(120)
-def test_missing_validation_image(files, small):
+def test_missing_validation_image(files):
     with pytest.raises(MissingFileError) as e:
-        load(files, n_images=N_IMAGES + 1)
-    name = imagenet._robustbench_file("imagenet_test_image_ids.txt").read_text().split()[N_IMAGES]
+        load(files, n_images=len(files["names"]) + 1)
+    name = imagenet._robustbench_file("imagenet_test_image_ids.txt").read_text().split()[
+        len(files["names"])]
     assert repr(name.split("/")[1]) in str(e.value) and "image-net.org" in str(e.value)
 
 
@@ -260,10 +249,18 @@ def test_full_size_model_in_official_format_purifies(tmp_path, files):
     full = adm.ADMUNet(adm.UNCOND_256).eval()
     torch.save(full.state_dict(), tmp_path / "imagenet" / imagenet.DIFFUSION_FILE)
     del full
-    world = load(files, model_dir=str(tmp_path), n_images=1, batch_size=1)
+    world = load(files, model_dir=str(tmp_path), diffusion_model="", n_images=1, batch_size=1)
     assert sum(p.numel() for p in world.diffusion.parameters()) == OFFICIAL_N_PARAMS
     y = world.purifier()(world.images, base_seeds=0, batch_index=0)
     assert y.shape == (1, 3, 224, 224) and y.min() >= 0 and y.max() <= 1
+    del world
+    official = tmp_path / "imagenet" / imagenet.DIFFUSION_FILE  # the one-time conversion
+    cli.main(["convert-adm", str(official), "--out", str(tmp_path / "uncond.safetensors")])
+    official.unlink()
+    assert adm.file_config(tmp_path / "uncond.safetensors") == adm.UNCOND_256
+    world = load(files, model_dir=str(tmp_path), diffusion_model=str(tmp_path / "uncond.safetensors"),
+                 n_images=1, batch_size=1)
+    assert torch.allclose(world.purifier()(world.images, base_seeds=0, batch_index=0), y, atol=1e-5)
 
 
 def test_params_file_has_the_papers_settings():

@@ -171,6 +171,9 @@ def slice_world(world, second: str = "random", n_images: int | None = None,
     n_images, n_points = n_images or p.cap_images, n_points or p.cap_points
     radius, seed = float(radius or p.cap_radius), p.base_seed if seed is None else seed
     correct = (world.predict(world.images) == world.labels).nonzero().flatten()
+    if not len(correct):
+        raise ValueError(f"{world.name}: none of the {len(world.images)} test images is classified "
+                         f"correctly, so there is no clean image to slice around (raise n_images)")
     index = correct[:n_images]
     points = disc_points(n_points, radius, torch.Generator().manual_seed(seed))
     key = _key(world, second, n_images, n_points, radius, seed)
@@ -185,7 +188,7 @@ def slice_world(world, second: str = "random", n_images: int | None = None,
             if cache:
                 store.write(p, stage, j, data, key)
         rows.append(data.cpu())
-    data = torch.cat(rows).numpy() if rows else np.zeros((0, n_points + 2))
+    data = torch.cat(rows).numpy()
     return Slices(points.numpy(), data[:, :n_points].astype(np.int64),
                   world.labels[index].cpu().numpy(), index.cpu().numpy(), data[:, n_points],
                   data[:, n_points + 1].astype(bool), radius, second)

@@ -1,4 +1,4 @@
-"""The command line: ``diffrob train-digits | attack | evaluate ...``."""
+"""The command line: ``diffrob train-digits | convert-adm | attack | evaluate ...``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,12 @@ def _train_digits(args: argparse.Namespace) -> None:
     cfg = digits.TrainConfig(**{k: v for k, v in given.items() if v is not None})
     facts = digits.train(Path(args.out), cfg)
     print(json.dumps(facts, indent=2))
+
+
+def _convert_adm(args: argparse.Namespace) -> None:
+    from .worlds import adm
+
+    print(adm.convert_to_safetensors(args.checkpoint, args.out))
 
 
 def _params(args: argparse.Namespace):
@@ -116,6 +122,12 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--ddpm-steps", type=int, help="default: digits.TrainConfig's (2000)")
     t.add_argument("--classifier-epochs", type=int, help="default: digits.TrainConfig's (40)")
     t.set_defaults(run=_train_digits)
+
+    c = sub.add_parser("convert-adm", help="convert 256x256_diffusion_uncond.pt to safetensors "
+                                           "(one time, checked against the official keys)")
+    c.add_argument("checkpoint", help="the official guided-diffusion .pt file")
+    c.add_argument("--out", help="default: beside it, suffix .safetensors")
+    c.set_defaults(run=_convert_adm)
 
     _stage_parser(sub, "attack", "generate adversarial examples (sec. 4, Table S1), resumable",
                   "attacks among bpda bpda-eot pgd pgd-eot (default: params 'attacks')")

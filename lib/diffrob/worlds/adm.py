@@ -17,8 +17,9 @@ gives non-trivial outputs in tests.
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -199,45 +200,85 @@ class ADMUNet(nn.Module):
         return self.out(h)
 
 
-def load_adm(path: str | Path, cfg: ADMConfig = UNCOND_256,
-             device: torch.device | str = "cpu") -> ADMUNet:
-    """Build :class:`ADMUNet` without initialising it and load a state dict file into it.
+def _empty_model(cfg: ADMConfig) -> ADMUNet:
+    with torch.device("meta"):
+        return ADMUNet(cfg)
+
+
+def check_state(state: object, cfg: ADMConfig, path: str | Path) -> None:
+    """``ValueError`` naming ``path`` and the first differing keys unless ``state`` is a state
+    dict with exactly the keys and shapes of ``cfg``'s architecture."""
+    want = {k: tuple(v.shape) for k, v in _empty_model(cfg).state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()} if isinstance(state, dict) else {}
+    if want != got:
+        missing, unexpected = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+        wrong = sorted(k for k in set(want) & set(got) if want[k] != got[k])
+        raise ValueError(f"{path}: not a state dict of the guided-diffusion UNet {cfg}; "
+                         f"missing keys {missing[:5]}, unexpected keys {unexpected[:5]}, "
+                         f"wrong shapes {wrong[:5]} "
+                         f"({len(missing)}/{len(unexpected)}/{len(wrong)} in all)")
+
+
+CONFIG_KEY = "adm_config"  # safetensors metadata: the architecture of the file's weights
+
+
+def save_safetensors(state: dict[str, Tensor], path: str | Path, cfg: ADMConfig = UNCOND_256) -> Path:
+    """Write a state dict of ``cfg``'s architecture as safetensors, ``cfg`` in the metadata."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    save_file({k: v.contiguous() for k, v in state.items()}, path,
+              metadata={CONFIG_KEY: json.dumps(asdict(cfg))})
+    return path
+
+
+def file_config(path: str | Path) -> ADMConfig:
+    """The architecture a weights file holds: a safetensors file's metadata config if it has
+    one (:func:`save_safetensors`), else the official :data:`UNCOND_256`."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        return UNCOND_256
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        text = (f.metadata() or {}).get(CONFIG_KEY)
+    if text is None:
+        return UNCOND_256
+    fields = json.loads(text)
+    return ADMConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
+
+def load_adm(path: str | Path, device: torch.device | str = "cpu") -> ADMUNet:
+    """Build :class:`ADMUNet` without initialising it and load a weights file into it.
 
     ``path`` is the official ``torch.save`` file (a plain state dict of float32
-    tensors, read with ``weights_only=True``) or its safetensors conversion
-    (:func:`convert_to_safetensors`). The key set must match exactly; a
-    mismatch raises ``ValueError`` naming the file and the first differing keys.
+    tensors, read with ``weights_only=True``) or a safetensors file
+    (:func:`convert_to_safetensors`); the architecture is :func:`file_config`'s.
+    The key set must match exactly; a mismatch raises ``ValueError`` naming the
+    file and the first differing keys.
     """
     path = Path(path)
+    cfg = file_config(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
         state = load_file(path, device=str(device))
     else:
         state = torch.load(path, map_location=device, weights_only=True)
-    with torch.device("meta"):
-        model = ADMUNet(cfg)
-    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in state.items()} if isinstance(state, dict) else {}
-    if want != got:
-        missing, unexpected = sorted(set(want) - set(got)), sorted(set(got) - set(want))
-        wrong = sorted(k for k in set(want) & set(got) if want[k] != got[k])
-        raise ValueError(f"{path}: not a state dict of the guided-diffusion 256x256 "
-                         f"unconditional UNet ({cfg}); missing keys {missing[:5]}, unexpected "
-                         f"keys {unexpected[:5]}, wrong shapes {wrong[:5]} "
-                         f"({len(missing)}/{len(unexpected)}/{len(wrong)} in all)")
+    check_state(state, cfg, path)
+    model = _empty_model(cfg)
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True, assign=True)
     return model.to(device)
 
 
-def convert_to_safetensors(pt_path: str | Path, out_path: str | Path | None = None) -> Path:
-    """One-time conversion of the official ``.pt`` to ``.safetensors`` (same keys and values).
+def convert_to_safetensors(pt_path: str | Path, out_path: str | Path | None = None,
+                           cfg: ADMConfig = UNCOND_256) -> Path:
+    """One-time conversion of a ``torch.save`` state dict (the official ``.pt``) to safetensors:
+    the same keys and values, checked against ``cfg``, which goes into the metadata.
 
     Returns the path written (default: beside the input, suffix ``.safetensors``).
     """
-    from safetensors.torch import save_file
-
     pt_path = Path(pt_path)
     out_path = Path(out_path) if out_path else pt_path.with_suffix(".safetensors")
     state = torch.load(pt_path, map_location="cpu", weights_only=True)
-    save_file({k: v.contiguous() for k, v in state.items()}, out_path)
-    return out_path
+    check_state(state, cfg, pt_path)
+    return save_safetensors(state, out_path, cfg)

@@ -38,7 +38,6 @@ from .checkpoints import MissingFileError, check_all, first_present, import_robu
 if TYPE_CHECKING:
     from . import World
 
-ADM_CONFIG = adm.UNCOND_256
 DIFFUSION_FILE = "256x256_diffusion_uncond.pt"
 DIFFUSION_SOURCE = ("openai/guided-diffusion: https://openaipublic.blob.core.windows.net/"
                     "diffusion/jul-2021/256x256_diffusion_uncond.pt (2.1 GB)")
@@ -92,8 +91,9 @@ def diffusion_path(model_dir: str | Path, spec: str = "") -> Path:
 
 def load_diffusion(model_dir: str | Path, spec: str = "",
                    device: torch.device | str = "cpu") -> adm.ADMUNet:
-    """The guided-diffusion UNet of :func:`diffusion_path`, loaded as it is."""
-    return adm.load_adm(diffusion_path(model_dir, spec), ADM_CONFIG, device)
+    """The guided-diffusion UNet of :func:`diffusion_path`, loaded as it is (the official
+    architecture, or the one a converted safetensors file names: :func:`adm.file_config`)."""
+    return adm.load_adm(diffusion_path(model_dir, spec), device)
 
 
 def _robustbench_file(name: str) -> Path:
