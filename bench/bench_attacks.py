@@ -62,16 +62,16 @@ def main() -> None:
     start = attacks.uniform(x, p.eps, torch.Generator().manual_seed(0))
 
     def ours():
-        logits = attacks.SystemLogits(world.classifier, purifier, 0, p.attack_seed, p.eot, False)
+        logits = attacks.SystemLogits(world.classifier, purifier, 0, p.attack_seed, len(x), False)
         return attacks.pgd(logits, start, y, p.eps, p.attack_steps, p.step_size,
                            random_start=False, eot=p.eot)
 
     def reference():
-        model = attacks.SystemLogits(world.classifier, purifier, 0, p.attack_seed, 1, False)
+        model = attacks.SystemLogits(world.classifier, purifier, 0, p.attack_seed, len(x), False)
         return torchattacks.EOTPGD(model, eps=p.eps, alpha=p.step_size, steps=p.attack_steps,
                                    eot_iter=p.eot, random_start=False)(start, y)
 
-    warm = attacks.SystemLogits(world.classifier, purifier, 0, p.attack_seed, 1, False)
+    warm = attacks.SystemLogits(world.classifier, purifier, 0, p.attack_seed, 2, False)
     attacks.pgd(warm, start[:2], y[:2], p.eps, 1, p.step_size, random_start=False)  # warm-up
     x_ours, t_ours = timed(ours)
     x_ref, t_ref = timed(reference)
@@ -81,7 +81,7 @@ def main() -> None:
         return float((preds == y.cpu().numpy()[None]).mean())
 
     # one PGD-EOT step: a forward/backward of eot x images through the checkpointed system
-    logits = attacks.SystemLogits(world.classifier, purifier, 0, p.attack_seed, p.eot, False)
+    logits = attacks.SystemLogits(world.classifier, purifier, 0, p.attack_seed, len(x), False)
     rows = start.clone().requires_grad_(True)
     with FlopCounterMode(display=False) as counter:
         loss = torch.nn.functional.cross_entropy(logits(rows.repeat(p.eot, 1, 1, 1)),

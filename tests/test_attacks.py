@@ -1,5 +1,6 @@
 """Attacks (sec. 4, Table S1) and the sanity checks of Carlini et al. (2019)."""
 
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -113,7 +114,7 @@ def test_system_attacks_equal_torchattacks_around_the_same_system(world, attack)
     w = tiny_world(4, eot=3, attack_steps=2)
     p, purifier = w.params, w.purifier()
     eot = attacks.attack_eot(attack, p.eot)
-    model = attacks.SystemLogits(w.classifier, purifier, 2, p.attack_seed, 1,
+    model = attacks.SystemLogits(w.classifier, purifier, 2, p.attack_seed, len(w.images),
                                  straight=attack.startswith("bpda"))
     start = attacks.uniform(w.images, p.eps, torch.Generator().manual_seed(
         attacks.seed_for(p.attack_seed, 2, 0, False)))
@@ -121,7 +122,7 @@ def test_system_attacks_equal_torchattacks_around_the_same_system(world, attack)
     # by running our pgd without random start from the same point instead.
     ref = torchattacks.EOTPGD(model, eps=p.eps, alpha=p.step_size, steps=p.attack_steps,
                               eot_iter=eot, random_start=False)(start, w.labels)
-    ours_model = attacks.SystemLogits(w.classifier, purifier, 2, p.attack_seed, eot,
+    ours_model = attacks.SystemLogits(w.classifier, purifier, 2, p.attack_seed, len(w.images),
                                       straight=attack.startswith("bpda"))
     ours = attacks.pgd(ours_model, start, w.labels, p.eps, p.attack_steps, p.step_size,
                        random_start=False, eot=eot)
@@ -148,6 +149,40 @@ def test_eot_folding_gives_the_mean_of_the_per_seed_gradients():
         cls(purifier(x, s, 1, grad=True)), w.labels), x)[0] for s in seeds) / 3
     torch.testing.assert_close(g_folded, g_loop)
     assert g_folded.abs().sum() > 0
+
+
+class SeedSpy:
+    """A purifier that records the rows and base seeds of every call."""
+
+    def __init__(self, purifier):
+        self.purifier, self.model, self.calls = purifier, purifier.model, []
+
+    def __call__(self, x, base_seeds, batch_index, grad=False):
+        self.calls.append((len(x), list(base_seeds)))
+        return self.purifier(x, base_seeds, batch_index, grad=grad)
+
+
+@pytest.mark.parametrize("attack", ["bpda-eot", "pgd-eot"])
+def test_eot_batch_bounds_the_rows_per_call_and_keeps_seeds_and_result(attack):
+    w = tiny_world(4, eot=5, attack_steps=2)
+    runs = {}
+    for eot_batch in (0, 2):
+        wb = dataclasses.replace(w, params=w.params.replace(eot_batch=eot_batch))
+        spy = SeedSpy(wb.purifier())
+        x_adv = attacks.attack_batch(wb, attack, w.images, w.labels, 1, purifier=spy)
+        runs[eot_batch] = x_adv, spy.calls
+    (folded, calls), (split, split_calls) = runs[0], runs[2]
+    assert [r for r, _ in calls] == [4 * 5] * 2                  # one call per step
+    assert [r for r, _ in split_calls] == [4 * 2, 4 * 2, 4 * 1] * 2  # 2 + 2 + 1 samples
+    seeds = [s for _, c in calls for s in c]
+    assert [s for _, c in split_calls for s in c] == seeds == list(range(1000, 1010))
+    same = torch.isclose(split, folded, atol=1e-5).float().mean()
+    assert same > 0.97, f"{attack}: only {same:.3f} of the pixels agree"
+
+
+def test_eot_per_call():
+    p = params.load(None, eot=15)
+    assert [p.replace(eot_batch=b).eot_per_call for b in (0, 1, 4, 15, 40)] == [15, 1, 4, 15, 15]
 
 
 @trained

@@ -18,20 +18,10 @@ from diffrob import worlds
 from diffrob.worlds import cifar10
 from diffrob.worlds.checkpoints import MissingFileError, import_robustbench
 
-# google/ddpm-cifar10-32's config.json and scheduler_config.json as published on the
-# hub (https://huggingface.co/google/ddpm-cifar10-32/tree/main; transcribed e.g. in the
-# "unet_config" of a public DDPM config file found with the search tools), minus the
-# "_class_name"/"_diffusers_version" bookkeeping keys.
-UNET_CONFIG = {
-    "act_fn": "silu", "attention_head_dim": None, "block_out_channels": [128, 256, 256, 256],
-    "center_input_sample": False,
-    "down_block_types": ["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
-    "downsample_padding": 0, "flip_sin_to_cos": False, "freq_shift": 1, "in_channels": 3,
-    "layers_per_block": 2, "mid_block_scale_factor": 1, "norm_eps": 1e-06,
-    "norm_num_groups": 32, "out_channels": 3, "sample_size": 32,
-    "time_embedding_type": "positional",
-    "up_block_types": ["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"],
-}
+# google/ddpm-cifar10-32's config.json as published on the hub is cifar10.UNET_CONFIG
+# (transcribed e.g. from the "unet_config" of a public DDPM config file found with the
+# search tools); below, its scheduler_config.json as published.
+UNET_CONFIG = cifar10.UNET_CONFIG
 SCHEDULER_CONFIG = {"beta_end": 0.02, "beta_schedule": "linear", "beta_start": 0.0001,
                     "clip_sample": True, "num_train_timesteps": 1000, "trained_betas": None,
                     "variance_type": "fixed_large"}

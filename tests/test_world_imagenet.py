@@ -272,4 +272,5 @@ def test_params_file_has_the_papers_settings():
     assert (p.world, p.n_images, p.batch_size, p.t_star, p.eps_255) == ("imagenet", 200, 10,
                                                                         150, 4.0)
     assert p.attacks == ["bpda", "bpda-eot"] and (p.attack_steps, p.eot) == (40, 15)
+    assert p.eot_per_call == 1  # 10 rows of 256x256 per call: the full gradient fits a GPU
     assert p.rel_stepsize == pytest.approx(0.01 / 0.3)

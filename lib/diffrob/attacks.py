@@ -25,7 +25,7 @@ Randomness of the attacks (eq. 9 base seeds). Gradient ``c`` (= PGD step ``c``,
 from 0) of the batch with index ``i`` purifies EOT sample ``j`` (0..eot-1) with
 base seed ``attack_seed + c * eot + j`` and batch index ``i``: every gradient
 sees fresh, reproducible randomness, the same whether the samples are folded into
-one batch or drawn one call at a time. The random start is drawn from a CPU
+one batch, ``eot_batch`` at a time, or drawn one call at a time. The random start is drawn from a CPU
 generator seeded with ``seed_for(attack_seed, i, 0, forward=False)`` (step 0 of
 eq. 9, which no purifier draws from). The evaluation stage uses base seeds
 ``0 .. n_evals - 1``, so :func:`attack_batch` requires ``attack_seed >= n_evals``:
@@ -62,15 +62,16 @@ def uniform(x: Tensor, eps: float, generator: torch.Generator | None = None) -> 
 
 def pgd(logits_fn: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, eps: float, steps: int,
         step_size: float, random_start: bool = True, generator: torch.Generator | None = None,
-        eot: int = 1, progress: bool = False) -> Tensor:
+        eot: int = 1, progress: bool = False, eot_batch: int | None = None) -> Tensor:
     """Untargeted Linf PGD: ``steps`` signed-gradient ascent steps on the cross-entropy.
 
-    ``logits_fn`` maps [0,1] images (M, C, H, W) to logits (M, classes). It is
-    called exactly once per step, on ``eot`` copies of the current iterate stacked
-    seed-major (copy j is rows ``j*N .. (j+1)*N-1``, the layout of
-    ``Purifier(..., base_seeds=[s_0 .. s_{eot-1}])``); the loss is the mean
-    cross-entropy over all copies, so its gradient is the EOT average (eq. of
-    Athalye et al. 2018). Each step: ``x' = x' + step_size * sign(grad)``, then
+    ``logits_fn`` maps [0,1] images (M, C, H, W) to logits (M, classes). Each step
+    calls it on ``eot`` copies of the current iterate stacked seed-major (copy j
+    is rows ``j*N .. (j+1)*N-1``, the layout of ``Purifier(..., base_seeds=[s_0 ..
+    s_{eot-1}])``): once with all of them, or with ``eot_batch`` copies at a time
+    (to bound memory), the gradients summed. The loss is the mean cross-entropy
+    over all copies, so its gradient is the EOT average (eq. of Athalye et al.
+    2018). Each step: ``x' = x' + step_size * sign(grad)``, then
     projection to ``|x' - x|_inf <= eps`` and to [0,1]. ``random_start`` begins at
     :func:`uniform` noise of size eps drawn with ``generator``. Returns the
     adversarial images, detached, with ``x``'s shape.
@@ -83,16 +84,21 @@ def pgd(logits_fn: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, eps: float,
         raise ValueError(f"step_size: expected a number >= 0, got {step_size!r}")
     if not isinstance(eot, int) or eot < 1:
         raise ValueError(f"eot: expected an int >= 1, got {eot!r}")
+    if eot_batch is not None and (not isinstance(eot_batch, int) or eot_batch < 0):
+        raise ValueError(f"eot_batch: expected an int >= 0 (0 = all eot), got {eot_batch!r}")
     if y.shape != (x.shape[0],):
         raise ValueError(f"y: expected labels of shape ({x.shape[0]},), got {tuple(y.shape)}")
     x, y = x.detach(), y.detach().to(x.device)
     x_adv = uniform(x, eps, generator) if random_start else x.clone()
-    targets = y.repeat(eot)
+    per_call = min(eot_batch or eot, eot)
+    copies = [min(per_call, eot - c) for c in range(0, eot, per_call)]
     for _ in tqdm(range(steps), desc="PGD steps", leave=False, disable=not progress):
         x_adv.requires_grad_(True)
-        rows = x_adv.repeat(eot, 1, 1, 1) if eot > 1 else x_adv
-        loss = F.cross_entropy(logits_fn(rows), targets)
-        (grad,) = torch.autograd.grad(loss, x_adv)
+        grad = torch.zeros_like(x_adv)
+        for m in copies:
+            rows = x_adv.repeat(m, 1, 1, 1) if m > 1 else x_adv
+            loss = F.cross_entropy(logits_fn(rows), y.repeat(m), reduction="sum") / (len(x) * eot)
+            grad += torch.autograd.grad(loss, x_adv)[0]
         x_adv = x_adv.detach() + step_size * grad.sign()
         x_adv = (x + (x_adv - x).clamp(-eps, eps)).clamp(0, 1)
     return x_adv.detach()
@@ -107,32 +113,34 @@ def straight_through(purifier: Purifier, x: Tensor, base_seeds: int | Sequence[i
 
 
 class SystemLogits(nn.Module):
-    """``classifier(purifier(x))`` for PGD: one call is one gradient, with its own seeds.
+    """``classifier(purifier(x))`` for PGD, each EOT sample with its own seed.
 
-    Call ``c`` (counted from 0) purifies its ``eot`` seed-major chunks with base
-    seeds ``attack_seed + c * eot + j``; the purifier is differentiated through
-    every step (``straight=False``) or replaced by the identity in the backward
-    pass (``straight=True``, BPDA). With ``eot=1`` it is also the model to hand to
-    torchattacks: its ``EOTPGD``, calling it ``eot`` times per step, then sees the
-    very seeds that :func:`pgd` folds into one call.
+    ``x`` holds m seed-major copies of the ``n_images`` images of batch
+    ``batch_index``; the k-th copy seen since construction (counted from 0) is
+    purified with base seed ``attack_seed + k``. Gradient ``c`` of an attack with
+    ``eot`` samples thus uses seeds ``attack_seed + c * eot + j``, however the
+    samples are split over calls: all in one (:func:`pgd`), ``eot_batch`` at a time,
+    or one per call, as torchattacks' ``EOTPGD`` calls its model. The purifier is
+    differentiated through every step (``straight=False``) or replaced by the
+    identity in the backward pass (``straight=True``, BPDA).
     """
 
     def __init__(self, classifier: nn.Module, purifier: Purifier, batch_index: int,
-                 attack_seed: int, eot: int, straight: bool):
+                 attack_seed: int, n_images: int, straight: bool):
         super().__init__()
         self.classifier, self.diffusion, self.purifier = classifier, purifier.model, purifier
         self.batch_index, self.attack_seed = batch_index, attack_seed
-        self.eot, self.straight = eot, straight
-        self.calls = 0
+        self.n_images, self.straight = n_images, straight
+        self.calls = self.samples = 0
         self.eval()
 
-    def seeds(self, call: int) -> list[int]:
-        """The base seeds of gradient number ``call``."""
-        return [self.attack_seed + call * self.eot + j for j in range(self.eot)]
-
     def forward(self, x: Tensor) -> Tensor:
-        seeds = self.seeds(self.calls)
-        self.calls += 1
+        m, rest = divmod(len(x), self.n_images)
+        if rest or not m:
+            raise ValueError(f"SystemLogits: expected copies of {self.n_images} images, "
+                             f"got {len(x)} rows")
+        seeds = [self.attack_seed + self.samples + j for j in range(m)]
+        self.calls, self.samples = self.calls + 1, self.samples + m
         if self.straight:
             purified = straight_through(self.purifier, x, seeds, self.batch_index)
         else:
@@ -156,8 +164,8 @@ def attack_batch(world, attack: str, x: Tensor, y: Tensor, batch_index: int,
     """One batch of a system attack (Table 1) with the parameters of ``world.params``.
 
     ``eps``, ``attack_steps``, ``step_size`` (eps x rel_stepsize), ``random_start``,
-    ``eot`` and ``attack_seed`` come from the params (Table S1 defaults); seeds as
-    in the module docstring. ``purifier`` defaults to ``world.purifier()``.
+    ``eot``, ``eot_batch`` and ``attack_seed`` come from the params (Table S1
+    defaults); seeds as in the module docstring. ``purifier`` defaults to ``world.purifier()``.
     """
     p = world.params
     check_attack(attack)
@@ -165,12 +173,11 @@ def attack_batch(world, attack: str, x: Tensor, y: Tensor, batch_index: int,
         raise ValueError(f"parameter 'attack_seed' ({p.attack_seed}) must be >= n_evals "
                          f"({p.n_evals}): evaluations use base seeds 0..n_evals-1 and the "
                          f"attack must not see them")
-    eot = attack_eot(attack, p.eot)
     logits = SystemLogits(world.classifier, purifier or world.purifier(), batch_index,
-                          p.attack_seed, eot, straight=attack.startswith("bpda"))
+                          p.attack_seed, len(x), straight=attack.startswith("bpda"))
     start = torch.Generator().manual_seed(seed_for(p.attack_seed, batch_index, 0, False))
-    return pgd(logits, x, y, p.eps, p.attack_steps, p.step_size, p.random_start, start, eot,
-               progress=progress)
+    return pgd(logits, x, y, p.eps, p.attack_steps, p.step_size, p.random_start, start,
+               attack_eot(attack, p.eot), progress=progress, eot_batch=p.eot_per_call)
 
 
 def _check_eps(eps: float) -> None:

@@ -80,10 +80,10 @@ def predict_purified(world, x: Tensor, batch_index: int, seeds: list[int],
                      chunk: int | None = None) -> np.ndarray:
     """Predictions of classifier(purifier(x)) under each base seed: int array (len(seeds), N).
 
-    Seeds are folded into the batch ``chunk`` at a time (default: ``eot``, the
-    number the attack stage already fits into memory with a full gradient).
+    Seeds are folded into the batch ``chunk`` at a time (default: ``eot_per_call``,
+    the number the attack stage already fits into memory with a full gradient).
     """
-    chunk = chunk or max(1, world.params.eot)
+    chunk = chunk or world.params.eot_per_call
     purifier, n, preds = world.purifier(), len(x), []
     for c in range(0, len(seeds), chunk):
         group = seeds[c:c + chunk]

@@ -156,7 +156,7 @@ def randomness(world, eps: float, n_images: int, n_seeds: int, n_neighbours: int
     The eps-ball inputs are ``attacks.uniform`` draws (seeded by ``noise_seed``
     and the batch index); the fixed seed is ``params.base_seed``. Each image keeps
     its batch index of eq. 9; ``chunk`` draws are folded into one purifier call
-    (default: as many as fill ``batch_size x eot`` rows, which the attack stage
+    (default: as many as fill ``batch_size x eot_per_call`` rows, which the attack stage
     already fits in memory with a full gradient).
     """
     if not 1 <= n_images <= len(world.images):
@@ -174,7 +174,7 @@ def randomness(world, eps: float, n_images: int, n_seeds: int, n_neighbours: int
     with tqdm(total=len(todo) * draws, desc="sec. 3.2 draws") as bar:
         for i, rows in todo:
             x0 = world.images[rows.start:min(rows.stop, n_images)]
-            per_call = chunk or max(1, p.batch_size * p.eot // len(x0))
+            per_call = chunk or max(1, p.batch_size * p.eot_per_call // len(x0))
             gen = torch.Generator().manual_seed(10**4 * noise_seed + i)
             inputs = attacks.uniform(x0.repeat(n_neighbours, 1, 1, 1), eps, gen)
             inputs = inputs.view(n_neighbours, *x0.shape)

@@ -34,6 +34,19 @@ if TYPE_CHECKING:
     from . import World
 
 HUB_ID = "google/ddpm-cifar10-32"
+# Its config.json as published on the hub (https://huggingface.co/google/ddpm-cifar10-32),
+# minus the "_class_name"/"_diffusers_version" bookkeeping keys: the architecture that
+# ``load_diffusion`` reads from the local folder, for random-weight tests and benchmarks.
+UNET_CONFIG = {
+    "act_fn": "silu", "attention_head_dim": None, "block_out_channels": [128, 256, 256, 256],
+    "center_input_sample": False,
+    "down_block_types": ["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
+    "downsample_padding": 0, "flip_sin_to_cos": False, "freq_shift": 1, "in_channels": 3,
+    "layers_per_block": 2, "mid_block_scale_factor": 1, "norm_eps": 1e-06,
+    "norm_num_groups": 32, "out_channels": 3, "sample_size": 32,
+    "time_embedding_type": "positional",
+    "up_block_types": ["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"],
+}
 CLASSIFIER = "Standard"
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
            "truck"]
