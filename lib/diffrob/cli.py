@@ -1,4 +1,4 @@
-"""The command line: ``diffrob train-digits | convert-adm | attack | evaluate ...``."""
+"""The command line: ``diffrob train-digits | convert-adm | plan | attack | evaluate ...``."""
 
 from __future__ import annotations
 
@@ -25,6 +25,21 @@ def _convert_adm(args: argparse.Namespace) -> None:
     from .worlds import adm
 
     print(adm.convert_to_safetensors(args.checkpoint, args.out))
+
+
+def _plan(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from . import plan
+
+    p = _params(args)
+    costs = plan.table(p, args.tflops, args.gpu_gb)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(costs.round(3).to_string(na_rep=""))
+    hours = costs.iloc[:, 3].sum()
+    print(f"\nin all: {costs['PFLOP'].sum():.4g} PFLOP, {hours:.4g} GPU hours at "
+          f"{args.tflops:g} TFLOP/s sustained (--tflops); 'fits': the full-gradient rows of "
+          f"one call beside the weights in {args.gpu_gb:g} GB (--gpu-gb; eot_batch sets the rows)")
 
 
 def _params(args: argparse.Namespace):
@@ -128,6 +143,15 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("checkpoint", help="the official guided-diffusion .pt file")
     c.add_argument("--out", help="default: beside it, suffix .safetensors")
     c.set_defaults(run=_convert_adm)
+
+    c = sub.add_parser("plan", help="FLOPs, GPU hours and memory of the attack and evaluate "
+                                     "stages, before running them (nothing downloaded)")
+    c.add_argument("--params", required=True, help="parameter file, e.g. params/imagenet.yaml")
+    c.add_argument("-p", "--set", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                   help="override a parameter (YAML value), as papermill's -p")
+    c.add_argument("--tflops", type=float, default=100.0, help="sustained TFLOP/s of one GPU")
+    c.add_argument("--gpu-gb", type=float, default=80.0, help="memory of one GPU, GB")
+    c.set_defaults(run=_plan)
 
     _stage_parser(sub, "attack", "generate adversarial examples (sec. 4, Table S1), resumable",
                   "attacks among bpda bpda-eot pgd pgd-eot (default: params 'attacks')")

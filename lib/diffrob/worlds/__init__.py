@@ -65,6 +65,25 @@ class World:
         return [(i, slice(i * bs, min((i + 1) * bs, n))) for i in range((n + bs - 1) // bs)]
 
 
+@dataclass
+class Architecture:
+    """A world's classifier and diffusion model without weights, for cost and memory plans
+    (:mod:`diffrob.plan`); ``image_shape`` and ``model_size`` as in :class:`World`."""
+
+    diffusion: nn.Module
+    classifier: nn.Module
+    image_shape: tuple[int, int, int]
+    model_size: int | None = None
+
+
+def architecture(name: str) -> Architecture:
+    """The real architectures of world ``name``, built on the meta device: no weights, no
+    files, no compute."""
+    module = importlib.import_module(f"{__name__}.{name}")
+    with torch.device("meta"):
+        return module.architecture()
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' is CUDA when present, else CPU."""
     if name == "auto":

@@ -31,7 +31,7 @@ from ..params import Params
 from .checkpoints import MissingFileError, check_all, import_robustbench, missing, require
 
 if TYPE_CHECKING:
-    from . import World
+    from . import Architecture, World
 
 HUB_ID = "google/ddpm-cifar10-32"
 # Its config.json as published on the hub (https://huggingface.co/google/ddpm-cifar10-32),
@@ -144,6 +144,17 @@ def load_test_set(data_dir: str | Path, n: int) -> tuple[Tensor, Tensor]:
         raise ValueError(f"parameter 'n_images': {path} holds {len(data)} images, got {n}")
     x = torch.from_numpy(data[:n].reshape(n, 3, 32, 32).astype(np.float32) / 255.0)
     return x, torch.tensor(batch["labels"][:n], dtype=torch.long)
+
+
+def architecture() -> Architecture:
+    """``google/ddpm-cifar10-32``'s UNet and RobustBench's WideResNet-28-10, uninitialised."""
+    from . import Architecture
+
+    import_robustbench()
+    from robustbench.model_zoo.architectures.wide_resnet import WideResNet
+
+    return Architecture(UNet2DModel(**UNET_CONFIG), WideResNet(depth=28, widen_factor=10),
+                        (3, 32, 32))
 
 
 def load(p: Params) -> World:

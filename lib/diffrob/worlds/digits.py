@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ..params import Params
 
 if TYPE_CHECKING:
-    from . import World
+    from . import Architecture, World
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.25
@@ -75,6 +75,12 @@ def build_unet() -> UNet2DModel:
 
 def build_scheduler() -> DDPMScheduler:
     return DDPMScheduler(**SCHEDULER)
+
+
+def architecture() -> Architecture:
+    from . import Architecture
+
+    return Architecture(build_unet(), DigitsCNN(), (1, 8, 8))
 
 
 def load(p: Params) -> World:

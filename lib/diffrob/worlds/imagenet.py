@@ -36,7 +36,7 @@ from . import adm
 from .checkpoints import MissingFileError, check_all, first_present, import_robustbench, missing, require
 
 if TYPE_CHECKING:
-    from . import World
+    from . import Architecture, World
 
 DIFFUSION_FILE = "256x256_diffusion_uncond.pt"
 DIFFUSION_SOURCE = ("openai/guided-diffusion: https://openaipublic.blob.core.windows.net/"
@@ -145,6 +145,14 @@ def class_names() -> list[str]:
     from torchvision.models import ResNet50_Weights
 
     return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def architecture() -> Architecture:
+    """The 256x256 unconditional ADM and ``Standard_R50``, uninitialised."""
+    from . import Architecture
+
+    return Architecture(adm.ADMUNet(adm.UNCOND_256), build_classifier(),
+                        (3, IMAGE_SIZE, IMAGE_SIZE), MODEL_SIZE)
 
 
 def load(p: Params) -> World:

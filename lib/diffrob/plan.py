@@ -1,0 +1,185 @@
+"""What the expensive stages cost, before they run (sec. 4, Table S1; the README's cluster recipe).
+
+For the attack and evaluation stages of a params file: the diffusion-model
+evaluations (one image through the model once) and FLOPs they take, the GPU
+hours at a sustained throughput you name, and, for the full-gradient attacks,
+the activation memory of one forward/backward with
+``batch_size x eot_per_call`` rows, so the ``eot_batch`` that fits a GPU can be
+chosen before anything is downloaded. Everything is counted on PyTorch's meta
+device with the world's real architectures (:func:`diffrob.worlds.architecture`):
+FLOPs with the formulas of ``torch.utils.flop_counter`` (matrix products and
+convolutions, the backward included; :class:`FlopCount`), memory as the bytes
+autograd saves, in float32.
+
+Costs per image and per gradient, with C diffusion-model calls per purification
+(t* for ddpm, reverse and ddim, 1 for onestep) and frozen weights:
+
+- purification: C forward calls, then the classifier;
+- BPDA gradient: a purification without gradient, the classifier forward and backward;
+- full gradient, checkpointed: C forward calls, then C recomputed forward calls
+  with their backward, and the classifier forward and backward (without
+  checkpointing the first C forward calls are the ones kept);
+- attack: ``attack_steps`` gradients of ``eot`` samples (1 without EOT);
+- evaluation: ``n_evals`` purifications of every clean or attacked image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch import Tensor
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
+
+from .attacks import attack_eot
+from .params import Params
+from .worlds import Architecture, architecture
+
+
+@dataclass(frozen=True)
+class UnitCosts:
+    """FLOPs and saved activation bytes of one image through each model."""
+
+    diffusion: int            # one forward call
+    diffusion_backward: int   # one forward call and its backward to the input
+    classifier: int
+    classifier_backward: int
+    diffusion_saved: int      # bytes autograd keeps for one call's backward
+    classifier_saved: int
+    image_bytes: int          # one image at the diffusion model's size (a stored step input)
+    weights: int              # bytes of both models' weights
+
+
+def model_calls(p: Params) -> int:
+    """Diffusion-model calls of one purification."""
+    return 1 if p.purifier == "onestep" else p.t_star
+
+
+class FlopCount(TorchDispatchMode):
+    """``with FlopCount() as c: ...`` adds up in ``c.total`` the FLOPs of every operator that
+    ``torch.utils.flop_counter`` has a formula for (matrix products, convolutions, attention),
+    forward and backward alike. Unlike ``FlopCounterMode`` it tracks no modules, so it also
+    counts inside ``torch.autograd.grad`` (which PGD calls)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.total += formula(*args, **kwargs, out_val=out)
+        return out
+
+
+def flops(fn: Callable[[Tensor], Tensor], x: Tensor, backward: bool = False) -> int:
+    """FLOPs of ``fn(x)``, with its backward to ``x`` if ``backward``."""
+    x = x.detach().requires_grad_(backward)
+    with FlopCount() as counter:
+        out = fn(x)
+        if backward:
+            torch.autograd.grad(out.float().sum(), x)
+    return counter.total
+
+
+def saved_bytes(fn: Callable[[Tensor], Tensor], x: Tensor) -> int:
+    """Bytes of the tensors autograd saves for the backward of ``fn(x)`` to ``x``."""
+    seen: dict[int, int] = {}
+
+    def pack(t: Tensor) -> Tensor:
+        seen[id(t)] = t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(x.detach().requires_grad_(True))
+    return sum(seen.values())
+
+
+def per_image(measure: Callable[[Tensor], int], shape: tuple[int, ...],
+              device: torch.device | str) -> int:
+    """``measure`` of a batch of 2 minus a batch of 1: what one more image adds. Weights (and
+    views of them) and per-call work such as a shared timestep embedding cancel out."""
+    one, two = (measure(torch.empty(n, *shape, device=device)) for n in (1, 2))
+    return two - one
+
+
+def unit_costs(arch: Architecture) -> UnitCosts:
+    """:class:`UnitCosts` of one image, counted on ``arch``'s device (meta: nothing computed)."""
+    diffusion = arch.diffusion.eval().requires_grad_(False)
+    classifier = arch.classifier.eval().requires_grad_(False)
+    device = next(diffusion.parameters()).device
+    c, size = arch.image_shape[0], arch.model_size or arch.image_shape[1]
+    model_shape, image_shape = (c, size, size), arch.image_shape
+
+    def step(h: Tensor) -> Tensor:
+        out = diffusion(h, torch.zeros(len(h), device=h.device))
+        return getattr(out, "sample", out)
+
+    return UnitCosts(
+        diffusion=per_image(lambda z: flops(step, z), model_shape, device),
+        diffusion_backward=per_image(lambda z: flops(step, z, True), model_shape, device),
+        classifier=per_image(lambda x: flops(classifier, x), image_shape, device),
+        classifier_backward=per_image(lambda x: flops(classifier, x, True), image_shape, device),
+        diffusion_saved=per_image(lambda z: saved_bytes(step, z), model_shape, device),
+        classifier_saved=per_image(lambda x: saved_bytes(classifier, x), image_shape, device),
+        image_bytes=4 * c * size * size,
+        weights=sum(4 * w.numel() for m in (diffusion, classifier) for w in m.parameters()))
+
+
+def purification_flops(p: Params, u: UnitCosts) -> int:
+    return model_calls(p) * u.diffusion + u.classifier
+
+
+def gradient_flops(p: Params, u: UnitCosts, full: bool) -> int:
+    """One gradient of one image and one EOT sample (see the module docstring)."""
+    calls = model_calls(p)
+    if not full:
+        return calls * u.diffusion + u.classifier_backward
+    first = calls * u.diffusion if p.checkpointing else 0
+    return first + calls * u.diffusion_backward + u.classifier_backward
+
+
+def full_gradient_bytes(p: Params, u: UnitCosts) -> int:
+    """Activation memory of one image in a full-gradient forward/backward."""
+    if p.checkpointing:  # one step's graph at a time, plus every step's stored input
+        return max(u.diffusion_saved, u.classifier_saved) + model_calls(p) * u.image_bytes
+    return model_calls(p) * u.diffusion_saved + u.classifier_saved
+
+
+def table(p: Params, tflops: float = 100.0, gpu_gb: float = 80.0,
+          units: UnitCosts | None = None) -> pd.DataFrame:
+    """One row per stage of ``p`` (``attack/<name>`` and ``evaluate/<source>``): images,
+    diffusion-model evaluations, PFLOP, GPU hours at ``tflops`` sustained TFLOP/s, and for
+    full-gradient attacks the rows and activation GB of one forward/backward, and whether
+    they fit ``gpu_gb`` beside the weights."""
+    u = units or unit_costs(architecture(p.world))
+    n, calls, rows = p.n_images, model_calls(p), {}
+    for name in p.attacks:
+        full, eot = name.startswith("pgd"), attack_eot(name, p.eot)
+        grads = n * p.attack_steps * eot
+        forwards = 2 if full and p.checkpointing else 1  # checkpointing recomputes each step
+        per_call = p.batch_size * min(eot, p.eot_per_call)
+        gb = per_call * full_gradient_bytes(p, u) / 1e9 if full else float("nan")
+        fits = ("yes" if gb + u.weights / 1e9 <= gpu_gb else "no") if full else ""
+        rows[f"attack/{name}"] = {
+            "images": n, "diffusion evaluations": grads * calls * forwards,
+            "flops": grads * gradient_flops(p, u, full), "rows per call": per_call,
+            "GB per call": gb, "fits": fits}
+    for source in ["clean", *p.attacks]:
+        evals = n * p.n_evals
+        rows[f"evaluate/{source}"] = {
+            "images": n, "diffusion evaluations": evals * calls,
+            "flops": evals * purification_flops(p, u),
+            "rows per call": p.batch_size * p.eot_per_call, "GB per call": float("nan"),
+            "fits": ""}
+    out = pd.DataFrame(rows).T.astype({"images": int, "diffusion evaluations": int,
+                                       "flops": float, "rows per call": int,
+                                       "GB per call": float})
+    out.insert(2, "PFLOP", out.pop("flops") / 1e15)
+    out.insert(3, f"GPU hours at {tflops:g} TFLOP/s", out["PFLOP"] * 1e3 / tflops / 3600)
+    return out

@@ -1,0 +1,84 @@
+"""`diffrob plan`: the counted costs match what the stages really spend."""
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from diffrob import attacks, cli, plan, stages, worlds
+from diffrob.worlds import imagenet
+
+from test_attacks import tiny_world
+
+
+@pytest.fixture(scope="module")
+def digits_units():
+    return plan.unit_costs(worlds.architecture("digits"))
+
+
+class ImageCount:
+    """Counts the images through the diffusion model's forward (checkpoint recomputations
+    included)."""
+
+    def __init__(self, model: nn.Module):
+        self.n = 0
+        model.register_forward_hook(lambda m, args, out: setattr(self, "n", self.n + len(args[0])))
+
+
+@pytest.mark.parametrize("checkpointing", [True, False])
+def test_flops_and_calls_match_a_real_attack_and_evaluation(digits_units, checkpointing):
+    w = tiny_world(4, eot=3, attack_steps=2, batch_size=4, n_evals=3, checkpointing=checkpointing)
+    w = dataclasses.replace(w, params=w.params.replace(attacks=list(attacks.SYSTEM_ATTACKS)))
+    costs = plan.table(w.params, units=digits_units)
+    calls = ImageCount(w.diffusion)
+    for name in attacks.SYSTEM_ATTACKS:
+        calls.n = 0
+        with plan.FlopCount() as spent:
+            attacks.attack_batch(w, name, w.images, w.labels, 0)
+        assert calls.n == costs.loc[f"attack/{name}", "diffusion evaluations"], name
+        # the plan counts the timestep embedding per image, the purifier once per call
+        assert spent.total == pytest.approx(costs.loc[f"attack/{name}", "PFLOP"] * 1e15,
+                                            rel=0.01), name
+    calls.n = 0
+    with plan.FlopCount() as spent:
+        stages.predict_purified(w, w.images, 0, [0, 1, 2])
+    assert calls.n == costs.loc["evaluate/clean", "diffusion evaluations"]
+    assert spent.total == pytest.approx(costs.loc["evaluate/clean", "PFLOP"] * 1e15, rel=0.01)
+
+
+def test_saved_bytes_per_image_of_a_known_graph():
+    """Autograd's conv node keeps its input (1 x 8 x 8 floats) and weight (no image's), ReLU
+    its output (4 x 8 x 8 floats): (64 + 256) x 4 = 1280 bytes per image."""
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU()).requires_grad_(False)
+    assert plan.per_image(lambda x: plan.saved_bytes(net, x), (1, 8, 8), "cpu") == 1280
+
+
+def test_resnet50_flops_are_torchvisions():
+    from torchvision.models import ResNet50_Weights
+
+    with torch.device("meta"):
+        model = imagenet.build_classifier().requires_grad_(False)
+    counted = plan.per_image(lambda x: plan.flops(model, x), (3, 224, 224), "meta")
+    macs = ResNet50_Weights.IMAGENET1K_V1.meta["_ops"] * 1e9  # torchvision's GFLOPS are MACs
+    assert counted == pytest.approx(2 * macs, rel=0.005)
+
+
+def test_eot_batch_sets_the_rows_and_memory_of_a_call(digits_units):
+    w = tiny_world(4, eot=6, batch_size=4)
+    p = w.params.replace(attacks=["pgd-eot"])
+    one, three = (plan.table(p.replace(eot_batch=b), units=digits_units).loc["attack/pgd-eot"]
+                  for b in (1, 3))
+    assert (one["rows per call"], three["rows per call"]) == (4, 12)
+    assert three["GB per call"] == pytest.approx(3 * one["GB per call"])
+    assert one["PFLOP"] == three["PFLOP"]  # the work does not change
+    tight = plan.table(p.replace(eot_batch=3), gpu_gb=0.0, units=digits_units)
+    assert tight.loc["attack/pgd-eot", "fits"] == "no"
+
+
+def test_cli_prints_the_plan_of_the_imagenet_params_file(capsys):
+    cli.main(["plan", "--params", "params/imagenet.yaml", "-p", "attacks", "[bpda-eot, pgd-eot]",
+              "--tflops", "50"])
+    out = capsys.readouterr().out
+    assert "attack/bpda-eot" in out and "attack/pgd-eot" in out and "evaluate/clean" in out
+    assert "GPU hours at 50 TFLOP/s" in out
