@@ -1,8 +1,14 @@
-"""Shared test settings."""
+"""Shared test settings, and the fake ImageNet world of the imagenet tests."""
 
 import os
+from pathlib import Path
 
+import numpy as np
+import pytest
 import torch
+from PIL import Image
+
+from diffrob.worlds import adm, imagenet
 
 # One intra-op thread per test process: tiny models gain nothing from more, and
 # oversubscribed threads on a shared 2-core machine slow everything down sharply.
@@ -10,14 +16,6 @@ torch.set_num_threads(int(os.environ.get("DIFFROB_TEST_THREADS", "1")))
 
 
 # --- a fake ImageNet world: the real file layout and formats, random small models ----------
-
-from pathlib import Path
-
-import numpy as np
-import pytest
-from PIL import Image
-
-from diffrob.worlds import adm, imagenet
 
 # The full ADM architecture at reduced width: the same levels and 566 keys, resblock
 # up/down-sampling, scale-shift norm, attention at 32, 16 and 8 pixels.
