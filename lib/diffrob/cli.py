@@ -36,7 +36,7 @@ def _plan(args: argparse.Namespace) -> None:
     costs = plan.table(p, args.tflops, args.gpu_gb)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(costs.round(3).to_string(na_rep=""))
-    hours = costs.iloc[:, 3].sum()
+    hours = costs[plan.hours_column(args.tflops)].sum()
     print(f"\nin all: {costs['PFLOP'].sum():.4g} PFLOP, {hours:.4g} GPU hours at "
           f"{args.tflops:g} TFLOP/s sustained (--tflops); 'fits': the full-gradient rows of "
           f"one call beside the weights in {args.gpu_gb:g} GB (--gpu-gb; eot_batch sets the rows)")

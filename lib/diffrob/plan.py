@@ -151,6 +151,10 @@ def full_gradient_bytes(p: Params, u: UnitCosts) -> int:
     return model_calls(p) * u.diffusion_saved + u.classifier_saved
 
 
+def hours_column(tflops: float) -> str:
+    return f"GPU hours at {tflops:g} TFLOP/s"
+
+
 def table(p: Params, tflops: float = 100.0, gpu_gb: float = 80.0,
           units: UnitCosts | None = None) -> pd.DataFrame:
     """One row per stage of ``p`` (``attack/<name>`` and ``evaluate/<source>``): images,
@@ -181,5 +185,5 @@ def table(p: Params, tflops: float = 100.0, gpu_gb: float = 80.0,
                                        "flops": float, "rows per call": int,
                                        "GB per call": float})
     out.insert(2, "PFLOP", out.pop("flops") / 1e15)
-    out.insert(3, f"GPU hours at {tflops:g} TFLOP/s", out["PFLOP"] * 1e3 / tflops / 3600)
+    out.insert(3, hours_column(tflops), out["PFLOP"] * 1e3 / tflops / 3600)
     return out

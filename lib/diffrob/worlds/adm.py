@@ -205,10 +205,11 @@ def _empty_model(cfg: ADMConfig) -> ADMUNet:
         return ADMUNet(cfg)
 
 
-def check_state(state: object, cfg: ADMConfig, path: str | Path) -> None:
+def check_state(state: object, model: ADMUNet, path: str | Path) -> None:
     """``ValueError`` naming ``path`` and the first differing keys unless ``state`` is a state
-    dict with exactly the keys and shapes of ``cfg``'s architecture."""
-    want = {k: tuple(v.shape) for k, v in _empty_model(cfg).state_dict().items()}
+    dict with exactly the keys and shapes of ``model`` (e.g. an empty one on the meta device)."""
+    cfg = model.cfg
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     got = {k: tuple(v.shape) for k, v in state.items()} if isinstance(state, dict) else {}
     if want != got:
         missing, unexpected = sorted(set(want) - set(got)), sorted(set(got) - set(want))
@@ -264,8 +265,8 @@ def load_adm(path: str | Path, device: torch.device | str = "cpu") -> ADMUNet:
         state = load_file(path, device=str(device))
     else:
         state = torch.load(path, map_location=device, weights_only=True)
-    check_state(state, cfg, path)
     model = _empty_model(cfg)
+    check_state(state, model, path)
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True, assign=True)
     return model.to(device)
 
@@ -280,5 +281,5 @@ def convert_to_safetensors(pt_path: str | Path, out_path: str | Path | None = No
     pt_path = Path(pt_path)
     out_path = Path(out_path) if out_path else pt_path.with_suffix(".safetensors")
     state = torch.load(pt_path, map_location="cpu", weights_only=True)
-    check_state(state, cfg, pt_path)
+    check_state(state, _empty_model(cfg), pt_path)
     return save_safetensors(state, out_path, cfg)
