@@ -14,6 +14,7 @@ have the SHA-256 below (566 keys, 552,814,086 parameters, all float32 in the fil
 
 import hashlib
 import json
+import shutil
 
 import pytest
 import torch
@@ -238,27 +239,42 @@ def test_missing_validation_image(files):
     assert repr(name.split("/")[1]) in str(e.value) and "image-net.org" in str(e.value)
 
 
+FULL_SIZE_DISK_GB = 5  # the official .pt and its safetensors conversion, 2.2 GB each, at once
+
+
+@pytest.fixture
+def big_tmp(tmp_path):
+    """A folder with room for two full-size ADM files, emptied afterwards so that pytest's
+    kept temporary folders of earlier runs do not fill the disk."""
+    free_gb = shutil.disk_usage(tmp_path).free / 1e9
+    if free_gb < FULL_SIZE_DISK_GB:
+        pytest.skip(f"needs {FULL_SIZE_DISK_GB} GB free under {tmp_path}, has {free_gb:.1f} GB")
+    yield tmp_path
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
 @pytest.mark.slow
-def test_full_size_model_in_official_format_purifies(tmp_path, files):
+def test_full_size_model_in_official_format_purifies(big_tmp, files):
     """The full 552 M-parameter model saved as the official file, loaded by the real loader,
-    one purification step on a 224 image (256 inside). ~2.2 GB on disk and in memory."""
-    (tmp_path / "imagenet").mkdir()
-    (tmp_path / "imagenet" / imagenet.RESNET_FILE).symlink_to(
+    one purification step on a 224 image (256 inside), then the one-time conversion to
+    safetensors purifies the same. ~2.2 GB in memory, 4.4 GB on disk at the peak."""
+    (big_tmp / "imagenet").mkdir()
+    (big_tmp / "imagenet" / imagenet.RESNET_FILE).symlink_to(
         files["root"] / "models" / "imagenet" / imagenet.RESNET_FILE)
     torch.manual_seed(1)
     full = adm.ADMUNet(adm.UNCOND_256).eval()
-    torch.save(full.state_dict(), tmp_path / "imagenet" / imagenet.DIFFUSION_FILE)
+    torch.save(full.state_dict(), big_tmp / "imagenet" / imagenet.DIFFUSION_FILE)
     del full
-    world = load(files, model_dir=str(tmp_path), diffusion_model="", n_images=1, batch_size=1)
+    world = load(files, model_dir=str(big_tmp), diffusion_model="", n_images=1, batch_size=1)
     assert sum(p.numel() for p in world.diffusion.parameters()) == OFFICIAL_N_PARAMS
     y = world.purifier()(world.images, base_seeds=0, batch_index=0)
     assert y.shape == (1, 3, 224, 224) and y.min() >= 0 and y.max() <= 1
     del world
-    official = tmp_path / "imagenet" / imagenet.DIFFUSION_FILE  # the one-time conversion
-    cli.main(["convert-adm", str(official), "--out", str(tmp_path / "uncond.safetensors")])
+    official = big_tmp / "imagenet" / imagenet.DIFFUSION_FILE
+    cli.main(["convert-adm", str(official), "--out", str(big_tmp / "uncond.safetensors")])
     official.unlink()
-    assert adm.file_config(tmp_path / "uncond.safetensors") == adm.UNCOND_256
-    world = load(files, model_dir=str(tmp_path), diffusion_model=str(tmp_path / "uncond.safetensors"),
+    assert adm.file_config(big_tmp / "uncond.safetensors") == adm.UNCOND_256
+    world = load(files, model_dir=str(big_tmp), diffusion_model=str(big_tmp / "uncond.safetensors"),
                  n_images=1, batch_size=1)
     assert torch.allclose(world.purifier()(world.images, base_seeds=0, batch_index=0), y, atol=1e-5)
 
