@@ -187,7 +187,9 @@ def test_chapter_runs_on_smoke_params(chapter: Path, smoke_results: Path, tmp_pa
 # params/imagenet.yaml as it is, except the sizes (smoke.yaml's scale) and the files.
 IMAGENET_SMOKE = dict(n_images=2, batch_size=2, t_star=2, attack_steps=1, eot=2, n_evals=2,
                       vote_k=[2], uniform_eps_255=[4, 64], n_seeds=2, n_neighbours=2,
-                      cap_images=1, cap_points=20, pca_samples=8, pca_components=3, device="cpu")
+                      cap_images=1, cap_points=20, pca_samples=8, pca_components=3,
+                      jacobian_images=1, singular_top_k=1, singular_oversample=1,
+                      subspace_iterations=0, device="cpu")
 # What each chapter must show of the ImageNet setting (besides running through).
 IMAGENET_MARKS = {
     "01_setup": ["3x224x224", "paper (imagenet)", "guided diffusion 256x256"],
@@ -195,7 +197,8 @@ IMAGENET_MARKS = {
     "03_randomness": ["paper (cifar10)"],  # sec. 3.2 has CIFAR-10 numbers only
     "04_fuzzy": ["ImageNet (Linf 4/255)", "64.73", "BPDA 64.73 -> 58.41"],  # Table 2
     "05_cap": ["imagenet: d = 150528"],
-    "06_compression": ["150528 x 150528", "Adversarial examples: `bpda-eot`"],
+    "06_compression": ["150528 x 150528", "singular values above 1 (of the top 1)",
+                       "Adversarial examples: `bpda-eot`"],
     "07_summary": ["`imagenet` world"],
 }
 

@@ -146,6 +146,20 @@ def test_differentiable_checkpointed_mode(files):
     assert x.grad is not None and x.grad.shape == x.shape and x.grad.abs().sum() > 0
 
 
+def test_forward_and_reverse_mode_products_agree_at_256(files):
+    """Sec. 6's matrix-free spectrum needs J v (forward mode, through the ADM and the 224 <-> 256
+    resizes) and u^T J (reverse mode): they must be adjoint, u . (J v) = (u^T J) . v."""
+    from diffrob import compression
+
+    world = load(files, n_images=1)
+    f = compression.fixed_purifier(world.purifier(), 0, 0)
+    g = torch.Generator().manual_seed(0)
+    v, u = torch.randn(2, 150528, generator=g), torch.randn(2, 150528, generator=g)
+    jv, ujt = compression.jvp_rows(f, world.images, v), compression.vjp_rows(f, world.images, u)
+    assert jv.abs().sum() > 0
+    torch.testing.assert_close((u * jv).sum(1), (ujt * v).sum(1), rtol=1e-4, atol=1e-3)
+
+
 def test_bf16_autocast_is_close(files):
     world = load(files, n_images=1)
     x = world.images

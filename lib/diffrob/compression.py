@@ -7,6 +7,8 @@ one base seed and batch index), which makes ``f`` a deterministic map of images:
   clean image before and after ``f`` (Fig. 5b);
 - :func:`jacobian` and :func:`jacobian_spectrum`: the exact Jacobian J_f(x0) of
   eq. 4 and its eigenvalue / singular-value spectrum (Fig. 5c);
+  :func:`top_singular_values`: the top of that spectrum without forming J, for
+  images too large for the exact Jacobian (ImageNet; not in the paper);
 - :func:`compression_rate`: ||f(x0 + eta) - f(x0)|| / ||eta|| for random eta;
 - :func:`critical_threshold`, :func:`robust_factors` and :func:`roc`: the
   distance from f(x0) along the purified adversarial direction at which the
@@ -28,6 +30,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.autograd import forward_ad
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
 from . import attacks, stages, store
@@ -124,37 +128,106 @@ def _rates(eta: Tensor, moved: Tensor) -> Tensor:
     return moved.norm(dim=1) / eta.norm(dim=1)
 
 
-def jacobian(f: ImageMap, x0: Tensor, chunk: int = 64, progress: bool = False) -> Tensor:
-    """The exact Jacobian J_f(x0) (eq. 4) as a (D_out, D_in) matrix, by batched VJPs.
+def vjp_rows(f: ImageMap, x0: Tensor, cotangents: Tensor, chunk: int = 64,
+             progress: bool = False) -> Tensor:
+    """Vector-Jacobian products u^T J_f(x0) for the rows u of ``cotangents`` (M, D_out) -> (M, D_in).
 
-    Rows come ``chunk`` at a time: ``chunk`` copies of ``x0`` go through ``f``
-    as one batch and one backward pass with the cotangents e_r (one output
-    coordinate per copy) returns the rows r of J. This folds the VJP batch into
-    the batch dimension, so it works with any model and with the purifier's
-    per-step activation checkpointing (``torch.func.vjp`` does not accept
-    checkpointing's saved-tensor hooks, and ``is_grads_batched`` was slower
-    here). It needs ``f`` to be the same map for every row, which
-    :func:`fixed_purifier` guarantees. Memory is that of one attack gradient
-    of batch ``chunk``; the CIFAR-10 purifier's 3072 x 3072 Jacobian is 3072 / chunk
-    such gradients.
+    The products come ``chunk`` at a time: ``chunk`` copies of ``x0`` go through
+    ``f`` as one batch and one backward pass with one cotangent per copy. This
+    folds the VJP batch into the batch dimension, so it works with any model and
+    with the purifier's per-step activation checkpointing (``torch.func.vjp`` does
+    not accept checkpointing's saved-tensor hooks, and ``is_grads_batched`` was
+    slower here). It needs ``f`` to be the same map for every row, which
+    :func:`fixed_purifier` guarantees. Memory is that of one attack gradient of
+    batch ``chunk``.
     """
     if chunk < 1:
         raise ValueError(f"chunk: expected >= 1, got {chunk}")
     x0 = _one_image(x0).detach()
-    with torch.no_grad():
-        d_out = f(x0).numel()
     rows = []
-    starts = range(0, d_out, chunk)
-    for start in tqdm(starts, desc="Jacobian rows", disable=not progress or len(starts) < 2):
-        idx = torch.arange(start, min(start + chunk, d_out), device=x0.device)
-        x = x0.expand(len(idx), *x0.shape[1:]).clone().requires_grad_(True)
+    parts = cotangents.split(chunk)
+    for u in tqdm(parts, desc="vector-Jacobian products", disable=not progress or len(parts) < 2):
+        x = x0.expand(len(u), *x0.shape[1:]).clone().requires_grad_(True)
         with torch.enable_grad():
             y = f(x).flatten(1)
-            cot = torch.zeros_like(y)
-            cot[torch.arange(len(idx), device=x0.device), idx] = 1
-            (g,) = torch.autograd.grad(y, x, cot)
+            (g,) = torch.autograd.grad(y, x, u.to(y))
         rows.append(g.flatten(1).detach())
     return torch.cat(rows)
+
+
+def jvp_rows(f: ImageMap, x0: Tensor, tangents: Tensor, chunk: int = 64) -> Tensor:
+    """Jacobian-vector products J_f(x0) v for the rows v of ``tangents`` (M, D_in) -> (M, D_out).
+
+    Forward-mode automatic differentiation, ``chunk`` tangents per batch of copies
+    of ``x0`` as in :func:`vjp_rows`: exact like the VJPs, and it saves no
+    activations, so memory is that of a forward pass. Attention runs on PyTorch's
+    plain ("math") kernel, the one with a forward-mode derivative.
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk: expected >= 1, got {chunk}")
+    x0 = _one_image(x0).detach()
+    rows = []
+    with torch.no_grad(), forward_ad.dual_level(), sdpa_kernel(SDPBackend.MATH):
+        for v in tangents.split(chunk):
+            x = forward_ad.make_dual(x0.expand(len(v), *x0.shape[1:]).clone(),
+                                     v.to(x0).view(len(v), *x0.shape[1:]))
+            rows.append(forward_ad.unpack_dual(f(x)).tangent.flatten(1))
+    return torch.cat(rows)
+
+
+def jacobian(f: ImageMap, x0: Tensor, chunk: int = 64, progress: bool = False) -> Tensor:
+    """The exact Jacobian J_f(x0) (eq. 4) as a (D_out, D_in) matrix: the VJPs of the
+    unit vectors e_r (:func:`vjp_rows`). The CIFAR-10 purifier's 3072 x 3072 Jacobian is
+    3072 / ``chunk`` attack gradients of batch ``chunk``."""
+    x0 = _one_image(x0).detach()
+    with torch.no_grad():
+        d_out = f(x0).numel()
+    return vjp_rows(f, x0, torch.eye(d_out, device=x0.device, dtype=x0.dtype), chunk, progress)
+
+
+def top_singular_values(f: ImageMap, x0: Tensor, k: int, iterations: int = 6,
+                        oversample: int = 8, chunk: int = 64,
+                        generator: torch.Generator | None = None,
+                        progress: bool = False) -> Tensor:
+    """The ``k`` largest singular values of J_f(x0) without forming J (extends Fig. 5c).
+
+    Randomized subspace iteration (Halko, Martinsson and Tropp 2011, Algorithms
+    4.4 and 5.1): a Gaussian block of ``k + oversample`` directions goes through
+    J (:func:`jvp_rows`) and J^T (:func:`vjp_rows`) ``iterations`` times, with
+    orthonormalisation in between, and the singular values of J restricted to the
+    final subspace estimate the top of the spectrum. The error of the i-th value
+    shrinks like (sigma_{k+oversample+1} / sigma_i)^(2 iterations + 1). Cost:
+    ``iterations + 1`` batched JVPs and VJPs of ``k + oversample`` rows each, instead
+    of the exact Jacobian's D VJPs: what makes the spectrum's top reachable for
+    ImageNet's D = 150,528.
+    """
+    x0 = _one_image(x0).detach()
+    d_in = x0.numel()
+    if not 1 <= k <= d_in or iterations < 0 or oversample < 0:
+        raise ValueError(f"top_singular_values: expected 1 <= k <= {d_in}, iterations >= 0 and "
+                         f"oversample >= 0, got k={k}, iterations={iterations}, "
+                         f"oversample={oversample}")
+    width = min(k + oversample, d_in)
+    omega = torch.randn(width, d_in, generator=generator, dtype=torch.float64)
+
+    bar = tqdm(total=2 * (iterations + 1), desc=f"J and J^T on {width} directions",
+               disable=not progress, leave=False)
+
+    def through(products, rows: Tensor) -> Tensor:
+        out = products(f, x0, rows.to(x0), chunk).double().cpu()
+        bar.update()
+        return out
+
+    def orthonormal_rows(a: Tensor) -> Tensor:
+        return torch.linalg.qr(a.T).Q.T
+
+    q = orthonormal_rows(through(jvp_rows, omega))                  # range of J
+    for _ in range(iterations):
+        w = orthonormal_rows(through(vjp_rows, q))                  # range of J^T
+        q = orthonormal_rows(through(jvp_rows, w))
+    top = torch.linalg.svdvals(through(vjp_rows, q))[:k]
+    bar.close()
+    return top
 
 
 def jacobian_rowwise(f: ImageMap, x0: Tensor) -> Tensor:
@@ -359,6 +432,31 @@ def jacobian_spectra(world, progress: bool = True) -> Spectrum:
     return Spectrum(torch.stack(eig), torch.stack(sv))
 
 
+def top_singular_spectra(world, progress: bool = True) -> Tensor:
+    """The ``singular_top_k`` largest singular values of J_f at the first ``jacobian_images``
+    test images (:func:`top_singular_values`), stacked as (n, k), largest first.
+
+    Each image has the fixed randomness of :func:`jacobian_spectra` (batch index =
+    its index), and its random start block the seed of its index, so the values are
+    reproducible; they are stored (``compression/top_singular``) and read back on reruns.
+    """
+    p, stage = world.params, "compression/top_singular"
+    key = _key(world, stage, ("singular_top_k", "subspace_iterations", "singular_oversample"))
+    purifier, values = world.purifier(), []
+    n = min(p.jacobian_images, len(world.images))
+    k = min(p.singular_top_k, int(world.images[0].numel()))
+    for i in tqdm(range(n), desc="top singular values", unit="image", disable=not progress):
+        top = store.read(p, stage, i, key)
+        if top is None:
+            top = top_singular_values(fixed_purifier(purifier, p.base_seed, i),
+                                      world.images[i:i + 1], k, p.subspace_iterations,
+                                      p.singular_oversample, p.jacobian_chunk,
+                                      torch.Generator().manual_seed(i), progress)
+            store.write(p, stage, i, top, key)
+        values.append(top)
+    return torch.stack(values)
+
+
 def adversarial_fixed(world, progress: bool = True) -> Tensor:
     """PGD with the full gradient through the purifier with fixed randomness (sec. 6).
 
@@ -372,7 +470,7 @@ def adversarial_fixed(world, progress: bool = True) -> Tensor:
     k = _key(world, stage, _BATCH_FIELDS + store.ATTACK_FIELDS)
     purifier, out = world.purifier(), []
     for i, rows in tqdm(world.batches(), desc="PGD (fixed randomness)", unit="batch",
-                        disable=not progress):
+                        disable=not progress, leave=False):
         x = store.read(p, stage, i, k)
         if x is None:
             def logits(z: Tensor, i: int = i) -> Tensor:

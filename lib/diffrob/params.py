@@ -89,7 +89,12 @@ class Params:
     pca_samples: int = _p(2000, "neighbourhood samples for the PCA spectrum", lo=2)
     pca_components: int = _p(50, "principal components shown", lo=1)
     jacobian_images: int = _p(16, "clean images whose Jacobian spectrum is averaged", lo=1)
-    jacobian_chunk: int = _p(64, "vector-Jacobian products per batch", lo=1)
+    jacobian_chunk: int = _p(64, "vector-Jacobian (and Jacobian-vector) products per batch", lo=1)
+    singular_top_k: int = _p(16, "largest Jacobian singular values estimated without forming "
+                             "J (extension of Fig. 5c; any image size)", lo=1)
+    subspace_iterations: int = _p(6, "power iterations of that estimate", lo=0)
+    singular_oversample: int = _p(8, "extra random directions of that estimate (each estimate "
+                                  "costs (k + these) x (iterations + 1) JVPs and VJPs)", lo=0)
     critical_max: float = _p(5.0, "largest l2 distance searched for the critical threshold",
                              lo=0.0)
     compression_attack: str = _p("pgd-eot", "adversarial examples of Fig. 6: a stored system "
