@@ -184,9 +184,9 @@ if has_jacobian:
 # ## The top of the spectrum without forming J (an extension)
 # The exact Jacobian needs `dim` vector-Jacobian products per image. Its largest singular values
 # need far fewer: randomized subspace iteration (Halko, Martinsson and Tropp 2011) sends a random
-# block of `singular_top_k` + `singular_oversample` directions through J (forward-mode Jacobian-vector products)
-# and J^T (vector-Jacobian products) `subspace_iterations` times and reads the top
-# `singular_top_k` singular values off the final subspace. This is what reaches ImageNet, where
+# block of `singular_top_k` + `singular_oversample` directions through J (forward-mode
+# Jacobian-vector products) and J^T (vector-Jacobian products) `subspace_iterations` times and
+# reads the top `singular_top_k` singular values off the final subspace. This is what reaches ImageNet, where
 # the paper stopped at CIFAR-10. Where the exact Jacobian exists, the estimate is drawn on top
 # of it and its error is measured; "above 1" counts the directions the purifier *stretches*
 # (at least that many when every estimated value is above 1).
