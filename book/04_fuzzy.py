@@ -101,6 +101,7 @@ pd.DataFrame({"seconds": seconds, "images": len(labels), "re-evaluations r": P.n
 # %%
 paper_cost = pd.concat({world_name: plan.table(params.load(f"params/{world_name}.yaml"))
                         for world_name in ("cifar10", "imagenet")})
+paper_cost = paper_cost[~paper_cost.index.get_level_values(1).str.startswith("compression/")]
 paper_cost[["images", "diffusion evaluations", "PFLOP", plan.hours_column(100)]].round(1)
 
 # %% [markdown]

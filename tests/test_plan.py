@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from diffrob import attacks, cli, plan, stages, worlds
+from diffrob import attacks, cli, compression, params, plan, stages, worlds
 from diffrob.worlds import imagenet
 
 from test_attacks import tiny_world
@@ -45,6 +45,33 @@ def test_flops_and_calls_match_a_real_attack_and_evaluation(digits_units, checkp
         stages.predict_purified(w, w.images, 0, [0, 1, 2])
     assert calls.n == costs.loc["evaluate/clean", "diffusion evaluations"]
     assert spent.total == pytest.approx(costs.loc["evaluate/clean", "PFLOP"] * 1e15, rel=0.01)
+
+
+@pytest.mark.parametrize("checkpointing", [True, False])
+def test_flops_and_calls_match_the_jacobian_stages(digits_units, tmp_path, checkpointing):
+    """Sec. 6: the exact Jacobian (64 VJPs and a purification per image) and the top singular
+    values (JVPs and VJPs), run for real on two digits images and counted."""
+    w = tiny_world(4, t_star=2, jacobian_images=2, jacobian_chunk=24, singular_top_k=3,
+                   singular_oversample=2, subspace_iterations=1, checkpointing=checkpointing,
+                   results_dir=str(tmp_path))
+    costs = plan.table(w.params, units=digits_units)
+    calls = ImageCount(w.diffusion)
+    for stage, run in (("jacobian", compression.jacobian_spectra),
+                       ("top_singular", compression.top_singular_spectra)):
+        calls.n = 0
+        with plan.FlopCount() as spent:
+            run(w, progress=False)
+        row = costs.loc[f"compression/{stage}"]
+        assert calls.n == row["diffusion evaluations"], stage
+        assert spent.total == pytest.approx(row["PFLOP"] * 1e15, rel=0.01), stage
+
+
+def test_the_exact_jacobian_is_planned_only_where_the_book_makes_it():
+    stages_of = {name: set(plan.table(params.load(f"params/{name}.yaml")).index)
+                 for name in ("cifar10", "imagenet")}
+    assert {"compression/jacobian", "compression/top_singular"} <= stages_of["cifar10"]
+    assert "compression/jacobian" not in stages_of["imagenet"]
+    assert "compression/top_singular" in stages_of["imagenet"]
 
 
 def test_saved_bytes_per_image_of_a_known_graph():

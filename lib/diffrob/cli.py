@@ -144,8 +144,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="default: beside it, suffix .safetensors")
     c.set_defaults(run=_convert_adm)
 
-    c = sub.add_parser("plan", help="FLOPs, GPU hours and memory of the attack and evaluate "
-                                     "stages, before running them (nothing downloaded)")
+    c = sub.add_parser("plan", help="FLOPs, GPU hours and memory of the attack, evaluate and "
+                                     "Jacobian stages, before running them (nothing downloaded)")
     c.add_argument("--params", required=True, help="parameter file, e.g. params/imagenet.yaml")
     c.add_argument("-p", "--set", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                    help="override a parameter (YAML value), as papermill's -p")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -38,6 +39,15 @@ from . import attacks, stages, store
 from .purifiers import Purifier, seed_for
 
 ImageMap = Callable[[Tensor], Tensor]
+EXACT_JACOBIAN_MAX_DIM = 3072  # CIFAR-10's D: D VJPs per image, affordable on a GPU; not ImageNet's
+
+
+@contextmanager
+def forward_mode():
+    """Forward-mode AD without autograd's graph; attention on PyTorch's plain ("math") kernel,
+    the one with a forward-mode derivative."""
+    with torch.no_grad(), forward_ad.dual_level(), sdpa_kernel(SDPBackend.MATH):
+        yield
 
 
 def fixed_purifier(purifier: Purifier, base_seed: int = 0, batch_index: int = 0) -> ImageMap:
@@ -158,16 +168,15 @@ def vjp_rows(f: ImageMap, x0: Tensor, cotangents: Tensor, chunk: int = 64,
 def jvp_rows(f: ImageMap, x0: Tensor, tangents: Tensor, chunk: int = 64) -> Tensor:
     """Jacobian-vector products J_f(x0) v for the rows v of ``tangents`` (M, D_in) -> (M, D_out).
 
-    Forward-mode automatic differentiation, ``chunk`` tangents per batch of copies
-    of ``x0`` as in :func:`vjp_rows`: exact like the VJPs, and it saves no
-    activations, so memory is that of a forward pass. Attention runs on PyTorch's
-    plain ("math") kernel, the one with a forward-mode derivative.
+    Forward-mode automatic differentiation (:func:`forward_mode`), ``chunk`` tangents
+    per batch of copies of ``x0`` as in :func:`vjp_rows`: exact like the VJPs, and it
+    saves no activations, so memory is that of a forward pass.
     """
     if chunk < 1:
         raise ValueError(f"chunk: expected >= 1, got {chunk}")
     x0 = _one_image(x0).detach()
     rows = []
-    with torch.no_grad(), forward_ad.dual_level(), sdpa_kernel(SDPBackend.MATH):
+    with forward_mode():
         for v in tangents.split(chunk):
             x = forward_ad.make_dual(x0.expand(len(v), *x0.shape[1:]).clone(),
                                      v.to(x0).view(len(v), *x0.shape[1:]))

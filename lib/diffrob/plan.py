@@ -1,11 +1,11 @@
 """What the expensive stages cost, before they run (sec. 4, Table S1; the README's cluster recipe).
 
-For the attack and evaluation stages of a params file: the diffusion-model
+For the attack, evaluation and sec. 6 Jacobian stages of a params file: the diffusion-model
 evaluations (one image through the model once) and FLOPs they take, the GPU
-hours at a sustained throughput you name, and, for the full-gradient attacks,
-the activation memory of one forward/backward with
-``batch_size x eot_per_call`` rows, so the ``eot_batch`` that fits a GPU can be
-chosen before anything is downloaded. Everything is counted on PyTorch's meta
+hours at a sustained throughput you name, and, for the full gradients, the
+activation memory of one forward/backward with ``batch_size x eot_per_call`` rows
+(``jacobian_chunk`` for the Jacobian's VJPs), so the ``eot_batch`` that fits a GPU
+can be chosen before anything is downloaded. Everything is counted on PyTorch's meta
 device with the world's real architectures (:func:`diffrob.worlds.architecture`):
 FLOPs with the formulas of ``torch.utils.flop_counter`` (matrix products and
 convolutions, the backward included; :class:`FlopCount`), memory as the bytes
@@ -20,21 +20,29 @@ Costs per image and per gradient, with C diffusion-model calls per purification
   with their backward, and the classifier forward and backward (without
   checkpointing the first C forward calls are the ones kept);
 - attack: ``attack_steps`` gradients of ``eot`` samples (1 without EOT);
-- evaluation: ``n_evals`` purifications of every clean or attacked image.
+- evaluation: ``n_evals`` purifications of every clean or attacked image;
+- sec. 6, per Jacobian image: the exact Jacobian is D vector-Jacobian products
+  (VJPs: a full gradient of the purifier alone) and one purification, made only
+  where D <= 3072 as in the book; its top singular values are
+  ``(singular_top_k + singular_oversample) x (subspace_iterations + 1)`` VJPs and as
+  many Jacobian-vector products (C forward calls with a forward-mode tangent).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
 import torch
 from torch import Tensor
+from torch.autograd import forward_ad
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from .attacks import attack_eot
+from .compression import EXACT_JACOBIAN_MAX_DIM, forward_mode
 from .params import Params
 from .worlds import Architecture, architecture
 
@@ -45,11 +53,13 @@ class UnitCosts:
 
     diffusion: int            # one forward call
     diffusion_backward: int   # one forward call and its backward to the input
+    diffusion_jvp: int        # one forward call with a forward-mode tangent
     classifier: int
     classifier_backward: int
     diffusion_saved: int      # bytes autograd keeps for one call's backward
     classifier_saved: int
     image_bytes: int          # one image at the diffusion model's size (a stored step input)
+    image_dim: int            # values of one image as the classifier sees it (D of sec. 6)
     weights: int              # bytes of both models' weights
 
 
@@ -120,14 +130,20 @@ def unit_costs(arch: Architecture) -> UnitCosts:
         out = diffusion(h, torch.zeros(len(h), device=h.device))
         return getattr(out, "sample", out)
 
+    def tangent_step(h: Tensor) -> Tensor:
+        with forward_mode():
+            return step(forward_ad.make_dual(h, torch.ones_like(h)))
+
     return UnitCosts(
         diffusion=per_image(lambda z: flops(step, z), model_shape, device),
         diffusion_backward=per_image(lambda z: flops(step, z, True), model_shape, device),
+        diffusion_jvp=per_image(lambda z: flops(tangent_step, z), model_shape, device),
         classifier=per_image(lambda x: flops(classifier, x), image_shape, device),
         classifier_backward=per_image(lambda x: flops(classifier, x, True), image_shape, device),
         diffusion_saved=per_image(lambda z: saved_bytes(step, z), model_shape, device),
         classifier_saved=per_image(lambda x: saved_bytes(classifier, x), image_shape, device),
         image_bytes=4 * c * size * size,
+        image_dim=math.prod(image_shape),
         weights=sum(4 * w.numel() for m in (diffusion, classifier) for w in m.parameters()))
 
 
@@ -135,13 +151,18 @@ def purification_flops(p: Params, u: UnitCosts) -> int:
     return model_calls(p) * u.diffusion + u.classifier
 
 
+def purifier_vjp_flops(p: Params, u: UnitCosts) -> int:
+    """One full gradient through the purifier alone (the first C calls are recomputed when
+    checkpointing, kept otherwise)."""
+    calls = model_calls(p)
+    return (calls * u.diffusion if p.checkpointing else 0) + calls * u.diffusion_backward
+
+
 def gradient_flops(p: Params, u: UnitCosts, full: bool) -> int:
     """One gradient of one image and one EOT sample (see the module docstring)."""
-    calls = model_calls(p)
     if not full:
-        return calls * u.diffusion + u.classifier_backward
-    first = calls * u.diffusion if p.checkpointing else 0
-    return first + calls * u.diffusion_backward + u.classifier_backward
+        return model_calls(p) * u.diffusion + u.classifier_backward
+    return purifier_vjp_flops(p, u) + u.classifier_backward
 
 
 def full_gradient_bytes(p: Params, u: UnitCosts) -> int:
@@ -151,16 +172,39 @@ def full_gradient_bytes(p: Params, u: UnitCosts) -> int:
     return model_calls(p) * u.diffusion_saved + u.classifier_saved
 
 
+def compression_rows(p: Params, u: UnitCosts, gpu_gb: float) -> dict[str, dict]:
+    """Sec. 6's Jacobian stages (module docstring); a VJP batch holds ``jacobian_chunk`` rows."""
+    calls, forwards = model_calls(p), 2 if p.checkpointing else 1
+    images = min(p.jacobian_images, p.n_images)
+    gb = p.jacobian_chunk * full_gradient_bytes(p, u) / 1e9
+    memory = {"rows per call": p.jacobian_chunk, "GB per call": gb,
+              "fits": "yes" if gb + u.weights / 1e9 <= gpu_gb else "no"}
+    rows = {}
+    if u.image_dim <= EXACT_JACOBIAN_MAX_DIM:
+        rows["compression/jacobian"] = {
+            "images": images, "diffusion evaluations": images * calls * (u.image_dim * forwards + 1),
+            "flops": images * (u.image_dim * purifier_vjp_flops(p, u) + calls * u.diffusion),
+            **memory}
+    products = min(p.singular_top_k + p.singular_oversample, u.image_dim) * (
+        p.subspace_iterations + 1)
+    rows["compression/top_singular"] = {
+        "images": images, "diffusion evaluations": images * products * calls * (1 + forwards),
+        "flops": images * products * (calls * u.diffusion_jvp + purifier_vjp_flops(p, u)),
+        **memory}
+    return rows
+
+
 def hours_column(tflops: float) -> str:
     return f"GPU hours at {tflops:g} TFLOP/s"
 
 
 def table(p: Params, tflops: float = 100.0, gpu_gb: float = 80.0,
           units: UnitCosts | None = None) -> pd.DataFrame:
-    """One row per stage of ``p`` (``attack/<name>`` and ``evaluate/<source>``): images,
-    diffusion-model evaluations, PFLOP, GPU hours at ``tflops`` sustained TFLOP/s, and for
-    full-gradient attacks the rows and activation GB of one forward/backward, and whether
-    they fit ``gpu_gb`` beside the weights."""
+    """One row per stage of ``p`` (``attack/<name>``, ``evaluate/<source>`` and
+    ``compression/<jacobian|top_singular>``): images, diffusion-model evaluations, PFLOP, GPU
+    hours at ``tflops`` sustained TFLOP/s, and for full gradients (PGD attacks, Jacobian VJPs)
+    the rows and activation GB of one forward/backward, and whether they fit ``gpu_gb``
+    beside the weights."""
     u = units or unit_costs(architecture(p.world))
     n, calls, rows = p.n_images, model_calls(p), {}
     for name in p.attacks:
@@ -181,6 +225,7 @@ def table(p: Params, tflops: float = 100.0, gpu_gb: float = 80.0,
             "flops": evals * purification_flops(p, u),
             "rows per call": p.batch_size * p.eot_per_call, "GB per call": float("nan"),
             "fits": ""}
+    rows.update(compression_rows(p, u, gpu_gb))
     out = pd.DataFrame(rows).T.astype({"images": int, "diffusion evaluations": int,
                                        "flops": float, "rows per call": int,
                                        "GB per call": float})
