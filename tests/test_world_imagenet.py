@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from diffrob import cli, worlds
+from diffrob.purifiers import Purifier
 from diffrob.worlds import adm, imagenet
 from diffrob.worlds.checkpoints import MissingFileError
 
@@ -53,12 +54,11 @@ def test_full_architecture_has_the_official_keys_and_shapes():
     assert hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest() == OFFICIAL_KEYS_SHA256
 
 
-def test_outputs_match_the_official_implementation():
-    """Known answer: openai/guided-diffusion's UNetModel (image_size=32, model_channels=32,
+def sin_weighted_small_adm() -> adm.ADMUNet:
+    """openai/guided-diffusion's UNetModel at image_size=32, model_channels=32,
     channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(2,) i.e. at 16 pixels,
-    num_head_channels=32, out_channels=6, use_scale_shift_norm and resblock_updown True),
-    float32, every state-dict entry i set to 0.2 sin(0.37 j + i) over its flat index j,
-    gave these numbers for the input and timesteps below (run once with their code)."""
+    num_head_channels=32, out_channels=6, use_scale_shift_norm and resblock_updown True,
+    float32, every state-dict entry i set to 0.2 sin(0.37 j + i) over its flat index j."""
     cfg = adm.ADMConfig(image_size=32, model_channels=32, channel_mult=(1, 2),
                         attention_resolutions=(16,), num_head_channels=32, num_res_blocks=1)
     model = adm.ADMUNet(cfg).eval()
@@ -67,6 +67,13 @@ def test_outputs_match_the_official_implementation():
         j = torch.arange(state[k].numel(), dtype=torch.float32)
         state[k] = (torch.sin(j * 0.37 + i) * 0.2).reshape(state[k].shape)
     model.load_state_dict(state)
+    return model
+
+
+def test_outputs_match_the_official_implementation():
+    """Known answer: the official UNetModel of :func:`sin_weighted_small_adm` gave these
+    numbers for the input and timesteps below (run once with their code)."""
+    model = sin_weighted_small_adm()
     x = torch.cos(torch.arange(2 * 3 * 32 * 32, dtype=torch.float32) * 0.01).reshape(2, 3, 32, 32)
     with torch.no_grad():
         out = model(x, torch.tensor([5, 600]))
@@ -75,6 +82,30 @@ def test_outputs_match_the_official_implementation():
     official = [-0.22812524437904358, -0.20010186731815338, -0.14627760648727417,
                 -0.07313741743564606, 0.010297328233718872, 0.09353600442409515]
     assert out[1, :, 7, 9].tolist() == pytest.approx(official, abs=1e-5)
+
+
+@pytest.mark.parametrize("t, official", [
+    (150, [-78.05300903320312, 3525.24951171875,
+           [-0.10245588421821594, 0.6803787350654602, -0.868395209312439]]),
+    (2, [-80.29193115234375, 3513.189697265625,
+         [-0.06272062659263611, 0.6919648051261902, -0.8879554271697998]]),
+])
+def test_reverse_step_matches_the_official_gaussian_diffusion(t, official):
+    """Known answer: guided-diffusion's ``GaussianDiffusion`` (``create_gaussian_diffusion``
+    with steps=1000, learn_sigma=True, noise_schedule="linear"), ``p_mean_variance(model, x,
+    t - 1, clip_denoised=True)`` on :func:`sin_weighted_small_adm`, then mean +
+    exp(log_variance / 2) z, float32, gave these numbers (run once with their code). At t = 2
+    it checks that alpha_bar is accumulated in float64, as their numpy code does."""
+    n = 2 * 3 * 32 * 32
+    x = (torch.cos(torch.arange(n, dtype=torch.float32) * 0.01) * 0.9).reshape(2, 3, 32, 32)
+    z = torch.sin(torch.arange(n, dtype=torch.float32) * 0.013).reshape(2, 3, 32, 32)
+    purifier = Purifier(sin_weighted_small_adm(), imagenet.build_scheduler(), "ddpm", 150)
+    with torch.no_grad():
+        y = purifier._reverse_step(x, t, z)
+    total, absolute, pixel = official
+    assert y.sum().item() == pytest.approx(total, rel=1e-4)
+    assert y.abs().sum().item() == pytest.approx(absolute, rel=1e-5)
+    assert y[1, :, 7, 9].tolist() == pytest.approx(pixel, abs=1e-5)
 
 
 def test_small_config_keeps_the_structure(files):

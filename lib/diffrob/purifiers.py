@@ -64,7 +64,12 @@ def check_images(x: Tensor, shape: tuple[int, int, int] | None = None,
 
 @dataclass(frozen=True)
 class Schedule:
-    """The DDPM quantities of a scheduler, in float64 (cast on use)."""
+    """The DDPM quantities of a scheduler, in float64 (cast on use).
+
+    alpha_bar_t = prod_{s <= t} (1 - beta_s) (eq. 1's closed form) is accumulated in
+    float64, as the official DDPM and guided-diffusion code do: diffusers' float32
+    product is off by ~1e-7, which 1 / (1 - alpha_bar_t) amplifies near t = 1.
+    """
 
     betas: Tensor
     alphas_cumprod: Tensor
@@ -74,8 +79,9 @@ class Schedule:
     @classmethod
     def from_scheduler(cls, scheduler) -> "Schedule":
         cfg = scheduler.config
-        return cls(scheduler.betas.double(), scheduler.alphas_cumprod.double(),
-                   bool(cfg.get("clip_sample", True)), cfg.get("variance_type", "fixed_large"))
+        betas = scheduler.betas.double()
+        return cls(betas, torch.cumprod(1 - betas, 0), bool(cfg.get("clip_sample", True)),
+                   cfg.get("variance_type", "fixed_large"))
 
     def at(self, k: int) -> tuple[float, float, float]:
         """(beta_{k+1}, alpha_bar_{k+1}, alpha_bar_k) for timestep index k (alpha_bar_0 = 1)."""
