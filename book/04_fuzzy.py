@@ -185,7 +185,8 @@ k_max = f"k={max(P.vote_k)}"
 checks = []
 
 
-def check(claim, paper_value, ours_value, holds):
+def check(key, paper_value, ours_value, holds):
+    claim = paper["claims"][key]
     claims.record(P, "sec4", claim, paper_value, ours_value, bool(holds))
     checks.append({"claim": claim, "paper": paper_value, "ours": ours_value, "holds": bool(holds)})
 

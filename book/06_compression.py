@@ -176,9 +176,10 @@ if has_jacobian:
                   f"{pj['top_eigenvalue'][0]} ± {pj['top_eigenvalue'][1]}",
                   f"{se['top_mean']:.3f} ± {se['top_std']:.3f}",
                   0.5 * pj["top_eigenvalue"][0] <= se["top_mean"] <= 2 * pj["top_eigenvalue"][0])
-    claims.record(P, "sec6", "most Jacobian eigenvalues below 0.25 (2760 of 3072)",
+    # The paper's "around 90 %" read as within 10 points of its 2760 / 3072.
+    claims.record(P, "sec6", "around 90 % of Jacobian eigenvalues below 0.25 (2760 of 3072)",
                   f"{below_paper:.1%}", f"{se['below_low'] / dim:.1%}",
-                  se["below_low"] / dim > 0.5)
+                  se["below_low"] / dim >= below_paper - 0.1)
 
 # %% [markdown]
 # ## The top of the spectrum without forming J (an extension)

@@ -117,7 +117,27 @@ def execute(chapter: Path, out: Path, params_file: str, overrides: dict[str, Any
         cwd=str(cwd), kernel_name="python3", language="python", progress_bar=progress,
         store_widget_state=True)
     strip_progress_bars(out)
+    hide_default_parameters(out)
     return out
+
+
+def hide_default_parameters(path: Path) -> bool:
+    """Tag the chapter's own ``parameters`` cell ``remove-cell`` when papermill injected one.
+
+    The page then shows one parameters cell, papermill's, with the values the chapter
+    really ran with (the file and every ``-p`` override). Returns whether it tagged one.
+    """
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    tags = [c.metadata.setdefault("tags", []) for c in nb.cells]
+    if not any("injected-parameters" in t for t in tags):
+        return False
+    for t in tags:
+        if "parameters" in t and "remove-cell" not in t:
+            t.append("remove-cell")
+    nbformat.write(nb, path)
+    return True
 
 
 def _is_progress_bar(model_id: str, state: dict[str, Any]) -> bool:

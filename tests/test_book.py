@@ -285,6 +285,10 @@ def test_built_page_loads_widget_js_from_the_book_and_links_colab(demo_book: Pat
                        .split("</script>")[0])
     sliders = [m for m in state["state"].values() if m["model_name"] == "IntSliderModel"]
     assert [s["state"]["max"] for s in sliders] == [3], "papermill's -p n 4 did not reach the page"
+    # One parameters cell on the page: papermill's, with the values the chapter ran with.
+    assignments = re.findall(r'<span class="n">n</span> <span class="o">=</span> '
+                             r'<span class="mi">(\d+)</span>', page)
+    assert assignments == ["4"], f"parameter cells shown with n = {assignments}, expected only 4"
 
 
 @pytest.mark.browser
