@@ -1,6 +1,7 @@
-"""Shared test settings, and the fake ImageNet world of the imagenet tests."""
+"""Shared test settings, and the fake CIFAR-10 and ImageNet worlds of the world and book tests."""
 
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -8,11 +9,74 @@ import pytest
 import torch
 from PIL import Image
 
-from diffrob.worlds import adm, imagenet
+from diffrob.worlds import adm, cifar10, imagenet
+from diffrob.worlds.checkpoints import import_robustbench
 
 # One intra-op thread per test process: tiny models gain nothing from more, and
 # oversubscribed threads on a shared 2-core machine slow everything down sharply.
 torch.set_num_threads(int(os.environ.get("DIFFROB_TEST_THREADS", "1")))
+
+
+def fit_last_layer(model: torch.nn.Module, features: torch.nn.Module, labels: torch.Tensor) -> None:
+    """Set ``model.fc`` (least squares on the penultimate ``features``) so that each image gets
+    logit 5 for its label and 0 for the other classes: the chapters then have correctly
+    classified images to attack and slice."""
+    fc, model.fc = model.fc, torch.nn.Identity()
+    with torch.no_grad():
+        phi = features(model).double()
+        targets = 5.0 * torch.nn.functional.one_hot(labels, fc.out_features).double()
+        fc.weight.copy_((torch.linalg.pinv(phi) @ targets).T)
+        fc.bias.zero_()
+    model.fc = fc
+
+
+# --- a fake CIFAR-10 world: the real file layouts and formats, random models ---------------
+
+# google/ddpm-cifar10-32's scheduler_config.json as published.
+CIFAR10_SCHEDULER = {"beta_end": 0.02, "beta_schedule": "linear", "beta_start": 0.0001,
+                     "clip_sample": True, "num_train_timesteps": 1000, "trained_betas": None,
+                     "variance_type": "fixed_large"}
+# The hub's UNet config at width 32: the same blocks and attention, ~40x fewer FLOPs.
+SMALL_DDPM = {**cifar10.UNET_CONFIG, "block_out_channels": [32, 32, 32, 32]}
+CIFAR10_LABELS = [3, 8, 8, 0, 6, 6]
+
+
+def make_fake_cifar10(root: Path, unet_config: dict = SMALL_DDPM) -> dict:
+    """A diffusers DDPM folder in the hub snapshot layout (``config.json``, weights and
+    ``scheduler_config.json`` side by side), RobustBench's ``Standard`` WideResNet-28-10 as
+    ``model_dir/cifar10/Linf/Standard.pt`` (a ``{'state_dict': ...}`` with DataParallel's
+    ``module.`` prefix, which ``load_model`` strips; last layer by :func:`fit_last_layer`) and
+    a CIFAR-10 python pickle of random images (rows of R, G, B planes of 32x32, uint8)."""
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(**unet_config).eval()
+    folder = root / "ddpm-cifar10-32"
+    unet.save_pretrained(folder)
+    DDPMScheduler(**CIFAR10_SCHEDULER).save_pretrained(folder)
+    data = np.random.default_rng(0).integers(0, 256, (len(CIFAR10_LABELS), 3072), dtype=np.uint8)
+    (root / "data" / "cifar-10-batches-py").mkdir(parents=True)
+    with open(root / "data" / "cifar-10-batches-py" / "test_batch", "wb") as f:
+        pickle.dump({"batch_label": "testing batch 1 of 1", "labels": CIFAR10_LABELS, "data": data,
+                     "filenames": [f"img_{i}.png" for i in range(len(data))]}, f)
+    import_robustbench()
+    from robustbench.model_zoo.architectures.wide_resnet import WideResNet
+
+    wrn = WideResNet(depth=28, widen_factor=10).eval()
+    x = torch.from_numpy(data).float().div(255).reshape(-1, 3, 32, 32)
+    fit_last_layer(wrn, lambda m: m(x), torch.tensor(CIFAR10_LABELS))
+    (root / "models" / "cifar10" / "Linf").mkdir(parents=True)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in wrn.state_dict().items()}},
+               root / "models" / "cifar10" / "Linf" / "Standard.pt")
+    return dict(root=root, unet=unet, wrn=wrn, folder=folder, data=data, labels=CIFAR10_LABELS,
+                model_dir=str(root / "models"), data_dir=str(root / "data"),
+                diffusion_model=str(folder))
+
+
+@pytest.fixture(scope="session")
+def fake_cifar10(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """:func:`make_fake_cifar10` with the small DDPM, once per test session."""
+    return make_fake_cifar10(tmp_path_factory.mktemp("cifar10"))
 
 
 # --- a fake ImageNet world: the real file layout and formats, random small models ----------
@@ -29,9 +93,7 @@ def make_fake_imagenet(root: Path) -> dict:
     as converted safetensors (its architecture in the metadata), and ``data_dir`` with the first
     images of RobustBench's ImageNet list as flat-coloured JPEGs in the val layout.
 
-    The ResNet is random except its last layer, which is fitted (least squares on the
-    penultimate features) to give each fake image logit 5 for its label and 0 for the other
-    classes: the chapters then have correctly classified images to attack and slice.
+    The ResNet is random except its last layer (:func:`fit_last_layer`).
     """
     from torchvision.models import resnet50
 
@@ -43,14 +105,8 @@ def make_fake_imagenet(root: Path) -> dict:
         Image.fromarray(np.full((h, w, 3), colour, dtype=np.uint8)).save(path, "JPEG", quality=95)
     x, y = imagenet.load_val_images(root / "data", len(FAKE_COLOURS))
     resnet = resnet50(weights=None).eval()
-    fc, resnet.fc = resnet.fc, torch.nn.Identity()
-    with torch.no_grad():
-        mean, std = torch.tensor(imagenet.MEAN).view(3, 1, 1), torch.tensor(imagenet.STD).view(3, 1, 1)
-        features = resnet((x - mean) / std).double()
-        targets = 5.0 * torch.nn.functional.one_hot(y, 1000).double()
-        fc.weight.copy_((torch.linalg.pinv(features) @ targets).T)
-        fc.bias.zero_()
-    resnet.fc = fc
+    mean, std = torch.tensor(imagenet.MEAN).view(3, 1, 1), torch.tensor(imagenet.STD).view(3, 1, 1)
+    fit_last_layer(resnet, lambda m: m((x - mean) / std), y)
     unet = adm.ADMUNet(SMALL_ADM).eval()
     folder = root / "models" / "imagenet"
     folder.mkdir(parents=True)

@@ -1,7 +1,7 @@
 """The book's infrastructure (issue 5): chapters and toc, notebook/text pairing, Colab
-cells, `_config.yml`, one smoke execution per chapter on `digits` and one on
-`params/imagenet.yaml` with a fake ImageNet world (issue 6), and the static widgets in
-a headless browser.
+cells, `_config.yml`, one smoke execution per chapter on `digits`, one on
+`params/cifar10.yaml` with a fake CIFAR-10 world and one on `params/imagenet.yaml` with a
+fake ImageNet world (issue 6), and the static widgets in a headless browser.
 
 Every chapter listed in `_toc.yml` is picked up; a listed chapter whose files are
 missing fails here, with its name.
@@ -182,45 +182,62 @@ def test_chapter_runs_on_smoke_params(chapter: Path, smoke_results: Path, tmp_pa
     executed_outputs(chapter, tmp_path, "params/smoke.yaml", {"results_dir": str(smoke_results)})
 
 
-# --- every chapter on the paper's ImageNet parameter file, with a fake ImageNet world -----
+# --- every chapter on the paper's parameter files, with fake CIFAR-10 and ImageNet worlds ---
 
-# params/imagenet.yaml as it is, except the sizes (smoke.yaml's scale) and the files.
-IMAGENET_SMOKE = dict(n_images=2, batch_size=2, t_star=2, attack_steps=1, eot=2, n_evals=2,
-                      vote_k=[2], uniform_eps_255=[4, 64], n_seeds=2, n_neighbours=2,
-                      cap_images=1, cap_points=20, pca_samples=8, pca_components=3,
-                      jacobian_images=1, singular_top_k=1, singular_oversample=1,
-                      subspace_iterations=0, device="cpu")
-# What each chapter must show of the ImageNet setting (besides running through).
-IMAGENET_MARKS = {
-    "01_setup": ["3x224x224", "paper (imagenet)", "guided diffusion 256x256"],
-    "02_distances": ["paper (imagenet)", "17.712 ± 4.851"],            # Table S4
-    "03_randomness": ["paper (cifar10)"],  # sec. 3.2 has CIFAR-10 numbers only
-    "04_fuzzy": ["ImageNet (Linf 4/255)", "64.73", "BPDA 64.73 -> 58.41"],  # Table 2
-    "05_cap": ["imagenet: d = 150528"],
-    "06_compression": ["150528 x 150528", "singular values above 1 (of the top 1)",
-                       "Adversarial examples: `bpda-eot`"],
-    "07_summary": ["`imagenet` world"],
+# params/cifar10.yaml and params/imagenet.yaml as they are, except the sizes (smoke.yaml's
+# scale) and the files.
+PAPER_SMOKE = dict(n_images=2, batch_size=2, t_star=2, attack_steps=1, eot=2, n_evals=2,
+                   vote_k=[2], uniform_eps_255=[4, 64], n_seeds=2, n_neighbours=2,
+                   cap_images=1, cap_points=20, pca_samples=8, pca_components=3,
+                   jacobian_images=1, singular_top_k=1, singular_oversample=1,
+                   subspace_iterations=0, device="cpu")
+# What each chapter must show of the paper's setting (besides running through).
+PAPER_MARKS = {
+    "cifar10": {
+        "01_setup": ["3x32x32", "paper (cifar10)", "WideResNet, 36,479,194 parameters"],
+        "02_distances": ["paper (cifar10)", "3.606 ± 0.607", "0.313 ± 0.053"],  # Tables S2, S3
+        "03_randomness": ["paper (cifar10)", "0.9954"],
+        "04_fuzzy": ["CIFAR-10 (Linf 8/255)", "PGD-EOT 60.53 vs BPDA-EOT 81.54"],  # Table 1
+        "05_cap": ["cifar10: d = 3072"],
+        "06_compression": ["2760 of 3072 (89.8%)", "largest relative error vs the exact values",
+                           "Adversarial examples: `pgd-eot`"],  # the exact Jacobian runs here
+        "07_summary": ["`cifar10` world"],
+    },
+    "imagenet": {
+        "01_setup": ["3x224x224", "paper (imagenet)", "guided diffusion 256x256"],
+        "02_distances": ["paper (imagenet)", "17.712 ± 4.851"],            # Table S4
+        "03_randomness": ["paper (cifar10)"],  # sec. 3.2 has CIFAR-10 numbers only
+        "04_fuzzy": ["ImageNet (Linf 4/255)", "64.73", "BPDA 64.73 -> 58.41"],  # Table 2
+        "05_cap": ["imagenet: d = 150528"],
+        "06_compression": ["150528 x 150528", "singular values above 1 (of the top 1)",
+                           "Adversarial examples: `bpda-eot`"],
+        "07_summary": ["`imagenet` world"],
+    },
 }
+WORLDS = list(PAPER_MARKS)
 
 
 @pytest.fixture(scope="module")
-def imagenet_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("imagenet_results")
+def paper_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("paper_results")
 
 
-def test_imagenet_marks_cover_every_chapter() -> None:
-    assert sorted(IMAGENET_MARKS) == sorted(IDS)
+def test_paper_marks_cover_every_chapter() -> None:
+    assert all(sorted(marks) == sorted(IDS) for marks in PAPER_MARKS.values())
 
 
+# World outermost, chapters in order inside it: each world's Summary runs after its chapters.
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
-def test_chapter_runs_on_imagenet_params(chapter: Path, fake_imagenet: dict,
-                                         imagenet_results: Path, tmp_path: Path) -> None:
-    files = {k: fake_imagenet[k] for k in ("model_dir", "data_dir", "diffusion_model")}
-    outputs = executed_outputs(chapter, tmp_path, "params/imagenet.yaml",
-                               {**IMAGENET_SMOKE, **files, "results_dir": str(imagenet_results)})
+@pytest.mark.parametrize("world", WORLDS)
+def test_chapter_runs_on_the_papers_params(world: str, chapter: Path, request: pytest.FixtureRequest,
+                                           paper_results: Path, tmp_path: Path) -> None:
+    fake = request.getfixturevalue(f"fake_{world}")
+    files = {k: fake[k] for k in ("model_dir", "data_dir", "diffusion_model")}
+    outputs = executed_outputs(chapter, tmp_path, f"params/{world}.yaml",
+                               {**PAPER_SMOKE, **files, "results_dir": str(paper_results)})
     text = output_text(outputs)
-    for mark in IMAGENET_MARKS[chapter.stem]:
-        assert mark in text, f"{chapter.name} on ImageNet does not show {mark!r}"
+    for mark in PAPER_MARKS[world][chapter.stem]:
+        assert mark in text, f"{chapter.name} on {world} does not show {mark!r}"
 
 
 # --- static widgets: a two-page book built like the real one ----------------------------

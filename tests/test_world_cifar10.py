@@ -6,57 +6,28 @@ and folder layouts (diffusers ``save_pretrained``; RobustBench's
 back by :mod:`diffrob.worlds.cifar10`.
 """
 
-import pickle
 import shutil
 
-import numpy as np
 import pytest
 import torch
-from diffusers import DDPMScheduler, UNet2DModel
 
+from conftest import CIFAR10_LABELS, make_fake_cifar10
 from diffrob import worlds
 from diffrob.worlds import cifar10
 from diffrob.worlds.checkpoints import MissingFileError, import_robustbench
 
 # google/ddpm-cifar10-32's config.json as published on the hub is cifar10.UNET_CONFIG
 # (transcribed e.g. from the "unet_config" of a public DDPM config file found with the
-# search tools); below, its scheduler_config.json as published.
-UNET_CONFIG = cifar10.UNET_CONFIG
-SCHEDULER_CONFIG = {"beta_end": 0.02, "beta_schedule": "linear", "beta_start": 0.0001,
-                    "clip_sample": True, "num_train_timesteps": 1000, "trained_betas": None,
-                    "variance_type": "fixed_large"}
-N_FAKE = 6  # images in the fake test batch
+# search tools); its scheduler_config.json is conftest.CIFAR10_SCHEDULER.
+N_FAKE = len(CIFAR10_LABELS)  # images in the fake test batch
 SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """model_dir, data_dir, a hub-layout diffusers folder and the random models saved there."""
-    root = tmp_path_factory.mktemp("cifar10")
-    torch.manual_seed(0)
-    # 1. the DDPM: hub snapshot layout (config.json, weights, scheduler_config.json side by side)
-    unet = UNet2DModel(**UNET_CONFIG).eval()
-    folder = root / "ddpm-cifar10-32"
-    unet.save_pretrained(folder)
-    DDPMScheduler(**SCHEDULER_CONFIG).save_pretrained(folder)
-    # 2. RobustBench Standard: the WRN-28-10 of its model zoo, a {'state_dict': ...} checkpoint
-    #    with DataParallel's 'module.' prefix (load_model strips it)
-    import_robustbench()
-    from robustbench.model_zoo.architectures.wide_resnet import WideResNet
-
-    wrn = WideResNet(depth=28, widen_factor=10).eval()
-    (root / "models" / "cifar10" / "Linf").mkdir(parents=True)
-    torch.save({"state_dict": {f"module.{k}": v for k, v in wrn.state_dict().items()}},
-               root / "models" / "cifar10" / "Linf" / "Standard.pt")
-    # 3. CIFAR-10's python pickle: 'data' rows are R, G, B planes of 32x32, uint8
-    data = np.random.default_rng(0).integers(0, 256, (N_FAKE, 3072), dtype=np.uint8)
-    labels = [3, 8, 8, 0, 6, 6]
-    (root / "data" / "cifar-10-batches-py").mkdir(parents=True)
-    with open(root / "data" / "cifar-10-batches-py" / "test_batch", "wb") as f:
-        pickle.dump({"batch_label": "testing batch 1 of 1", "labels": labels, "data": data,
-                     "filenames": [f"img_{i}.png" for i in range(N_FAKE)]}, f)
-    return dict(root=root, unet=unet, wrn=wrn, folder=folder, data=data, labels=labels,
-                model_dir=str(root / "models"), data_dir=str(root / "data"))
+    """model_dir, data_dir, a hub-layout diffusers folder with the full-size DDPM, and the
+    random models saved there (conftest.make_fake_cifar10)."""
+    return make_fake_cifar10(tmp_path_factory.mktemp("cifar10"), cifar10.UNET_CONFIG)
 
 
 def load(files, **kw):
