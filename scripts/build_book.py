@@ -130,12 +130,12 @@ def hide_default_parameters(path: Path) -> bool:
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
-    tags = [c.metadata.setdefault("tags", []) for c in nb.cells]
-    if not any("injected-parameters" in t for t in tags):
+    tags = [c.metadata.get("tags", []) for c in nb.cells]
+    own = [c for c, t in zip(nb.cells, tags) if "parameters" in t and "remove-cell" not in t]
+    if not own or not any("injected-parameters" in t for t in tags):
         return False
-    for t in tags:
-        if "parameters" in t and "remove-cell" not in t:
-            t.append("remove-cell")
+    for cell in own:
+        cell.metadata["tags"].append("remove-cell")
     nbformat.write(nb, path)
     return True
 
