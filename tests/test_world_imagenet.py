@@ -191,11 +191,12 @@ def test_forward_and_reverse_mode_products_agree_at_256(files):
     torch.testing.assert_close((u * jv).sum(1), (ujt * v).sum(1), rtol=1e-4, atol=1e-3)
 
 
-def test_bf16_autocast_is_close(files):
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])  # fp16: how DiffPure ran this model
+def test_autocast_is_close(files, dtype):
     world = load(files, n_images=1)
     x = world.images
     y32 = world.purifier()(x, base_seeds=0, batch_index=0)
-    world16 = load(files, n_images=1, autocast="bf16")
+    world16 = load(files, n_images=1, autocast=dtype)
     y16 = world16.purifier()(x, base_seeds=0, batch_index=0)
     assert not torch.equal(y16, y32)  # autocast is on
     assert (y16 - y32).abs().mean() < 0.02
