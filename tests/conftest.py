@@ -2,6 +2,7 @@
 
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,8 @@ from diffrob.worlds.checkpoints import import_robustbench
 torch.set_num_threads(int(os.environ.get("DIFFROB_TEST_THREADS", "1")))
 
 
-def fit_last_layer(model: torch.nn.Module, features: torch.nn.Module, labels: torch.Tensor) -> None:
+def fit_last_layer(model: torch.nn.Module, features: Callable[[torch.nn.Module], torch.Tensor],
+                   labels: torch.Tensor) -> None:
     """Set ``model.fc`` (least squares on the penultimate ``features``) so that each image gets
     logit 5 for its label and 0 for the other classes: the chapters then have correctly
     classified images to attack and slice."""
