@@ -8,7 +8,7 @@ PARAMS ?= params/digits.yaml
 CH     ?=
 ARGS   ?=
 
-.PHONY: help env book chapter test test-fast bench train-digits clean
+.PHONY: help env book chapter test test-fast bench train clean
 
 help:
 	@echo "make book    execute every chapter on PARAMS ($(PARAMS)) and build the HTML book"
@@ -39,8 +39,8 @@ bench: env
 	@mkdir -p bench/results
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
-train-digits: env
-	$(VENV)/bin/diffrob train-digits --out models/digits
+train: env
+	$(VENV)/bin/diffrob train $(or $(WORLD),digits)
 
 clean:
 	rm -rf _build

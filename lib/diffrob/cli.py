@@ -1,4 +1,4 @@
-"""The command line: ``diffrob train-digits | convert-adm | plan | attack | evaluate ...``."""
+"""The command line: ``diffrob train | convert-adm | plan | attack | evaluate ...``."""
 
 from __future__ import annotations
 
@@ -11,13 +11,19 @@ from typing import Any
 import yaml
 
 
-def _train_digits(args: argparse.Namespace) -> None:
-    from .worlds import digits
+EMBEDDED = ("digits", "mnist")
 
+
+def _train(args: argparse.Namespace) -> None:
+    import importlib
+
+    from .worlds import embedded
+
+    spec = importlib.import_module(f"diffrob.worlds.{args.world}").SPEC
     given = dict(seed=args.seed, ddpm_steps=args.ddpm_steps,
                  classifier_epochs=args.classifier_epochs)
-    cfg = digits.TrainConfig(**{k: v for k, v in given.items() if v is not None})
-    facts = digits.train(Path(args.out), cfg)
+    cfg = embedded.replace_config(spec.train, **given)
+    facts = embedded.train(spec, Path(args.out or f"models/{args.world}"), cfg)
     print(json.dumps(facts, indent=2))
 
 
@@ -131,12 +137,16 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="diffrob", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train-digits", help="train the embedded digits classifier and DDPM")
-    t.add_argument("--out", default="models/digits", help="folder for the safetensors + card")
-    t.add_argument("--seed", type=int, help="default: digits.TrainConfig's (0)")
-    t.add_argument("--ddpm-steps", type=int, help="default: digits.TrainConfig's (2000)")
-    t.add_argument("--classifier-epochs", type=int, help="default: digits.TrainConfig's (40)")
-    t.set_defaults(run=_train_digits)
+    t = sub.add_parser("train", help="train an embedded world's classifier and DDPM "
+                                      "(deterministic, CPU, resumable)")
+    t.add_argument("world", choices=EMBEDDED, help="the embedded world")
+    t.add_argument("--out", help="folder for the safetensors + card (default: models/WORLD)")
+    t.add_argument("--seed", type=int, help="random seed (default 0)")
+    t.add_argument("--ddpm-steps", type=int, help="DDPM training steps (default: the world's, "
+                                                  "2000 digits, 4000 mnist)")
+    t.add_argument("--classifier-epochs", type=int, help="classifier epochs (default: the "
+                                                         "world's, 40 digits, 30 mnist)")
+    t.set_defaults(run=_train)
 
     c = sub.add_parser("convert-adm", help="convert 256x256_diffusion_uncond.pt to safetensors "
                                            "(one time, checked against the official keys)")

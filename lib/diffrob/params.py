@@ -18,7 +18,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
-WORLDS = ("digits", "cifar10", "imagenet")
+WORLDS = ("digits", "mnist", "cifar10", "imagenet")
 PURIFIERS = ("ddpm", "reverse", "ddim", "onestep")
 ATTACKS = ("bpda", "bpda-eot", "pgd", "pgd-eot")
 

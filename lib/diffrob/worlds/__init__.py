@@ -84,6 +84,19 @@ def architecture(name: str) -> Architecture:
         return module.architecture()
 
 
+def check_data(images: Tensor, labels: Tensor, source: str, n_classes: int) -> None:
+    """Refuse a data set whose shapes, pixel range or labels are off, naming ``source``."""
+    if images.ndim != 4 or len(images) != len(labels) or labels.ndim != 1:
+        raise ValueError(f"{source}: expected images (N, C, H, W) and N labels, got "
+                         f"{tuple(images.shape)} and {tuple(labels.shape)}")
+    if not (torch.isfinite(images).all() and images.min() >= 0 and images.max() <= 1):
+        raise ValueError(f"{source}: pixels must lie in [0, 1] after scaling, got "
+                         f"[{images.min().item():g}, {images.max().item():g}]")
+    if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(f"{source}: labels must lie in 0..{n_classes - 1}, got "
+                         f"{labels.min().item()}..{labels.max().item()}")
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' is CUDA when present, else CPU."""
     if name == "auto":
