@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from ..params import Params
 from . import embedded
-from .embedded import CARD_FILE, CLASSIFIER_FILE, SCHEDULER, UNET_FILE, TrainConfig, build_scheduler
+from .embedded import CARD_FILE, CLASSIFIER_FILE, SCHEDULER, UNET_FILE, TrainConfig
 
 __all__ = ["CARD_FILE", "CLASSIFIER_FILE", "SCHEDULER", "UNET_FILE", "DigitsCNN", "SPEC",
            "TrainConfig", "architecture", "build_scheduler", "build_unet", "load", "split",
@@ -60,7 +60,7 @@ SPEC = embedded.EmbeddedWorld(
     unet=dict(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1,
               block_out_channels=(32, 32), down_block_types=("DownBlock2D", "DownBlock2D"),
               up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=8),
-    train=TrainConfig(),
+    scheduler=SCHEDULER, t_star=10, train=TrainConfig(),
     data_card="scikit-learn's `load_digits` (1797 images, 8x8, 16 grey levels, scaled to "
               f"[0,1]), split by `train_test_split(test_size={TEST_FRACTION}, "
               f"random_state={SPLIT_SEED}, stratify=labels)`:")
@@ -68,6 +68,10 @@ SPEC = embedded.EmbeddedWorld(
 
 def build_unet():
     return SPEC.build_unet()
+
+
+def build_scheduler():
+    return SPEC.build_scheduler()
 
 
 def architecture():

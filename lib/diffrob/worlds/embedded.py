@@ -1,11 +1,13 @@
 """What the embedded worlds (``digits`` 8x8, ``mnist`` 28x28) share: a schedule, the shipped
 safetensors, deterministic and resumable training on a CPU, and the model card.
 
-Each embedded world is an :class:`EmbeddedWorld`: its data split, its classifier and its
-UNet's size. The DDPM has the CIFAR-10 model's form (diffusers ``UNet2DModel`` +
+Each embedded world is an :class:`EmbeddedWorld`: its data split, its classifier, its UNet's
+size and its schedule. The DDPM has the CIFAR-10 model's form (diffusers ``UNet2DModel`` +
 ``DDPMScheduler``: linear betas, epsilon prediction, clipped x_0, fixed-large variance) on a
-100-step schedule whose noise level after t* = 10 steps equals the CIFAR-10 model's after its
-t* = 100 (alpha_bar = 0.897), so the paper's t* = 0.1 (sec. 2, Appendix B) carries over.
+shorter schedule whose noise level after the world's t* steps equals the CIFAR-10 model's after
+its t* = 100 of 1000 (alpha_bar = 0.897), so the paper's t* = 0.1 (sec. 2, Appendix B) carries
+over: ``digits`` 10 of 100 steps, ``mnist`` 5 of 50 (half the diffusion calls of every attack
+on a 12x larger image).
 """
 
 from __future__ import annotations
@@ -32,9 +34,18 @@ from ..params import Params
 if TYPE_CHECKING:
     from . import Architecture, World
 
-SCHEDULER = dict(num_train_timesteps=100, beta_schedule="linear", beta_start=1e-3,
-                 beta_end=0.2164, prediction_type="epsilon", clip_sample=True,
-                 variance_type="fixed_large")
+CIFAR10_ALPHA_BAR = 0.8970  # google/ddpm-cifar10-32 after t* = 100 of its 1000 steps
+
+
+def linear_schedule(steps: int, beta_start: float, beta_end: float) -> dict:
+    """DDPMScheduler's arguments: the CIFAR-10 model's form with ``steps`` linear betas."""
+    return dict(num_train_timesteps=steps, beta_schedule="linear", beta_start=beta_start,
+                beta_end=beta_end, prediction_type="epsilon", clip_sample=True,
+                variance_type="fixed_large")
+
+
+# beta_end solves alpha_bar(t*) = 0.8970 for the world's t*.
+SCHEDULER = linear_schedule(100, 1e-3, 0.2164)          # digits: t* = 10
 CLASSIFIER_FILE, UNET_FILE, CARD_FILE = "classifier.safetensors", "ddpm.safetensors", "README.md"
 FACTS_FILE, STATE_FILE = "training.json", "training_state.pt"
 
@@ -68,20 +79,21 @@ class EmbeddedWorld:
     split: Callable[[], tuple[Tensor, Tensor, Tensor, Tensor]]  # x_train, y_train, x_test, y_test
     classifier: Callable[[], nn.Module]
     unet: dict                     # UNet2DModel's arguments
+    scheduler: dict                # DDPMScheduler's arguments (:func:`linear_schedule`)
+    t_star: int                    # the steps whose noise level is the paper's t* = 0.1
     train: TrainConfig
     data_card: str                 # the model card's paragraph on the data and the split
 
     def build_unet(self) -> UNet2DModel:
         return UNet2DModel(**self.unet)
 
+    def build_scheduler(self) -> DDPMScheduler:
+        return DDPMScheduler(**self.scheduler)
+
     def architecture(self) -> Architecture:
         from . import Architecture
 
         return Architecture(self.build_unet(), self.classifier(), self.image_shape)
-
-
-def build_scheduler() -> DDPMScheduler:
-    return DDPMScheduler(**SCHEDULER)
 
 
 def load(spec: EmbeddedWorld, p: Params) -> World:
@@ -109,7 +121,7 @@ def load(spec: EmbeddedWorld, p: Params) -> World:
         raise ValueError(f"parameter 'n_images': the {spec.name} test split has {len(y_test)} "
                          f"images, got {p.n_images}")
     return World(spec.name, x_test[:p.n_images].to(device), y_test[:p.n_images].to(device),
-                 prepare(classifier, device, p), prepare(unet, device, p), build_scheduler(), p,
+                 prepare(classifier, device, p), prepare(unet, device, p), spec.build_scheduler(), p,
                  class_names=[str(d) for d in range(10)])
 
 
@@ -145,7 +157,7 @@ def train_ddpm(spec: EmbeddedWorld, cfg: TrainConfig, x: Tensor,
     """
     g = torch.Generator().manual_seed(cfg.seed + 1)
     torch.manual_seed(cfg.seed + 1)
-    unet, scheduler = spec.build_unet(), build_scheduler()
+    unet, scheduler = spec.build_unet(), spec.build_scheduler()
     ema = {k: v.detach().clone() for k, v in unet.state_dict().items()}
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.ddpm_lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.ddpm_lr, total_steps=cfg.ddpm_steps,
@@ -196,10 +208,11 @@ def _save_state(path: Path, state: dict) -> None:
 
 
 def sample_grid(spec: EmbeddedWorld, unet: UNet2DModel, n: int = 64, seed: int = 0) -> Tensor:
-    """Ancestral DDPM samples from pure noise through all 100 steps (the model card's grid)."""
+    """Ancestral DDPM samples from pure noise through every step (the model card's grid)."""
     from ..purifiers import Purifier
 
-    purifier = Purifier(unet, build_scheduler(), "reverse", SCHEDULER["num_train_timesteps"])
+    purifier = Purifier(unet, spec.build_scheduler(), "reverse",
+                        spec.scheduler["num_train_timesteps"])
     return purifier.sample((n, *spec.image_shape), torch.Generator().manual_seed(seed))
 
 
@@ -279,7 +292,7 @@ def _write_card(spec: EmbeddedWorld, out: Path, facts: dict, samples: Tensor) ->
                vmin=0, vmax=1)
     (out / FACTS_FILE).write_text(json.dumps(facts, indent=2) + "\n")
     cfg, q = facts["config"], facts["sample_quality"]
-    ab = build_scheduler().alphas_cumprod
+    ab, s = spec.build_scheduler().alphas_cumprod, spec.scheduler
     (out / CARD_FILE).write_text(f"""# The `{spec.name}` models
 
 Made by `diffrob train {spec.name} --out models/{spec.name}` (seed {cfg['seed']},
@@ -297,14 +310,15 @@ the world's test images are the first `n_images` of the test split.
 
 **DDPM** (`{UNET_FILE}`): diffusers `UNet2DModel`, {spec.unet['block_out_channels']}
 channels, {facts['unet_parameters']:,} parameters, epsilon prediction; `DDPMScheduler` with
-{SCHEDULER['num_train_timesteps']} steps of linear betas {SCHEDULER['beta_start']}..{SCHEDULER['beta_end']},
-`clip_sample` true, `variance_type` fixed_large: the CIFAR-10 model's form on a 10x
-shorter schedule. Its alpha_bar after 10 steps is {ab[9]:.4f}, the CIFAR-10 model's after
-100 steps is 0.8970, so t* = 10 here is the paper's t* = 0.1. AdamW (one-cycle, peak lr
+{s['num_train_timesteps']} steps of linear betas {s['beta_start']}..{s['beta_end']},
+`clip_sample` true, `variance_type` fixed_large: the CIFAR-10 model's form on a
+{1000 // s['num_train_timesteps']}x shorter schedule. Its alpha_bar after {spec.t_star} steps is
+{ab[spec.t_star - 1]:.4f}, the CIFAR-10 model's after 100 steps is {CIFAR10_ALPHA_BAR}, so
+t* = {spec.t_star} here is the paper's t* = 0.1. AdamW (one-cycle, peak lr
 {cfg['ddpm_lr']}), {cfg['ddpm_steps']} steps of batch {cfg['ddpm_batch']}, EMA {cfg['ema']}
 of the weights; {facts['ddpm_seconds']} s.
 
-Ancestral samples from pure noise (100 reverse steps, seed 0):
+Ancestral samples from pure noise ({s['num_train_timesteps']} reverse steps, seed 0):
 
 ![samples](samples.png)
 

