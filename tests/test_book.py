@@ -240,6 +240,20 @@ def test_chapter_runs_on_the_papers_params(world: str, chapter: Path, request: p
         assert mark in text, f"{chapter.name} on {world} does not show {mark!r}"
 
 
+# --- every chapter on the embedded 784-d world, its real models at smoke sizes ------------
+
+@pytest.fixture(scope="module")
+def mnist_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mnist_results")
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+def test_chapter_runs_on_mnist(chapter: Path, mnist_results: Path, tmp_path: Path) -> None:
+    outputs = executed_outputs(chapter, tmp_path, "params/mnist.yaml",
+                               {**PAPER_SMOKE, "results_dir": str(mnist_results)})
+    assert "mnist" in output_text(outputs) or chapter.stem not in ("01_setup", "07_summary")
+
+
 # --- static widgets: a two-page book built like the real one ----------------------------
 
 DEMO = '''# %% [markdown]

@@ -143,7 +143,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="folder for the safetensors + card (default: models/WORLD)")
     t.add_argument("--seed", type=int, help="random seed (default 0)")
     t.add_argument("--ddpm-steps", type=int, help="DDPM training steps (default: the world's, "
-                                                  "2000 digits, 4000 mnist)")
+                                                  "2000 digits, 3000 mnist)")
     t.add_argument("--classifier-epochs", type=int, help="classifier epochs (default: the "
                                                          "world's, 40 digits, 30 mnist)")
     t.set_defaults(run=_train)

