@@ -47,6 +47,7 @@ P = params.load_notebook(params_file, globals())   # picks up papermill -p overr
 
 import matplotlib.pyplot as plt
 import pandas as pd
+import torch
 
 from diffrob import claims, metrics, stages, trajectories, worlds
 from diffrob.params import PURIFIERS
@@ -100,14 +101,29 @@ plt.show()
 # ImageNet's, Table S4), so their sizes are not ours when this world's eps or image size
 # differs; what carries over is the shape: a large rise during the forward process and an end
 # point above the starting point for small perturbations.
+#
+# Conventions. *Init* is the input itself (state 0 of the trajectory), also in a world whose
+# diffusion model works at another size (ImageNet 224 <-> 256): the bilinear round trip would
+# shrink uniform 4/255 noise from l2 3.51 to 1.99 before purification starts. *Uniform noise*:
+# the paper's init values match unclipped noise (Table S2's 16.051 ± 0.129 is eps sqrt(3072 / 3)
+# for 128/255), while the purifier takes [0,1] images, so we purify the clipped inputs and show
+# the unclipped init beside ours ("init, unclipped"); end / init uses what was purified.
 
 # %%
+unclipped = {f"uniform_{e:g}": trajectories.uniform_noise(world, e / 255, seed=P.base_seed)
+             for e in levels}
+
+
 def table(metric):
     rows = {}
     for name, c in curves.items():
         ours = trajectories.init_max_end(getattr(c, metric), t_star)
         ref = paper[paper_world][metric].get(name, {})
         row = {f"ours {col}": f"{m:.3f} ± {s:.3f}" for col, (m, s) in ours.items()}
+        if name in unclipped:
+            noise = unclipped[name]
+            row["ours init, unclipped"] = metrics.format_mean_std(
+                getattr(metrics, metric)(noise, torch.zeros_like(noise)))
         row["ours end / init"] = f"{ours['end'][0] / ours['init'][0]:.2f}"
         row.update({f"{paper_label} {col}": f"{m:.3f} ± {s:.3f}" for col, (m, s) in ref.items()})
         rows[name] = row

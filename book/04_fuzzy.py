@@ -108,7 +108,7 @@ paper_cost[["images", "diffusion evaluations", "PFLOP", plan.hours_column(100)]]
 # ## Table 1: standard, fuzzy and majority-vote robustness
 # In percent. *standard*: the accuracy of one run, mean and standard deviation over the r runs;
 # *m=0*: examples never fooled; *m=1*: fooled in every run; *alpha=0.5*: grade below 0.5;
-# *k=...*: majority vote over groups of k runs (ties to the smallest class). The paper's rows
+# *k=...*: majority vote over groups of k runs (a tie of m classes counts 1/m). The paper's rows
 # are its CIFAR-10 Table 1 (ImageNet: Table 2), labelled "paper".
 
 # %%

@@ -56,6 +56,7 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
 from IPython.display import display
 
 from diffrob import cap, claims, figures, worlds
@@ -203,6 +204,17 @@ display(slope_table.map(lambda v: f"{v:.3g}" if isinstance(v, float) else v)
         .replace("nan", "-"))
 
 # %% [markdown]
+# **How much the slope owes to C.** The fitted slope, and even the sharpness ratio, depend on the
+# logistic regulariser: for a boundary tilted in the plane the sharpness falls as C grows. C is
+# therefore fixed by a rule stated before any fit: scikit-learn's default C = 1 (`cap_fit_c`),
+# the only value that reproduces the paper's slope scale for a perfect step. The table shows what
+# other C would have given on the same slices.
+
+# %%
+sensitivity = cap.slope_sensitivity(slices.projection, slices.adversarial, (0.1, 1.0, 10.0, 100.0))
+display(pd.DataFrame(sensitivity).T.rename_axis("C").round(3))
+
+# %% [markdown]
 # **What it says here.** The table puts our slopes beside the paper's: the mean and
 # spread of k, the share above 6, how many slices are perfectly separable (no point
 # on the wrong side of the fitted threshold) and the median sharpness. With the
@@ -218,16 +230,20 @@ display(slope_table.map(lambda v: f"{v:.3g}" if isinstance(v, float) else v)
 # %% [markdown]
 # ## Appendix A.2 and A.3: GAAS and the cap's volume
 #
-# With the critical threshold gamma (here the fitted x0) and the ball radius eps
-# (here R), alpha = gamma / eps gives the GAAS bound of orthogonal adversarial
-# directions k = min(floor(1 / alpha^2), d) (A.2) and the cap's share of the ball
-# 1/2 I_{1 - alpha^2}((d + 1)/2, 1/2) (eq. 7, `scipy.special.betainc`). The share is
+# With the critical threshold gamma (here the fitted x0) and the ball radius eps, alpha =
+# gamma / eps gives the GAAS bound of orthogonal adversarial directions
+# k = min(floor(1 / alpha^2), d) (A.2) and the cap's share of the ball
+# 1/2 I_{1 - alpha^2}((d + 1)/2, 1/2) (eq. 7, `scipy.special.betainc`). The ball is the
+# attack's l2 threat ball: eps = eps_Linf sqrt(d) (`cap.linf_ball_l2_radius`), the smallest l2
+# ball that holds the Linf threat ball of `eps_255`/255, i.e. the farthest an Linf attack can
+# move in l2 (the slice radius R is a plotting choice and plays no part). The share is
 # checked against a Monte-Carlo estimate below: the first coordinate of uniform points
 # in the d-ball, drawn as a Gaussian direction (z1 over the norm, with the other d - 1
 # squared coordinates summed as one chi-square draw) times a radius U^(1/d).
 
 # %%
-alpha = thresholds[thresholds > 0] / P.cap_radius
+eps_l2 = cap.linf_ball_l2_radius(P.eps, d)
+alpha = thresholds[thresholds > 0] / eps_l2
 gaas = cap.gaas_k(alpha, d)
 volume = cap.cap_volume_ratio(alpha, d)
 rng = np.random.default_rng(P.base_seed)   # first coordinate of uniform points in the d-ball:
@@ -239,7 +255,8 @@ appendix = pd.DataFrame({
               cap.cap_volume_ratio(a_med, d), float((inside > a_med).mean()),
               cap.cap_volume_ratio(a_med, paper["dimension"]),
               paper["gaas_orthogonal_directions"]]},
-    index=["d", "median alpha = x0 / R", "median GAAS k (A.2)", "median cap share (eq. 7)",
+    index=["d", f"median alpha = x0 / eps_l2 (eps_l2 = {eps_l2:.3g})", "median GAAS k (A.2)",
+           "median cap share (eq. 7)",
            "eq. 7 at the median alpha", "Monte Carlo at the median alpha (200 000 points)",
            "eq. 7 at the median alpha, d = 3072 (CIFAR-10)",
            "paper: orthogonal directions (Tramer et al.)"])
@@ -257,10 +274,81 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# ```{admonition} Erratum: the second equality of eq. 7
+# :class: warning
+# The paper writes V_cap / V_ball = 1/2 I_{1 - beta_bar^2}((d + 1)/2, 1/2)
+# = 1/2 (1 - I_{beta_bar^2}((d + 1)/2, 1/2)). The first form is Li's (2010) cap formula and is
+# what `cap.cap_volume_ratio` computes. The second does not follow: I_x(a, b) = 1 - I_{1-x}(b, a)
+# swaps the arguments, so it should read 1/2 (1 - I_{beta_bar^2}(1/2, (d + 1)/2)). As printed it
+# gives about 0.5 at d = 3072, beta_bar = 0.1, where the first gives 1.4e-8
+# (`tests/test_cap.py::test_eq7_second_equality_of_the_paper_does_not_hold`).
+# ```
+#
 # In high dimension the cap is a vanishing share of the ball unless the threshold is
 # close to the centre: uniform (isotropic) noise almost never lands in it, which is
 # the paper's point that escaping an adversarial cap needs a directional bias, not
 # noise.
+
+# %% [markdown]
+# ## Appendix A.2 measured: orthogonal adversarial directions
+#
+# The formula above says how many mutually orthogonal adversarial directions *can* fit in the
+# cap. Measured: at each sliced image, Tramer et al.'s GAAS construction builds k orthogonal
+# directions of l2 length eps_l2, each with projection eps_l2 / sqrt(k) on the gradient of the
+# classifier's loss (`cap.gaas_directions`), for k = 1 .. `gaas_max_k`; the count is the largest
+# number of them that fool the classifier (`cap.orthogonal_adversarial_count`). For a linear
+# classifier the count equals the formula's k exactly (tested); here it tests the cap model on
+# the real classifier.
+
+# %%
+sliced = world.images[slices.index]
+orthogonal = cap.orthogonal_adversarial_count(world.classifier, sliced, world.labels[slices.index],
+                                              eps_l2, P.gaas_max_k,
+                                              torch.Generator().manual_seed(P.base_seed))
+gaas_formula = np.full(len(slices.index), -1)
+with_x0 = fits.boundary & (fits.threshold > 0)
+gaas_formula[with_x0] = cap.gaas_k(fits.threshold[with_x0] / eps_l2, d)
+display(pd.DataFrame({
+    "measured (GAAS construction)": [np.median(orthogonal), np.mean(orthogonal > 0),
+                                     int(with_x0.sum())],
+    "A.2 formula from the fitted x0": [np.median(gaas_formula[with_x0]) if with_x0.any() else "-",
+                                       np.mean(gaas_formula[with_x0] > 0) if with_x0.any() else "-",
+                                       int(with_x0.sum())],
+    "paper (Tramer et al., CIFAR-10)": [paper["gaas_orthogonal_directions"], "", ""]},
+    index=[f"median number of orthogonal adversarial directions (k <= {P.gaas_max_k})",
+           "fraction of images with at least one", "images with a fitted x0 > 0"]))
+if with_x0.any():
+    agreement = np.corrcoef(orthogonal[with_x0], gaas_formula[with_x0])[0, 1] \
+        if np.std(orthogonal[with_x0]) > 0 and np.std(gaas_formula[with_x0]) > 0 else float("nan")
+    print(f"correlation of measured and formula counts over images: {agreement:.2f}")
+
+# %% [markdown]
+# ## Definition 3: logit ranges along adversarial and random directions
+#
+# The cap model rests on adversarial directions being *sparse* (Assumption 1): along an
+# adversarial direction some logit changes far more than along a random one (Definition 3,
+# E r_i(eta_rand) = o(r_i(eta_adv))). For the first 16 sliced images: the range r_i of every
+# logit over [0, eps_l2) along the PGD direction and along 16 Gaussian directions
+# (`cap.logit_ranges`), and per image the largest ratio r_i(adv) / mean r_i(rand) over logits.
+
+# %%
+n_lr = min(16, len(slices.index))
+x_lr, y_lr = sliced[:n_lr], world.labels[slices.index[:n_lr]]
+gen_lr = torch.Generator(device=world.device).manual_seed(P.base_seed)
+with torch.enable_grad():
+    adv_dir = cap.pgd_directions(world.classifier, x_lr, y_lr, P.eps, P.attack_steps,
+                                 P.step_size, gen_lr)
+r_adv = cap.logit_ranges(world.classifier, x_lr, adv_dir, eps_l2)
+r_rand = torch.stack([cap.logit_ranges(world.classifier, x_lr,
+                                       torch.randn(x_lr.shape, generator=gen_lr,
+                                                   device=x_lr.device), eps_l2)
+                      for _ in range(16)]).mean(0)
+ratio = (r_adv / r_rand.clamp_min(1e-12)).amax(1)
+display(pd.DataFrame({"value": {
+    "median over images of max_i r_i(adv) / E r_i(rand)": f"{ratio.median():.2f}",
+    "images with a ratio above 1": f"{int((ratio > 1).sum())} of {n_lr}",
+    "median largest logit range, adversarial": f"{r_adv.amax(1).median():.3f}",
+    "median largest logit range, random (mean of 16)": f"{r_rand.amax(1).median():.3f}"}}))
 
 # %%
 sharp = ours.get("median sharpness", float("nan"))

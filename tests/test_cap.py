@@ -265,3 +265,68 @@ def test_slice_figure_draws_both_panels():
                    np.array([True]), 3.0, "random")
     fig = cap.slice_figure(s, 0, cap.fit_psychometric(s.projection, s.adversarial))
     assert len(fig.axes) == 2 and "image 5" in fig._suptitle.get_text()
+
+
+def test_sharpness_of_a_tilted_boundary_depends_on_C():
+    """The ratio slope / ceiling is not C-free: for a boundary tilted 45 degrees in the plane
+    it falls as the penalty weakens (the issue's 0.27 / 0.13 / 0.06 at C = 1 / 10 / 100)."""
+    x, y = linear_slice(math.pi / 4)
+    sens = cap.slope_sensitivity(x, y, Cs=(1.0, 10.0, 100.0))
+    sharp = [sens[c]["median sharpness"] for c in (1.0, 10.0, 100.0)]
+    assert sharp[0] > 1.5 * sharp[1] > 2.25 * sharp[2], sharp
+    xs, ys = linear_slice(0.0)                                   # an untilted step stays at ~1
+    assert all(abs(v["median sharpness"] - 1) < 0.05
+               for v in cap.slope_sensitivity(xs, ys).values())
+
+
+def test_eq7_second_equality_of_the_paper_does_not_hold():
+    """Erratum: eq. 7 writes 1/2 I_{1-b^2}((d+1)/2, 1/2) = 1/2 (1 - I_{b^2}((d+1)/2, 1/2)).
+    By I_x(a, b) = 1 - I_{1-x}(b, a) the second form should swap the arguments; as printed it
+    gives ~0.5 at d = 3072, beta_bar = 0.1, where the first (our) form gives ~1.4e-8."""
+    from scipy.special import betainc
+
+    d, b = 3072, 0.1
+    first = cap.cap_volume_ratio(b, d)
+    printed_second = 0.5 * (1 - betainc((d + 1) / 2, 0.5, b**2))
+    swapped = 0.5 * (1 - betainc(0.5, (d + 1) / 2, b**2))
+    assert 1e-8 < first < 2e-8 and abs(printed_second - 0.5) < 1e-6
+    assert first == pytest.approx(swapped, rel=1e-6)
+
+
+def test_l2_threat_radius_of_the_linf_ball():
+    assert cap.linf_ball_l2_radius(8 / 255, 3072) == pytest.approx(1.7388, abs=1e-4)
+    with pytest.raises(ValueError, match="eps"):
+        cap.linf_ball_l2_radius(-1.0, 3)
+
+
+def test_logit_ranges_of_a_linear_classifier():
+    w, adv, rnd = tilted(0.0)
+    clf = Linear2(w, 0.3).double()
+    x0 = torch.zeros(2, 1, 8, 8, dtype=torch.float64)
+    directions = torch.cat([adv, rnd])
+    r = cap.logit_ranges(clf, x0, directions, radius=2.0, grid=8)
+    # logit 1 = <w, x> - c changes by |<w, u>| gamma over gamma in [0, 2): 2 * 7/8 |<w, u>|
+    want = 1.75 * (directions.flatten(1) / directions.flatten(1).norm(dim=1, keepdim=True)
+                   @ w).abs()
+    torch.testing.assert_close(r[:, 1], want)
+    torch.testing.assert_close(r[:, 0], torch.zeros(2, dtype=torch.float64))
+    assert r[0, 1] > 1.7 and r[1, 1] < 1e-12        # along w vs orthogonal to w
+
+
+def test_gaas_directions_are_orthogonal_with_equal_projections():
+    g = torch.randn(50, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    r = cap.gaas_directions(g, 7, 0.5, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(r @ r.T, 0.25 * torch.eye(7, dtype=torch.float64))
+    torch.testing.assert_close(r @ (g / g.norm()), torch.full((7,), 0.5 / 7**0.5, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("c", [0.1, 0.26, 0.45])  # not on a tie: 1 / alpha^2 an integer
+def test_measured_orthogonal_directions_of_a_linear_classifier_match_gaas_k(c):
+    """Linear two-class classifier, margin gamma = c, radius eps = 1: the construction finds
+    exactly k = floor(1 / alpha^2) adversarial orthogonal directions (A.2), capped at max_k."""
+    w, _, _ = tilted(0.0)
+    clf = Linear2(w, c).double()
+    x = torch.zeros(1, 1, 8, 8, dtype=torch.float64)
+    y = torch.zeros(1, dtype=torch.long)
+    count = cap.orthogonal_adversarial_count(clf, x, y, 1.0, 40, torch.Generator().manual_seed(0))
+    assert count[0] == min(cap.gaas_k(c / 1.0, D), 40)

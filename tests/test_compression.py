@@ -278,3 +278,91 @@ def test_top_singular_spectra_are_stored_and_read_back(tmp_path, monkeypatch):
 
     monkeypatch.setattr(C, "top_singular_values", fail)
     torch.testing.assert_close(C.top_singular_spectra(world, progress=False), top)
+
+
+def test_critical_threshold_is_the_classifiers_own_boundary_distance_not_the_attacks_ray():
+    """gamma (Assumption 2) is measured from f(x0) along g's own adversarial direction: it
+    does not change with the purified attack, and for two classes it is the margin."""
+    g = torch.Generator().manual_seed(11)
+    w, b = torch.randn(2, D, generator=g, dtype=torch.float64), torch.randn(2, generator=g,
+                                                                          dtype=torch.float64)
+    clf = linear_classifier(w, b)
+    clean = torch.randn((12, *SHAPE), generator=g, dtype=torch.float64)
+    y = clf(clean).argmax(1)
+    margin = (clf(clean)[:, 0] - clf(clean)[:, 1]).abs() / (w[1] - w[0]).norm()
+    factors = [C.robust_factors(clf, clean, clean, clean,
+                                clean + torch.randn((12, *SHAPE), generator=g, dtype=torch.float64),
+                                y, max_dist=50.0) for _ in range(2)]
+    torch.testing.assert_close(factors[0].critical, factors[1].critical)
+    torch.testing.assert_close(factors[0].critical, margin, atol=1e-3, rtol=0)
+    assert not torch.allclose(factors[0].ray, factors[1].ray)    # the old ray follows the attack
+
+
+def test_boundary_distance_of_a_multiclass_linear_classifier_is_its_nearest_facet():
+    """For an affine classifier the class region is a convex polyhedron: the distance to its
+    boundary is the smallest distance to a facet's hyperplane, reached along its normal."""
+    g = torch.Generator().manual_seed(12)
+    w, b = torch.randn(5, D, generator=g, dtype=torch.float64), torch.randn(5, generator=g,
+                                                                          dtype=torch.float64)
+    clf = linear_classifier(w, b)
+    x = torch.randn((40, *SHAPE), generator=g, dtype=torch.float64)
+    z, y = clf(x), clf(x).argmax(1)
+    gap = z.gather(1, y.view(-1, 1)) - z                         # (40, 5), >= 0
+    normal = (w.view(1, 5, D) - w[y].view(40, 1, D)).norm(dim=2)
+    want = torch.where(gap > 0, gap / normal, torch.full_like(gap, math.inf)).amin(1)
+    got = C.boundary_distance(clf, x, y, max_dist=100.0)
+    torch.testing.assert_close(got, want, atol=1e-3, rtol=0)
+    # a misclassified start is at distance 0
+    assert (C.boundary_distance(clf, x, (y + 1) % 5) == 0).all()
+
+
+def test_auc_interval_brackets_the_auc_and_shrinks_with_data():
+    g = torch.Generator().manual_seed(13)
+    pos = torch.arange(200) % 2 == 0
+    scores = torch.randn(200, generator=g) + 1.0 * pos
+    auc, lo, hi = C.auc_interval(scores, pos, n_boot=500)
+    assert lo < auc < hi and auc == C.roc(scores, pos)[2]
+    assert 0.6 < lo and hi < 0.9                                   # true AUC Phi(1/sqrt 2) = 0.76
+    small = C.auc_interval(scores[:20], pos[:20], n_boot=500)
+    assert small[2] - small[1] > hi - lo
+    assert C.auc_interval(pos.double(), pos, n_boot=50) == (1.0, 1.0, 1.0)
+
+
+def test_pca_is_normalised_by_the_per_direction_input_variance():
+    """Identity f on an unclipped ball: the per-direction variance is eps^2 / 3, while the
+    mean of the top sample eigenvalues overstates it (Marchenko-Pastur, n = 200, D = 6 x 50)."""
+    eps, shape = 0.1, (6, 5, 10)
+    x0 = torch.full((1, *shape), 0.5, dtype=torch.float64)
+    hood = C.pca_spectra(lambda x: x, x0, eps, 200, 50, generator=torch.Generator().manual_seed(0))
+    assert hood.input_variance == pytest.approx(eps**2 / 3, rel=0.02)
+    before, after = hood.normalised()
+    torch.testing.assert_close(before, after)
+    assert before.mean() > 1.5          # the old scale (mean of these 50) was 1.5x too large
+    half = C.pca_spectra(lambda x: 0.5 * x, x0, eps, 200, 50,
+                         generator=torch.Generator().manual_seed(0)).normalised()[1]
+    torch.testing.assert_close(half, 0.25 * before)
+
+
+def test_compare_spectra_sees_a_difference_only_where_there_is_one():
+    g = torch.Generator().manual_seed(14)
+    robust = torch.arange(40) % 2 == 0
+    same = torch.rand(40, 30, generator=g)
+    shifted = same + 0.5 * robust.view(-1, 1)
+    none, some = C.compare_spectra(same, robust), C.compare_spectra(shifted, robust)
+    assert none["auc largest"][1] < 0.5 < none["auc largest"][2]
+    assert some["auc largest"][1] > 0.9 and some["robust"]["top_mean"] > some["non-robust"]["top_mean"]
+    with pytest.raises(ValueError, match="both robust and non-robust"):
+        C.compare_spectra(same, torch.ones(40, dtype=torch.bool))
+
+
+def test_world_compression_rates_cover_every_jacobian_image():
+    from diffrob import worlds
+
+    world = worlds.load("digits", n_images=3, jacobian_images=3)
+    rates = C.world_compression_rates(world, 5, progress=False)
+    assert rates.shape == (3, 5) and (rates > 0).all()
+    f = C.fixed_purifier(world.purifier(), 0, 2)
+    pts = C.linf_neighbours(world.images[2:3], world.params.eps, 5, torch.Generator().manual_seed(2))
+    torch.testing.assert_close(rates[2], C.compression_rate(f, world.images[2:3], pts - world.images[2:3]))
+    clean, robust = C.jacobian_robustness(world, world.images)
+    assert torch.equal(clean, robust) and clean.shape == (3,)

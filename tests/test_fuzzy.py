@@ -45,17 +45,26 @@ def test_standard_robustness_is_mean_and_std_of_single_run_accuracies():
     assert mean == pytest.approx(acc.mean()) and std == pytest.approx(acc.std())
 
 
-def test_majority_vote_groups_in_order_and_breaks_ties_to_the_smallest_class():
-    # k = 2: groups runs (0,1) and (2,3).
-    # group 0 votes: 0, 1, tie(9,2)->2, 9, 4  -> correct 0,1,2,4 = 4/5
-    # group 1 votes: 0, tie(7,1)->1, tie(2,8)->2, 9, 5 -> correct 0,1,2 = 3/5
-    assert fuzzy.majority_vote_accuracy(PREDS, LABELS, 2) == pytest.approx((4 / 5 + 3 / 5) / 2)
+def test_majority_vote_groups_in_order_and_counts_a_tie_by_its_share():
+    # k = 2: groups runs (0,1) and (2,3); a tie of m classes including the label counts 1/m.
+    # group 0 votes: 0, 1, tie(9,2) 1/2, 9, 4  -> 3.5/5
+    # group 1 votes: 0, tie(7,1) 1/2, tie(2,8) 1/2, 9, 5 -> 2/5
+    assert fuzzy.majority_vote_accuracy(PREDS, LABELS, 2) == pytest.approx((3.5 / 5 + 2 / 5) / 2)
     # k = 3: one group (runs 0-2), run 3 is left out: 0, 1, 2, 9, 4 -> 4/5
     assert fuzzy.majority_vote_accuracy(PREDS, LABELS, 3) == pytest.approx(4 / 5)
-    # k = 4: 0, 1, tie(9,2,8: 2 has 2 votes) -> 2, 9, tie(4,5) -> 4 -> 4/5
-    assert fuzzy.majority_vote_accuracy(PREDS, LABELS, 4) == pytest.approx(4 / 5)
+    # k = 4: 0, 1, 2 (2 votes of 4), 9, tie(4,5) 1/2 -> 3.5/5
+    assert fuzzy.majority_vote_accuracy(PREDS, LABELS, 4) == pytest.approx(3.5 / 5)
     with pytest.raises(ValueError, match="k"):
         fuzzy.majority_vote_accuracy(PREDS, LABELS, 5)
+
+
+def test_majority_vote_breaks_ties_at_random_reproducibly():
+    tie = np.tile(np.array([[3], [1]]), (1, 2000))            # every column a 1-vs-3 tie
+    votes = fuzzy.majority_vote(tie, seed=5)
+    assert set(np.unique(votes)) == {1, 3}                     # not always the smallest class
+    assert abs((votes == 1).mean() - 0.5) < 0.05               # 2000 fair coins: sd 0.011
+    assert np.array_equal(votes, fuzzy.majority_vote(tie, seed=5))
+    assert np.array_equal(fuzzy.majority_vote(PREDS[:3]), [0, 1, 2, 9, 4])  # no ties: the mode
 
 
 def test_table_has_table_1_columns_per_source():

@@ -95,19 +95,36 @@ def test_reverse_process_matches_diffusers_ddpm(x, variance_type, clip):
     torch.testing.assert_close(ours, ((h + 1) / 2).clamp(0, 1), rtol=1e-5, atol=1e-5)
 
 
-def test_ddim_matches_diffusers_ddim(x):
-    """Eq. 10 (eta = 0) after the forward noising equals DDIMScheduler.step."""
+@pytest.mark.parametrize("ddim_eps,clipped_output", [("model", False), ("rederived", True)])
+def test_ddim_matches_diffusers_ddim(x, ddim_eps, clipped_output):
+    """Eq. 10 (eta = 0) after the forward noising equals DDIMScheduler.step: with the model's
+    eps as eq. 10 prints it (the default), or with eps re-derived from the clipped x0."""
     model = ConvEps().eval()
-    f = Purifier(model, scheduler(), "ddim", T_STAR)
+    f = Purifier(model, scheduler(), "ddim", T_STAR, ddim_eps=ddim_eps)
     traj = f.trajectory(x, base_seeds=0, batch_index=0)
     ddim = DDIMScheduler(**{k: v for k, v in digits.SCHEDULER.items() if k != "variance_type"})
     ddim.set_timesteps(ddim.config.num_train_timesteps)
     h = 2 * traj[T_STAR] - 1
+    clipped = False
     with torch.no_grad():
         for t in range(T_STAR, 0, -1):
             eps = model(h, torch.full((len(x),), t - 1))
-            h = ddim.step(eps, t - 1, h, eta=0.0, use_clipped_model_output=True).prev_sample
+            ab = ddim.alphas_cumprod[t - 1].double()
+            clipped |= bool(((h - (1 - ab).sqrt() * eps) / ab.sqrt()).abs().max() > 1)
+            h = ddim.step(eps, t - 1, h, eta=0.0,
+                          use_clipped_model_output=clipped_output).prev_sample
+    assert clipped  # otherwise the two variants coincide and the test could not tell them apart
     torch.testing.assert_close(traj[-1], ((h + 1) / 2).clamp(0, 1), rtol=1e-5, atol=1e-5)
+
+
+def test_ddim_variants_differ_only_where_x0_is_clipped(x):
+    model = ConvEps().eval()
+    out = {(e, c): Purifier(model, scheduler(clip_sample=c), "ddim", T_STAR, ddim_eps=e)(x)
+           for e in ("model", "rederived") for c in (True, False)}
+    torch.testing.assert_close(out["model", False], out["rederived", False])
+    assert not torch.allclose(out["model", True], out["rederived", True])
+    with pytest.raises(ValueError, match="ddim_eps"):
+        Purifier(model, scheduler(), "ddim", T_STAR, ddim_eps="clipped")
 
 
 def test_forward_process_is_eq1(x):
@@ -179,7 +196,10 @@ def test_resize_for_a_model_of_another_size():
     f = Purifier(model, scheduler(), "ddpm", 2, image_shape=(1, 8, 8), model_size=16)
     x = torch.rand(2, 1, 8, 8)
     assert f(x).shape == x.shape
-    assert f.trajectory(x).shape == (5, 2, 1, 8, 8)
+    traj = f.trajectory(x)
+    assert traj.shape == (5, 2, 1, 8, 8)
+    # state 0 is the input itself, not its bilinear round trip 8 -> 16 -> 8 (which smooths it)
+    assert torch.equal(traj[0], x)
 
 
 @pytest.mark.parametrize("bad,match", [

@@ -100,3 +100,14 @@ def test_randomness_rejects_bad_sizes(world):
         trajectories.randomness(world, 0.1, n_images=6, n_seeds=2, n_neighbours=2)
     with pytest.raises(ValueError, match="n_seeds"):
         trajectories.randomness(world, 0.1, n_images=2, n_seeds=1, n_neighbours=2)
+
+
+def test_uniform_noise_is_the_unclipped_noise_of_the_inputs(world):
+    x = trajectories.uniform_inputs(world, 64 / 255, seed=3)
+    noise = trajectories.uniform_noise(world, 64 / 255, seed=3)
+    torch.testing.assert_close(x, (world.images + noise).clamp(0, 1))
+    assert noise.abs().max() <= 64 / 255 and (x - world.images).abs().max() <= 64 / 255
+    # clipping shrinks the perturbation: the unclipped l2 is eps sqrt(D / 3) on average
+    d = world.images[0].numel()
+    assert metrics.l2(noise, 0 * noise).mean() == pytest.approx(64 / 255 * (d / 3) ** 0.5, rel=0.05)
+    assert metrics.l2(x, world.images).mean() < metrics.l2(noise, 0 * noise).mean()

@@ -8,7 +8,11 @@
 - Psychometric fits (eq. 8, Fig. 4d-f): logistic regression of the decision
   (adversarial or not) on the projection onto u, giving a slope k and a
   threshold x0 per slice; curves aligned at their thresholds and averaged.
-- GAAS (appendix A.2): ``gaas_k``; cap volume (eq. 7): ``cap_volume_ratio``.
+- GAAS (appendix A.2): ``gaas_k`` (the formula) and ``orthogonal_adversarial_count``
+  (measured: how many of the k mutually orthogonal directions of Tramer et al.'s GAAS
+  construction actually fool the classifier); cap volume (eq. 7): ``cap_volume_ratio``;
+  both take the l2 threat radius ``linf_ball_l2_radius``.
+- Definition 3 / eq. 5-6: ``logit_ranges``, the range of each logit along a direction.
 
 Decisions: a point is *adversarial* when the classifier's decision differs from
 the true label. Only clean images the classifier gets right are sliced (the
@@ -29,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy.special import betainc, expit
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -243,7 +248,9 @@ def fit_psychometric(projection: np.ndarray, adversarial: np.ndarray, C: float =
     intercept is not penalised). ``C = 1`` is scikit-learn's default; with it a
     perfectly sharp boundary in a disc of 1000 points of radius 3 fits k = 5 to 7,
     the scale of the paper's slopes, so the paper most likely used it. Larger C
-    weakens the penalty: separable slices then get ever larger k.
+    weakens the penalty: separable slices then get ever larger k. The slope depends
+    on C, so C is fixed in advance (``cap_fit_c``: scikit-learn's default 1, chosen
+    before any slice was fitted) and :func:`slope_sensitivity` shows what other C give.
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
@@ -273,7 +280,10 @@ def sharp_slope(projection: np.ndarray, threshold: np.ndarray, C: float = 1.0) -
 
     With the same points and ``C``, a perfectly sharp boundary perpendicular
     to the adversarial direction cannot fit a larger k; ``slope / sharp_slope``
-    is a sharpness in [0, ~1] that does not depend on N, R or C.
+    is a sharpness in [0, ~1]. It is *not* free of C (nor of N and R): a boundary
+    that is sharp but tilted in the plane reaches the ceiling only under a strong
+    penalty, and its sharpness falls as C grows (about 0.27 / 0.13 / 0.06 at
+    C = 1 / 10 / 100 for a 45-degree tilt), see :func:`slope_sensitivity`.
     """
     threshold = np.atleast_1d(np.asarray(threshold, dtype=np.float64))
     projection = np.asarray(projection, dtype=np.float64)
@@ -281,6 +291,22 @@ def sharp_slope(projection: np.ndarray, threshold: np.ndarray, C: float = 1.0) -
     ok = np.isfinite(threshold)
     out = np.full(len(threshold), np.nan)
     out[ok] = fit_psychometric(projection, step[ok], C).slope
+    return out
+
+
+def slope_sensitivity(projection: np.ndarray, adversarial: np.ndarray,
+                      Cs: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0)) -> dict[float, dict[str, float]]:
+    """The psychometric fit's dependence on its regulariser: per C, the mean and median
+    slope and the median sharpness slope / ceiling over slices with a boundary."""
+    out = {}
+    for c in Cs:
+        fits = fit_psychometric(projection, adversarial, C=c)
+        ceiling = sharp_slope(projection, fits.threshold, C=c)
+        k = fits.slope[fits.boundary]
+        out[float(c)] = {"mean slope": float(k.mean()) if len(k) else np.nan,
+                         "median slope": float(np.median(k)) if len(k) else np.nan,
+                         "median sharpness": float(np.median((fits.slope / ceiling)[fits.boundary]))
+                         if len(k) else np.nan}
     return out
 
 
@@ -332,6 +358,88 @@ def slope_summary(fits: Fits, ceiling: np.ndarray | None = None,
 
 
 # --- GAAS and the cap volume (appendix A.2, A.3) -------------------------------------------
+
+def linf_ball_l2_radius(eps: float, d: int) -> float:
+    """The l2 threat radius used for GAAS and the cap volume: eps sqrt(d), the radius of the
+    smallest l2 ball that holds the Linf ball of radius eps (its corners) in d dimensions.
+    An Linf attack never moves farther than this in l2 (CIFAR-10, 8/255: 1.74)."""
+    if eps < 0 or d < 1:
+        raise ValueError(f"linf_ball_l2_radius: expected eps >= 0 and d >= 1, got {eps}, {d}")
+    return float(eps * np.sqrt(d))
+
+
+@torch.no_grad()
+def logit_ranges(classifier: Callable[[Tensor], Tensor], x0: Tensor, direction: Tensor,
+                 radius: float, grid: int = 32) -> Tensor:
+    """Definition 3: r_i(eta, eps) = sup - inf of logit i on the segment x0 + gamma eta / ||eta||,
+    gamma in [0, eps), for every image and logit: (B, classes).
+
+    The segment is sampled at ``grid`` evenly spaced gamma from 0 up to (not including)
+    ``radius``; points are not clipped to [0,1] (module docstring).
+    """
+    if x0.shape != direction.shape or radius <= 0 or grid < 2:
+        raise ValueError(f"logit_ranges: expected equal shapes, radius > 0, grid >= 2, got "
+                         f"{tuple(x0.shape)}, {tuple(direction.shape)}, {radius}, {grid}")
+    u = direction / direction.flatten(1).norm(dim=1).clamp_min(1e-30).view(-1, *[1] * (x0.ndim - 1))
+    gammas = torch.arange(grid, dtype=torch.float64) * (radius / grid)
+    z = torch.stack([classifier(x0 + float(g) * u) for g in gammas])     # (grid, B, classes)
+    return (z.amax(0) - z.amin(0)).double()
+
+
+def gaas_directions(gradient: Tensor, k: int, eps: float,
+                    generator: torch.Generator | None = None) -> Tensor:
+    """Tramer et al.'s GAAS: ``k`` mutually orthogonal vectors of l2 length ``eps``, each with
+    projection eps / sqrt(k) on the unit ``gradient`` (D,), as (k, D).
+
+    A Householder reflection H that maps s = (q_1 + ... + q_k) / sqrt(k) to the unit
+    gradient a, applied to a random orthonormal frame q_1..q_k: eps H q_i are
+    orthogonal, and <H q_i, a> = <q_i, H a> = <q_i, s> = 1 / sqrt(k). Under the
+    cap model a direction is adversarial when its projection reaches gamma, so at most
+    floor(1 / alpha^2) of them are (A.2).
+    """
+    a = gradient.flatten().double().cpu()
+    d = len(a)
+    if not 1 <= k <= d or eps <= 0 or a.norm() == 0:
+        raise ValueError(f"gaas_directions: expected 1 <= k <= {d}, eps > 0 and a non-zero "
+                         f"gradient, got k={k}, eps={eps}")
+    a = a / a.norm()
+    q = torch.linalg.qr(torch.randn(d, k, generator=generator, dtype=torch.float64)).Q  # (d, k)
+    w = q.sum(1) / k**0.5 - a
+    nw = w.norm()
+    r = q.T if nw < 1e-12 else q.T - 2 * (q.T @ w).view(-1, 1) * w.view(1, -1) / nw**2
+    return eps * r
+
+
+def orthogonal_adversarial_count(classifier: Callable[[Tensor], Tensor], x: Tensor, y: Tensor,
+                                 eps: float, max_k: int,
+                                 generator: torch.Generator | None = None) -> np.ndarray:
+    """App. A.2 measured: mutually orthogonal adversarial directions within l2 radius ``eps``.
+
+    For each image and each k = 1..``max_k``, :func:`gaas_directions` along the gradient of
+    the cross-entropy at x; the count of image b is the largest number of the k
+    directions that fool the classifier at x + r_i, over k. GAAS's construction is the
+    one the cap model's k = min(floor(1 / alpha^2), d) bounds: for a linear
+    classifier with margin gamma the count is exactly that k (capped at ``max_k``).
+    Points are not clipped to [0,1]. Returns (B,) ints.
+    """
+    if max_k < 1 or eps <= 0:
+        raise ValueError(f"orthogonal_adversarial_count: expected max_k >= 1 and eps > 0, "
+                         f"got {max_k}, {eps}")
+    with torch.enable_grad():
+        z = x.detach().clone().requires_grad_(True)
+        grad = torch.autograd.grad(F.cross_entropy(classifier(z), y, reduction="sum"), z)[0]
+    d = x[0].numel()
+    counts = np.zeros(len(x), dtype=np.int64)
+    with torch.no_grad():
+        for b in range(len(x)):
+            if grad[b].abs().sum() == 0:
+                continue
+            for k in range(1, min(max_k, d) + 1):
+                r = gaas_directions(grad[b], k, eps, generator).to(x)
+                pred = classifier(x[b:b + 1] + r.view(k, *x.shape[1:])).argmax(1)
+                counts[b] = max(counts[b], int((pred != y[b]).sum()))
+    return counts
+
 
 def gaas_k(alpha: float | np.ndarray, d: int) -> int | np.ndarray:
     """Appendix A.2: the most orthogonal adversarial directions, k = min(floor(1/alpha^2), d).

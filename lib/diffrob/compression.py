@@ -9,11 +9,14 @@ one base seed and batch index), which makes ``f`` a deterministic map of images:
   eq. 4 and its eigenvalue / singular-value spectrum (Fig. 5c);
   :func:`top_singular_values`: the top of that spectrum without forming J, for
   images too large for the exact Jacobian (ImageNet; not in the paper);
-- :func:`compression_rate`: ||f(x0 + eta) - f(x0)|| / ||eta|| for random eta;
-- :func:`critical_threshold`, :func:`robust_factors` and :func:`roc`: the
-  distance from f(x0) along the purified adversarial direction at which the
-  classifier's decision flips, the purified attack length ||f(x_adv) - f(x0)||,
-  and how well each separates robust from non-robust examples (Fig. 6b, 6c).
+- :func:`compression_rate`: ||f(x0 + eta) - f(x0)|| / ||eta|| for random eta, and
+  :func:`world_compression_rates` for it over ``jacobian_images`` images;
+- :func:`boundary_distance` (the critical threshold gamma of Assumption 2 / App. A.1:
+  the distance from f(x0) to the classifier's boundary along the classifier's own
+  adversarial direction at f(x0)), :func:`critical_threshold` (the distance along a
+  given ray), :func:`robust_factors`, :func:`roc` and :func:`auc_interval`: what
+  separates robust from non-robust examples (Fig. 6b, 6c);
+- :func:`compare_spectra`: the Jacobian spectra of robust and non-robust examples (sec. 6).
 
 The maps ``f`` taken as arguments work on batches (N, C, H, W) -> (N, C, H, W)
 row by row, and must be the *same* map for every row: for a diffusion purifier
@@ -110,6 +113,18 @@ class Neighbourhood:
     before: Tensor   # component variances of the inputs, largest first
     after: Tensor    # component variances of their images under f
     rates: Tensor    # ||f(x) - f(x0)|| / ||x - x0|| per sample
+    input_variance: float  # trace / D of the inputs' sample covariance (per-direction variance)
+
+    def normalised(self) -> tuple[Tensor, Tensor]:
+        """Both spectra divided by the inputs' per-direction variance (trace / D).
+
+        For an unclipped Linf ball that is eps^2 / 3, the variance of every direction;
+        the top sample eigenvalues of n points in D dimensions are larger than that
+        (Marchenko-Pastur: about (1 + sqrt(D / n))^2 times at the top), so dividing by
+        their mean would understate the purified variances. A purified component at v
+        then reads as a squared compression factor v along that direction.
+        """
+        return self.before / self.input_variance, self.after / self.input_variance
 
 
 def pca_spectra(f: ImageMap, x0: Tensor, eps: float, n: int, k: int | None = None,
@@ -120,15 +135,17 @@ def pca_spectra(f: ImageMap, x0: Tensor, eps: float, n: int, k: int | None = Non
     under ``f``, and the compression rate of every sample (:func:`compression_rate`,
     on the same points). For a linear f(x) = A x and an unclipped ball, the inputs'
     variances are all eps^2 / 3 and the outputs' are eps^2 / 3 times the squared
-    singular values of A; dividing the outputs' spectrum by the inputs' mean
-    variance gives the squared compression along each principal direction.
+    singular values of A; :meth:`Neighbourhood.normalised` divides by the inputs'
+    per-direction variance (trace / D of their sample covariance, eps^2 / 3 where
+    no pixel is clipped), giving the squared compression along each direction.
     """
     x0 = _one_image(x0)
     points = linf_neighbours(x0, eps, n, generator)
     images = apply(f, points, chunk, "PCA samples")
     with torch.no_grad():
         rates = _rates(points - x0, images - f(x0))
-    return Neighbourhood(pca_spectrum(points, k), pca_spectrum(images, k), rates)
+    variance = points.flatten(1).double().var(0).mean().item()
+    return Neighbourhood(pca_spectrum(points, k), pca_spectrum(images, k), rates, variance)
 
 
 def _rates(eta: Tensor, moved: Tensor) -> Tensor:
@@ -347,13 +364,77 @@ def critical_threshold(classifier: nn.Module | Callable[[Tensor], Tensor], start
     return out
 
 
+def deepfool(classifier: nn.Module | Callable[[Tensor], Tensor], start: Tensor, labels: Tensor,
+             steps: int = 50, overshoot: float = 0.02, candidates: int = 10) -> Tensor:
+    """An l2 adversarial direction of the classifier alone at ``start``: DeepFool's perturbation.
+
+    DeepFool (Moosavi-Dezfooli et al. 2016): at each step the classifier is
+    linearised and the point moves to the nearest linearised boundary among the
+    ``candidates`` highest-scoring other classes, until the decision leaves the
+    label (or ``steps`` run out); the total is scaled by 1 + ``overshoot``. For an
+    affine two-class classifier one step lands on the boundary's foot point, so the
+    perturbation's direction is the normal of the boundary. Points are not clipped to
+    [0,1] (as :func:`critical_threshold`). Rows already misclassified get zero.
+    Returns the perturbation (same shape as ``start``); gradients of ``classifier``
+    only, nothing of any purifier.
+    """
+    if steps < 1 or overshoot < 0 or candidates < 1:
+        raise ValueError(f"deepfool: expected steps >= 1, overshoot >= 0, candidates >= 1, "
+                         f"got {steps}, {overshoot}, {candidates}")
+    start, labels = start.detach(), labels.to(start.device)
+    total = torch.zeros_like(start)
+    for _ in range(steps):
+        x = (start + (1 + overshoot) * total).requires_grad_(True)
+        with torch.enable_grad():
+            z = classifier(x)
+            active = z.argmax(1) == labels
+            if not active.any():
+                break
+            m = min(candidates + 1, z.shape[1])
+            others = z.detach().scatter(1, labels.view(-1, 1), -math.inf).topk(m - 1, 1).indices
+            grad_y = torch.autograd.grad(z.gather(1, labels.view(-1, 1)).sum(), x,
+                                         retain_graph=True)[0]
+            best = torch.full((len(x),), math.inf, device=x.device, dtype=z.dtype)
+            step = torch.zeros_like(x)
+            for j in range(m - 1):
+                k = others[:, j]
+                w = torch.autograd.grad(z.gather(1, k.view(-1, 1)).sum(), x,
+                                        retain_graph=j < m - 2)[0] - grad_y
+                gap = (z.gather(1, labels.view(-1, 1)) - z.gather(1, k.view(-1, 1))).detach()
+                wn = w.flatten(1).norm(dim=1).clamp_min(1e-12)
+                dist = gap.view(-1).abs() / wn
+                closer = dist < best
+                best = torch.where(closer, dist, best)
+                r = ((dist + 1e-4) / wn).view(-1, *[1] * (x.ndim - 1)) * w
+                step = torch.where(closer.view(-1, *[1] * (x.ndim - 1)), r, step)
+        total = total + torch.where(active.view(-1, *[1] * (x.ndim - 1)), step, 0).detach()
+    return (1 + overshoot) * total
+
+
+@torch.no_grad()
+def boundary_distance(classifier: nn.Module | Callable[[Tensor], Tensor], start: Tensor,
+                      labels: Tensor, max_dist: float = 5.0, steps: int = 50) -> Tensor:
+    """The critical threshold gamma of Assumption 2 / App. A.1 at ``start`` (sec. 6, Fig. 6b).
+
+    The distance from ``start`` (in sec. 6, the purified clean image f(x0)) to the
+    classifier's decision boundary along an adversarial direction *of the
+    classifier at that point*: the direction of :func:`deepfool` on the classifier
+    alone, then :func:`critical_threshold` along it (first flip, to ``max_dist``).
+    Nothing of the purifier or of its attack enters, so whether the purified attack
+    is shorter than gamma is a finding, not a definition.
+    """
+    direction = deepfool(classifier, start, labels, steps)
+    return critical_threshold(classifier, start, direction, labels, max_dist)
+
+
 @dataclass(frozen=True)
 class RobustFactors:
     """Per example: decisions on the purified clean and adversarial images, sec. 6's factors."""
 
     clean_correct: Tensor   # classifier(f(x0)) == y
     robust: Tensor          # classifier(f(x_adv)) == y
-    critical: Tensor        # critical threshold along f(x_adv) - f(x0), Fig. 6b
+    critical: Tensor        # gamma: boundary distance at f(x0) along g's own direction, Fig. 6b
+    ray: Tensor             # boundary distance along the purified attack's own ray (circular)
     length: Tensor          # purified attack length ||f(x_adv) - f(x0)||, Fig. 6c
     attack_length: Tensor   # ||x_adv - x0||
 
@@ -365,16 +446,19 @@ def robust_factors(classifier: nn.Module | Callable[[Tensor], Tensor], x0: Tenso
     """Fig. 6: what separates robust from non-robust examples under one fixed randomness.
 
     An example is robust if the classifier is right on the purified adversarial
-    image f(x_adv). The critical threshold is measured from the reference point
-    f(x0) along the purified attack f(x_adv) - f(x0); the example is robust
-    exactly when its purified attack is shorter than that threshold (Fig. 6a),
-    up to decision regions that are not convex along the ray.
+    image f(x_adv). The critical threshold gamma is :func:`boundary_distance` at
+    f(x0), computed from the classifier alone. ``ray`` is the boundary distance
+    along the purified attack f(x_adv) - f(x0) itself: there an example is robust
+    exactly when its purified attack is shorter than ``ray`` (up to decision regions
+    that are not convex along the ray), by construction, so ``ray`` separates the
+    two groups almost perfectly whatever the purifier does and is no evidence.
     """
     d = adv_purified - clean_purified
     return RobustFactors(
         clean_correct=classifier(clean_purified).argmax(1) == labels,
         robust=classifier(adv_purified).argmax(1) == labels,
-        critical=critical_threshold(classifier, clean_purified, d, labels, max_dist),
+        critical=boundary_distance(classifier, clean_purified, labels, max_dist),
+        ray=critical_threshold(classifier, clean_purified, d, labels, max_dist),
         length=d.flatten(1).norm(dim=1).double(),
         attack_length=(x_adv - x0).flatten(1).norm(dim=1).double())
 
@@ -397,10 +481,57 @@ def roc(scores: Tensor, positive: Tensor) -> tuple[Tensor, Tensor, float]:
     tpr = torch.stack([(s[pos] >= t).sum() for t in thresholds]).double() / n_pos
     fpr = torch.stack([(s[~pos] >= t).sum() for t in thresholds]).double() / n_neg
     zero = torch.zeros(1, dtype=torch.float64)
+    return torch.cat([zero, fpr]), torch.cat([zero, tpr]), _auc(s, pos)
+
+
+def _auc(s: Tensor, pos: Tensor) -> float:
     greater = (s[pos].view(-1, 1) > s[~pos].view(1, -1)).double()
     ties = (s[pos].view(-1, 1) == s[~pos].view(1, -1)).double()
-    auc = (greater + 0.5 * ties).mean().item()
-    return torch.cat([zero, fpr]), torch.cat([zero, tpr]), auc
+    return (greater + 0.5 * ties).mean().item()
+
+
+def auc_interval(scores: Tensor, positive: Tensor, n_boot: int = 2000, level: float = 0.95,
+                 seed: int = 0) -> tuple[float, float, float]:
+    """The AUC of :func:`roc` and a percentile bootstrap interval over examples.
+
+    ``n_boot`` resamples of the examples with replacement (a seeded generator);
+    resamples with only one class are skipped. Returns (AUC, low, high).
+    """
+    s, pos = scores.double().flatten().cpu(), positive.bool().flatten().cpu()
+    auc = roc(s, pos)[2]
+    if n_boot < 1 or not 0 < level < 1:
+        raise ValueError(f"auc_interval: expected n_boot >= 1 and 0 < level < 1, got "
+                         f"{n_boot}, {level}")
+    g = torch.Generator().manual_seed(seed)
+    values = []
+    for _ in range(n_boot):
+        i = torch.randint(len(s), (len(s),), generator=g)
+        if 0 < int(pos[i].sum()) < len(i):
+            values.append(_auc(s[i], pos[i]))
+    q = torch.tensor(values, dtype=torch.float64).quantile(
+        torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
+    return auc, q[0].item(), q[1].item()
+
+
+def compare_spectra(values: Tensor, robust: Tensor, low: float = 0.25,
+                    high: float = 1.0) -> dict[str, dict[str, float] | tuple[float, float, float]]:
+    """Sec. 6: do the Jacobian spectra of robust and non-robust examples differ?
+
+    ``values`` (n, D) are per-image spectra (|eigenvalues| or singular values),
+    ``robust`` (n,) booleans. Returns :func:`spectrum_summary` of each group and, for
+    the largest value and the count below ``low``, the AUC with which it tells robust
+    from non-robust with its bootstrap interval (:func:`auc_interval`): 0.5 means
+    no difference (the paper finds none).
+    """
+    robust = robust.bool().cpu()
+    v = values.reshape(len(robust), -1).double().cpu()
+    if not 0 < int(robust.sum()) < len(robust):
+        raise ValueError(f"robust: expected both robust and non-robust examples, got "
+                         f"{int(robust.sum())} of {len(robust)} robust")
+    return {"robust": spectrum_summary(v[robust], low, high),
+            "non-robust": spectrum_summary(v[~robust], low, high),
+            "auc largest": auc_interval(v.max(1).values, robust),
+            f"auc below {low:g}": auc_interval((v < low).sum(1).double(), robust)}
 
 
 # --- the stages of the chapter on a World (results through the store) -------------------
@@ -439,6 +570,43 @@ def jacobian_spectra(world, progress: bool = True) -> Spectrum:
         eig.append(both[0])
         sv.append(both[1])
     return Spectrum(torch.stack(eig), torch.stack(sv))
+
+
+def world_compression_rates(world, samples: int, progress: bool = True) -> Tensor:
+    """Sec. 6's compression rate at each of the first ``jacobian_images`` test images: (n, samples).
+
+    Image i is purified with the fixed randomness of :func:`jacobian_spectra` (base
+    seed ``base_seed``, batch index i) at ``samples`` uniform points of its Linf ball of
+    radius ``eps`` (:func:`linf_neighbours`, generator seeded i); each row holds
+    ||f(x) - f(x_i)|| / ||x - x_i|| per point. The paper's "~0.25" is one number
+    over images: report the per-image means' mean and spread, not one image's.
+    """
+    p, purifier = world.params, world.purifier()
+    n = min(p.jacobian_images, len(world.images))
+    out = []
+    for i in tqdm(range(n), desc="compression rates", unit="image", disable=not progress):
+        x0 = world.images[i:i + 1]
+        f = fixed_purifier(purifier, p.base_seed, i)
+        points = linf_neighbours(x0, p.eps, samples, torch.Generator().manual_seed(i))
+        with torch.no_grad():
+            out.append(_rates(points - x0, apply(f, points, p.batch_size) - f(x0)).cpu())
+    return torch.stack(out)
+
+
+@torch.no_grad()
+def jacobian_robustness(world, x_adv: Tensor) -> tuple[Tensor, Tensor]:
+    """(clean correct, robust) of the first ``jacobian_images`` images, each judged by the
+    purifier with the fixed randomness its Jacobian was computed with (base seed
+    ``base_seed``, batch index = its index, :func:`jacobian_spectra`)."""
+    p, purifier = world.params, world.purifier()
+    n = min(p.jacobian_images, len(world.images))
+    clean, robust = [], []
+    for i in range(n):
+        f = fixed_purifier(purifier, p.base_seed, i)
+        y = world.labels[i:i + 1]
+        clean.append((world.classifier(f(world.images[i:i + 1])).argmax(1) == y).cpu())
+        robust.append((world.classifier(f(x_adv[i:i + 1])).argmax(1) == y).cpu())
+    return torch.cat(clean), torch.cat(robust)
 
 
 def top_singular_spectra(world, progress: bool = True) -> Tensor:

@@ -80,29 +80,48 @@ def standard_robustness(preds: np.ndarray, labels: np.ndarray) -> tuple[float, f
     return float(acc.mean()), float(acc.std())
 
 
-def majority_vote(preds: np.ndarray, n_classes: int | None = None) -> np.ndarray:
-    """The most frequent prediction of each column of ``preds`` (k, n); ties -> smallest class."""
-    preds = np.asarray(preds)
-    n_classes = n_classes or int(preds.max()) + 1
+def _vote_counts(preds: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n_classes, n) votes per class of each column of ``preds`` (k, n)."""
     counts = np.zeros((n_classes, preds.shape[1]), dtype=np.int64)
     np.add.at(counts, (preds, np.arange(preds.shape[1])[None, :]), 1)
-    return counts.argmax(axis=0)  # argmax returns the first (smallest) class of a tie
+    return counts
+
+
+def majority_vote(preds: np.ndarray, n_classes: int | None = None, seed: int = 0) -> np.ndarray:
+    """The most frequent prediction of each column of ``preds`` (k, n).
+
+    A tie is broken uniformly at random among the tied classes, with a generator
+    seeded by ``seed`` (reproducible). Breaking ties to the smallest class index
+    would favour low classes, a bias by class at even k (k = 10, k = 100).
+    """
+    preds = np.asarray(preds)
+    n_classes = n_classes or int(preds.max()) + 1
+    counts = _vote_counts(preds, n_classes)
+    top = counts == counts.max(axis=0, keepdims=True)
+    keys = np.random.default_rng(seed).random(counts.shape)
+    return np.where(top, keys, -1.0).argmax(axis=0)
 
 
 def majority_vote_accuracy(preds: np.ndarray, labels: np.ndarray, k: int) -> float:
     """Majority-vote accuracy with groups of k runs (Table 1, "k = 10", "k = 100").
 
     The r runs are split in order into floor(r / k) disjoint groups of k; in each
-    group an example's vote is its most frequent prediction (ties to the smallest
-    class index); the result is the mean over groups of the vote's accuracy.
+    group an example's vote is its most frequent prediction; the result is the
+    mean over groups of the vote's accuracy. A tie among m classes that include
+    the label counts 1/m correct: the exact expectation of breaking the tie at
+    random (:func:`majority_vote`), without a seed's luck and without favouring a
+    class. The paper does not say how it breaks ties.
     """
     preds, labels = _check(preds, labels)
     r = preds.shape[0]
     if not (isinstance(k, (int, np.integer)) and 1 <= k <= r):
         raise ValueError(f"k: expected an int in 1..r = 1..{r}, got {k!r}")
     n_classes = int(max(preds.max(), labels.max())) + 1
-    accs = [(majority_vote(preds[g * k:(g + 1) * k], n_classes) == labels).mean()
-            for g in range(r // k)]
+    accs = []
+    for g in range(r // k):
+        counts = _vote_counts(preds[g * k:(g + 1) * k], n_classes)
+        top = counts == counts.max(axis=0, keepdims=True)
+        accs.append((top[labels, np.arange(len(labels))] / top.sum(axis=0)).mean())
     return float(np.mean(accs))
 
 

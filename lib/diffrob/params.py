@@ -100,6 +100,10 @@ class Params:
     compression_attack: str = _p("pgd-eot", "adversarial examples of Fig. 6: a stored system "
                                  "attack, or 'fixed-pgd' (PGD through the fixed-randomness "
                                  "purifier)", choices=(*ATTACKS, "fixed-pgd"))
+    # --- issue 10: measurements of sec. 5-6 (owner: measure) ------------------------
+    rate_samples: int = _p(64, "uniform Linf-ball points per image for the compression rate, "
+                           "at each of the jacobian_images images", lo=1)
+    gaas_max_k: int = _p(32, "largest k of the measured GAAS construction (appendix A.2)", lo=1)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

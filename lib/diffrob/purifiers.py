@@ -9,7 +9,11 @@ timestep index ``k = t - 1`` for the state x_t.
   reverse steps of eq. 2.
 - ``reverse`` (RevPure, appendix C.2): the input is taken as x_{t*} and only
   the reverse process of eq. 2 runs.
-- ``ddim``: t* forward steps of eq. 1, then the deterministic reverse of eq. 10.
+- ``ddim``: t* forward steps of eq. 1, then the deterministic reverse of eq. 10, as
+  printed: x_{t-1} = sqrt(alpha_bar_{t-1}) x0_hat + sqrt(1 - alpha_bar_{t-1}) eps_theta with
+  the model's eps (``ddim_eps="model"``, the default); ``ddim_eps="rederived"`` instead
+  re-derives eps from the clipped x0_hat, as diffusers' ``DDIMScheduler`` does (the two
+  agree exactly where x0_hat is not clipped).
 - ``onestep`` (Carlini et al. 2022): jump to x_{t*} in one draw and predict x_0 once.
 
 Randomness follows eq. 9: every Gaussian draw of step t for batch i under base
@@ -33,6 +37,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 METHODS = ("ddpm", "reverse", "ddim", "onestep")
+DDIM_EPS = ("model", "rederived")
 VARIANCES = ("fixed_large", "fixed_small", "learned_range")
 
 
@@ -96,13 +101,17 @@ class Purifier:
     interpolation v (2C channels, guided diffusion's learned range); objects
     with a ``.sample`` field (diffusers ``UNet2DModel``) are unwrapped.
     ``model_size`` resizes the input for the model and back (ImageNet's 224 <-> 256).
+    ``ddim_eps`` picks the eps of the DDIM step (module docstring): eq. 10's model eps
+    (``"model"``) or the one re-derived from the clipped x0_hat (``"rederived"``).
     """
 
     def __init__(self, model: nn.Module, scheduler, method: str = "ddpm", t_star: int = 100,
                  image_shape: tuple[int, int, int] | None = None, model_size: int | None = None,
-                 checkpointing: bool = True, autocast: str = "none"):
+                 checkpointing: bool = True, autocast: str = "none", ddim_eps: str = "model"):
         if method not in METHODS:
             raise ValueError(f"purifier method: expected one of {list(METHODS)}, got {method!r}")
+        if ddim_eps not in DDIM_EPS:
+            raise ValueError(f"ddim_eps: expected one of {list(DDIM_EPS)}, got {ddim_eps!r}")
         self.schedule = Schedule.from_scheduler(scheduler)
         n_train = len(self.schedule.betas)
         if not 1 <= t_star <= n_train:
@@ -115,7 +124,7 @@ class Purifier:
             raise ValueError(f"autocast: expected 'none', 'bf16' or 'fp16', got {autocast!r}")
         self.model, self.method, self.t_star = model, method, t_star
         self.image_shape, self.model_size = image_shape, model_size
-        self.checkpointing, self.autocast = checkpointing, autocast
+        self.checkpointing, self.autocast, self.ddim_eps = checkpointing, autocast, ddim_eps
 
     @property
     def device(self) -> torch.device:
@@ -140,9 +149,13 @@ class Purifier:
         """Every state from the input to the output, mapped to [0,1] units (not clipped).
 
         Shape (S, N, C, H, W): S = 2 t* + 1 for ``ddpm`` and ``ddim``, t* + 1 for
-        ``reverse``, 3 for ``onestep``. The last state is the purified image.
+        ``reverse``, 3 for ``onestep``. State 0 is the input ``x`` itself (not its round
+        trip through ``model_size``, which alone shrinks a perturbation), the last state
+        the purified image.
         """
-        return torch.stack(self._run(x, base_seeds, batch_index, False, True, False))
+        states = self._run(x, base_seeds, batch_index, False, True, False)
+        states[0] = x
+        return torch.stack(states)
 
     @torch.no_grad()
     def sample(self, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
@@ -223,14 +236,18 @@ class Purifier:
     def _reverse_step(self, h: Tensor, t: int, z: Tensor | None) -> Tensor:
         """x_t -> x_{t-1}: eq. 2 (``ddpm``/``reverse``) or eq. 10 (``ddim``).
 
-        Eq. 2 is computed in its posterior-mean form (DDPM eq. 7), which equals
-        eq. 2 exactly and allows x_0 clipping like the official checkpoints.
+        Eq. 2 is computed in its posterior-mean form (DDPM eq. 7) through the
+        predicted x_0, as the official checkpoints do. Without x_0 clipping
+        (``clip_sample`` false) the two forms are algebraically equal; with it (the
+        schedulers of all three worlds), the step differs from eq. 2 as printed
+        wherever the predicted x_0 leaves [-1, 1]. DDIM: see ``ddim_eps``.
         """
         beta, ab, ab_prev = self.schedule.at(t - 1)
         eps, v = self._model(h, t - 1)
         x0 = self._x0(h, eps, ab)
         if self.method == "ddim":
-            eps = (h - ab**0.5 * x0) / (1 - ab) ** 0.5
+            if self.ddim_eps == "rederived":
+                eps = (h - ab**0.5 * x0) / (1 - ab) ** 0.5
             return ab_prev**0.5 * x0 + (1 - ab_prev) ** 0.5 * eps
         mean = (ab_prev**0.5 * beta / (1 - ab)) * x0 + ((1 - beta) ** 0.5 * (1 - ab_prev) / (1 - ab)) * h
         if z is None:

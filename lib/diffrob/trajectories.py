@@ -38,6 +38,19 @@ def uniform_inputs(world, eps: float, seed: int = 0) -> Tensor:
     return attacks.uniform(world.images, eps, torch.Generator().manual_seed(seed))
 
 
+def uniform_noise(world, eps: float, seed: int = 0) -> Tensor:
+    """The noise of :func:`uniform_inputs` itself, before clipping: U(-eps, eps) per pixel.
+
+    The paper's Table S2 init values are those of *unclipped* noise (uniform 128/255 on
+    CIFAR-10: 16.051 ± 0.129 = eps sqrt(3072 / 3) ± 0.13), while the purifier takes
+    [0,1] images, so the inputs we purify are clipped; this gives the unclipped
+    init column beside the clipped one. Same generator and draw as ``attacks.uniform``.
+    """
+    noise = torch.empty(world.images.shape, dtype=world.images.dtype)
+    noise.uniform_(-eps, eps, generator=torch.Generator().manual_seed(seed))
+    return noise.to(world.device)
+
+
 @torch.no_grad()
 def purify(world, x: Tensor, method: str | None = None, base_seed: int | None = None) -> Tensor:
     """f(x) for inputs aligned with the test images, batch i with eq. 9's batch index i."""
