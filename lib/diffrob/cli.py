@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 
 def _train_digits(args: argparse.Namespace) -> None:
     from .worlds import digits
@@ -45,7 +43,7 @@ def _plan(args: argparse.Namespace) -> None:
 def _params(args: argparse.Namespace):
     from . import params
 
-    overrides = {k: yaml.safe_load(v) for k, v in args.set}
+    overrides = {k: params.parse_override(k, v) for k, v in args.set}
     return params.load(args.params, **overrides)
 
 
