@@ -56,6 +56,9 @@ class World:
     def predict(self, x: Tensor, batch_size: int | None = None) -> Tensor:
         """Class predictions of the bare classifier, in batches."""
         check_images(x, self.image_shape, self.device)
+        if x.dtype != self.images.dtype:
+            raise ValueError(f"images: expected {self.images.dtype} like the world's test "
+                             f"images, got {x.dtype}")
         bs = batch_size or self.params.batch_size
         return torch.cat([self.classifier(x[i:i + bs]).argmax(1) for i in range(0, len(x), bs)])
 
