@@ -2,7 +2,8 @@
 
 ``load("digits")`` needs nothing but installed packages; ``load("cifar10")``
 and ``load("imagenet")`` read the paper's checkpoints from local files and
-fail at once, naming the missing file, when they are absent.
+fail at once, naming the missing file, when they are absent. Every world's test
+data pass :func:`check_data` when loaded.
 """
 
 from __future__ import annotations
@@ -66,6 +67,29 @@ class World:
         """(batch index, row slice) of the test images: the i of eq. 9."""
         bs, n = self.params.batch_size, len(self.images)
         return [(i, slice(i * bs, min((i + 1) * bs, n))) for i in range((n + bs - 1) // bs)]
+
+
+def check_data(images: Tensor, labels: Tensor, source: str, n_classes: int) -> None:
+    """``ValueError`` naming ``source`` unless ``images`` is a non-empty float (N, C, H, W)
+    batch of finite values in [0,1] and ``labels`` N int64 class indices in 0..n_classes-1."""
+    if not (isinstance(images, Tensor) and images.is_floating_point() and images.ndim == 4
+            and len(images)):
+        what = (f"{images.dtype} {tuple(images.shape)}" if isinstance(images, Tensor)
+                else type(images).__name__)
+        raise ValueError(f"{source}: expected float images (N, C, H, W) with N >= 1, got {what}")
+    if not bool(torch.isfinite(images).all()) or images.min() < 0 or images.max() > 1:
+        raise ValueError(f"{source}: expected pixel values in [0,1] (0..255 in the file), got "
+                         f"range [{images.min().item():.4g}, {images.max().item():.4g}]")
+    if not (isinstance(labels, Tensor) and labels.dtype == torch.long and labels.ndim == 1):
+        what = (f"{labels.dtype} {tuple(labels.shape)}" if isinstance(labels, Tensor)
+                else type(labels).__name__)
+        raise ValueError(f"{source}: expected int64 labels (N,), got {what}")
+    if len(labels) != len(images):
+        raise ValueError(f"{source}: {len(images)} images but {len(labels)} labels")
+    bad = labels[(labels < 0) | (labels >= n_classes)]
+    if len(bad):
+        raise ValueError(f"{source}: expected labels in 0..{n_classes - 1}, got "
+                         f"{sorted(set(bad.tolist()))[:5]}")
 
 
 @dataclass

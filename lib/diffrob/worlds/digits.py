@@ -101,6 +101,9 @@ def load(p: Params) -> World:
     if p.n_images > len(y_test):
         raise ValueError(f"parameter 'n_images': the digits test split has {len(y_test)} "
                          f"images, got {p.n_images}")
+    from . import check_data
+
+    check_data(x_test[:p.n_images], y_test[:p.n_images], "sklearn.datasets.load_digits", 10)
     return World("digits", x_test[:p.n_images].to(device), y_test[:p.n_images].to(device),
                  prepare(classifier, device, p), prepare(unet, device, p), build_scheduler(), p,
                  class_names=[str(d) for d in range(10)])
