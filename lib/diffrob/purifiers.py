@@ -165,7 +165,7 @@ class Purifier:
         if x.dtype != dtype:
             raise ValueError(f"images: expected {dtype} like the diffusion model's weights "
                              f"(autocast is a parameter), got {x.dtype}")
-        seeds = [base_seeds] if _is_int(base_seeds) else list(base_seeds)
+        seeds = list(base_seeds) if isinstance(base_seeds, Sequence) else [base_seeds]
         if not all(_is_int(s) and s >= 0 for s in seeds):
             raise ValueError(f"base_seeds: expected ints >= 0 (eq. 9), got {base_seeds!r}")
         if not (_is_int(batch_index) and batch_index >= 0):
