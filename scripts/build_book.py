@@ -84,17 +84,6 @@ def find_chapter(name: str, root: Path = ROOT) -> Path:
     return found[0]
 
 
-def parse_value(text: str) -> Any:
-    """A ``-p`` value as papermill would type it: YAML scalars and lists, numbers like 1e-3."""
-    value = yaml.safe_load(text)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
 def execute(chapter: Path, out: Path, params_file: str, overrides: dict[str, Any] | None = None,
             cwd: Path = ROOT, progress: bool = True) -> Path:
     """Run one chapter's paired ``.ipynb`` with papermill into ``out`` and keep its widget state.
@@ -256,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="build the HTML from the notebooks already executed")
     args = parser.parse_args(argv)
     from papermill.exceptions import PapermillExecutionError
-    overrides = {k: parse_value(v) for k, v in args.parameter}
+    from diffrob.params import parse_override
+    overrides = {k: parse_override(k, v) for k, v in args.parameter}
     try:
         todo = [find_chapter(c) for c in args.chapter] if args.chapter else chapters()
     except ValueError as err:

@@ -130,13 +130,6 @@ def test_config_serves_widgets_locally_and_points_colab_at_main() -> None:
 
 # --- the build script --------------------------------------------------------------
 
-@pytest.mark.parametrize("text, value", [("5", 5), ("0.5", 0.5), ("1e-3", 1e-3), ("true", True),
-                                         ("[2, 4]", [2, 4]), ("pgd", "pgd")])
-def test_parameter_values_are_typed_as_papermill_would(text: str, value: object) -> None:
-    assert build_book.parse_value(text) == value
-    assert type(build_book.parse_value(text)) is type(value)
-
-
 def test_find_chapter_accepts_prefixes_and_rejects_unknown_names() -> None:
     assert build_book.find_chapter("07").stem == "07_summary"
     assert build_book.find_chapter("book/07_summary.py").stem == "07_summary"

@@ -73,3 +73,74 @@ def test_notebook_overrides_come_from_injected_variables(monkeypatch):
     assert p.eot == 7 and Path.cwd() == ROOT
     with pytest.raises(ValueError, match="'n_image'"):
         params.load_notebook("params/smoke.yaml", {**ns, "n_image": 3})
+
+
+@pytest.mark.parametrize("overrides,match", [
+    ({"eps_255": float("nan")}, r"'eps_255': expected float.*finite"),
+    ({"cap_radius": float("inf")}, r"'cap_radius'.*finite"),
+    ({"rel_stepsize": float("nan")}, r"'rel_stepsize'"),
+    ({"uniform_eps_255": [-8]}, r"'uniform_eps_255'.*>= 0.0"),
+    ({"uniform_eps_255": [1000]}, r"'uniform_eps_255'.*<= 255.0"),
+    ({"uniform_eps_255": [8, float("nan")]}, r"'uniform_eps_255'"),
+    ({"device": "gpu"}, r"'device'.*'cuda:K'"),
+    ({"device": "cuda:x"}, r"'device'"),
+])
+def test_non_finite_list_items_and_devices_are_range_checked(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        params.load(None, **overrides)
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1", "mps"])
+def test_valid_devices(device):
+    assert params.load(None, device=device).device == device
+
+
+@pytest.mark.parametrize("text,match", [
+    ("", r"no parameters"),
+    ("# only a comment\n\n", r"no parameters"),
+    ("world: digits\neps_255: .nan\n", r"'eps_255'.*finite.*in .*p.yaml"),
+    ("world: digits\ncap_radius: .inf\n", r"'cap_radius'.*in .*p.yaml"),
+    ("world: digits\neot: 3\neot: 5\n", r"p.yaml, line 3: .*'eot' given twice \(lines 2 and 3\)"),
+    ("world: digits\nvote_k: [1, 2\neot: 3\n", r"p.yaml, line \d: not valid YAML"),
+    ("world: digits\ndevice: gpu\n", r"'device'.*\(in .*p.yaml\)"),
+])
+def test_file_mistakes_name_the_key_the_file_and_the_line(tmp_path, text, match):
+    f = tmp_path / "p.yaml"
+    f.write_text(text)
+    with pytest.raises(ValueError, match=match):
+        params.load(f)
+
+
+@pytest.mark.parametrize("text, value", [("5", 5), ("0.5", 0.5), ("1e-3", 1e-3), ("true", True),
+                                         ("[2, 4]", [2, 4]), ("pgd", "pgd"), ("-8", -8)])
+def test_override_values_are_typed_as_papermill_would(text, value):
+    assert params.parse_override("k", text) == value
+    assert type(params.parse_override("k", text)) is type(value)
+
+
+def test_override_syntax_errors_name_the_key():
+    with pytest.raises(ValueError, match=r"-p vote_k, line 1: not valid YAML"):
+        params.parse_override("vote_k", "[1, 2")
+
+
+def test_diffrob_and_the_book_build_parse_p_alike(monkeypatch):
+    """One parser: ``-p rel_stepsize 1e-3`` works in the command line as in the book build."""
+    import importlib.util
+    import sys
+
+    from diffrob import cli
+
+    args = cli.parser().parse_args(["plan", "--params", str(ROOT / "params" / "smoke.yaml"),
+                                    "-p", "rel_stepsize", "1e-3", "-p", "eps_255", "8"])
+    p = cli._params(args)
+    assert p.rel_stepsize == 1e-3 and p.eps_255 == 8.0
+    spec = importlib.util.spec_from_file_location("build_book", ROOT / "scripts" / "build_book.py")
+    build_book = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "build_book", build_book)
+    spec.loader.exec_module(build_book)
+    seen = {}
+    monkeypatch.setattr(build_book, "execute", lambda ch, out, pf, ov, **k: seen.update(ov))
+    first = build_book.chapters()[:1]
+    monkeypatch.setattr(build_book, "chapters", lambda *a: first)
+    build_book.main(["--no-html", "-p", "rel_stepsize", "1e-3", "-p", "eps_255", "8"])
+    assert seen == {"rel_stepsize": 1e-3, "eps_255": 8}

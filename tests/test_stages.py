@@ -96,3 +96,73 @@ def test_fuzzy_table_has_clean_and_every_attack(tmp_path):
 def test_bad_shards_are_named(bad):
     with pytest.raises(ValueError, match="shard"):
         stages.parse_shard(bad)
+
+
+def _no_compute(monkeypatch):
+    def fail(*a, **k):
+        raise AssertionError("a stored batch was recomputed")
+    monkeypatch.setattr(stages, "attack_batch", fail)
+
+
+def test_changed_data_are_not_served_from_the_store(tmp_path, monkeypatch):
+    """Re-extracted or rebuilt test images (same parameters) get their own results."""
+    w = tiny_world(tmp_path)
+    first = stages.adversarial(w, "bpda", progress=False)
+    changed = tiny_world(tmp_path)
+    changed.images = (changed.images.flip(-1)).contiguous()  # other images, same settings
+    second = stages.adversarial(changed, "bpda", progress=False)
+    assert (second - changed.images).abs().max() <= w.params.eps + 1e-6
+    assert len(list((tmp_path / "digits" / "attack" / "bpda").iterdir())) == 2
+    relabelled = tiny_world(tmp_path)
+    relabelled.labels = (relabelled.labels + 1) % 10
+    _no_compute(monkeypatch)
+    with pytest.raises(AssertionError, match="recomputed"):
+        stages.adversarial(relabelled, "bpda", progress=False)
+    assert torch.equal(stages.adversarial(tiny_world(tmp_path), "bpda", progress=False), first)
+
+
+def test_compiled_models_find_the_stored_results(tmp_path, monkeypatch):
+    w = tiny_world(tmp_path)
+    first = stages.adversarial(w, "bpda", progress=False)
+    w.classifier, w.diffusion = torch.compile(w.classifier), torch.compile(w.diffusion)
+    _no_compute(monkeypatch)
+    assert torch.equal(stages.adversarial(w, "bpda", progress=False), first)
+
+
+def test_evaluating_a_stored_attack_with_seeds_it_used_is_refused(tmp_path, monkeypatch):
+    w = tiny_world(tmp_path, attack_seed=10, n_evals=4)
+    stages.adversarial(w, "bpda", progress=False)
+    raised = tiny_world(tmp_path, attack_seed=10, n_evals=11)  # the attack's seeds 10, 11, ...
+    monkeypatch.setattr(stages, "predict_purified", lambda *a, **k: pytest.fail("evaluated"))
+    with pytest.raises(ValueError, match=r"'attack_seed' \(10\) must be >= n_evals \(11\)"):
+        stages.evaluations(raised, "bpda", progress=False)
+
+
+class NaNAfter(torch.nn.Module):
+    """A classifier whose logits turn NaN (as an fp16 overflow would)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x) * float("nan")
+
+
+@pytest.mark.parametrize("stage", ["attack", "evaluate"])
+def test_non_finite_values_are_refused_and_never_stored(tmp_path, stage):
+    w = tiny_world(tmp_path)
+    w.classifier = NaNAfter(w.classifier)
+    with pytest.raises(FloatingPointError, match=rf"{stage}/pgd, batch 0: .*NaN or infinite"):
+        if stage == "attack":
+            stages.adversarial(w, "pgd", progress=False)
+        else:
+            stages.evaluations(w, "pgd", progress=False)
+    assert not list(tmp_path.rglob("*.safetensors")) and not list(tmp_path.rglob("*.lock"))
+
+
+def test_evaluate_nan_clean_names_the_batch(tmp_path):
+    w = tiny_world(tmp_path)
+    w.classifier = NaNAfter(w.classifier)
+    with pytest.raises(FloatingPointError, match=r"evaluate/clean, batch 0: classifier logits"):
+        stages.evaluations(w, "clean", progress=False)

@@ -92,13 +92,17 @@ def pgd(logits_fn: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, eps: float,
     x_adv = uniform(x, eps, generator) if random_start else x.clone()
     per_call = min(eot_batch or eot, eot)
     copies = [min(per_call, eot - c) for c in range(0, eot, per_call)]
-    for _ in tqdm(range(steps), desc="PGD steps", leave=False, disable=not progress):
+    for step in tqdm(range(steps), desc="PGD steps", leave=False, disable=not progress):
         x_adv.requires_grad_(True)
         grad = torch.zeros_like(x_adv)
         for m in copies:
             rows = x_adv.repeat(m, 1, 1, 1) if m > 1 else x_adv
             loss = F.cross_entropy(logits_fn(rows), y.repeat(m), reduction="sum") / (len(x) * eot)
             grad += torch.autograd.grad(loss, x_adv)[0]
+            # sign(NaN) = 0: a NaN would silently leave the iterate where it is
+            if not (torch.isfinite(loss) and torch.isfinite(grad).all()):
+                raise FloatingPointError(f"PGD step {step}: the loss or its gradient is NaN or "
+                                         f"infinite (mixed precision overflow?)")
         x_adv = x_adv.detach() + step_size * grad.sign()
         x_adv = (x + (x_adv - x).clamp(-eps, eps)).clamp(0, 1)
     return x_adv.detach()

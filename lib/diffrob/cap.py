@@ -146,12 +146,9 @@ def _key(world, second: str, n_images: int, n_points: int, radius: float, seed: 
     """What determines a batch of slices (for the results store)."""
     from . import store
 
-    p = world.params
-    return {"format": store.FORMAT, "stage": f"cap/{second}", "world": p.world, "n_images": p.n_images,
-            "batch_size": p.batch_size,
-            "models": store.fingerprint(world.classifier), "cap_images": n_images,
-            "cap_points": n_points, "cap_radius": radius, "seed": seed, "eps_255": p.eps_255,
-            "attack_steps": p.attack_steps, "rel_stepsize": p.rel_stepsize}
+    return store.world_key(world, f"cap/{second}", ("world", "n_images", "batch_size", "eps_255",
+                           "attack_steps", "rel_stepsize"), modules=(world.classifier,),
+                           cap_images=n_images, cap_points=n_points, cap_radius=radius, seed=seed)
 
 
 def slice_world(world, second: str = "random", n_images: int | None = None,

@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 
 EMBEDDED = ("digits", "mnist")
 
@@ -51,7 +49,7 @@ def _plan(args: argparse.Namespace) -> None:
 def _params(args: argparse.Namespace):
     from . import params
 
-    overrides = {k: yaml.safe_load(v) for k, v in args.set}
+    overrides = {k: params.parse_override(k, v) for k, v in args.set}
     return params.load(args.params, **overrides)
 
 

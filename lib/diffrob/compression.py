@@ -542,10 +542,7 @@ _BATCH_FIELDS = ("n_images", "batch_size")  # eq. 9's batch index and the noise 
 
 
 def _key(world, stage: str, fields: tuple[str, ...]) -> dict:
-    p = world.params
-    return {"format": store.FORMAT, "stage": stage,
-            "models": store.fingerprint(world.classifier, world.diffusion),
-            **{f: getattr(p, f) for f in _MODEL_FIELDS + fields}}
+    return store.world_key(world, stage, _MODEL_FIELDS + fields)
 
 
 def jacobian_spectra(world, progress: bool = True) -> Spectrum:

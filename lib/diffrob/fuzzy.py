@@ -26,6 +26,9 @@ def _check(preds: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarra
     if not (np.issubdtype(preds.dtype, np.integer) and np.issubdtype(labels.dtype, np.integer)):
         raise ValueError(f"preds and labels: expected integer class indices, got "
                          f"{preds.dtype} and {labels.dtype}")
+    for name, a in (("preds", preds), ("labels", labels)):
+        if a.size and a.min() < 0:
+            raise ValueError(f"{name}: expected class indices >= 0, got {a.min()}")
     return preds, labels
 
 

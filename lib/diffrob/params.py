@@ -10,7 +10,9 @@ the key's name and what was expected.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +46,7 @@ class Params:
     data_dir: str = _p("data", "folder with the data sets of the real worlds")
     diffusion_model: str = _p("", "diffusers hub id or local folder; '' = the world's own")
     results_dir: str = _p("results", "root of the results store (one sub-folder per world)")
-    device: str = _p("auto", "'auto' (cuda if present), 'cpu', 'cuda' or 'cuda:K'")
+    device: str = _p("auto", "'auto' (cuda if present), 'cpu', 'cuda', 'cuda:K' or 'mps'")
     autocast: str = _p("none", "mixed precision of the diffusion model on GPU",
                        choices=("none", "bf16", "fp16"))
     compile: bool = _p(False, "torch.compile the diffusion model (GPU)")
@@ -72,7 +74,7 @@ class Params:
     vote_k: list[int] = _p([10, 100], "majority-vote group sizes k", lo=1)
     # --- distances (sec. 3.1) ---------------------------------------------------
     uniform_eps_255: list[float] = _p([8.0, 16.0, 32.0, 64.0, 128.0],
-                                      "uniform-noise sizes, units of 1/255")
+                                      "uniform-noise sizes, units of 1/255", lo=0.0, hi=255.0)
     # --- randomness (sec. 3.2) --------------------------------------------------
     n_seeds: int = _p(100, "seeds for the fixed-input experiment", lo=2)
     n_neighbours: int = _p(100, "inputs from the eps ball for the fixed-seed experiment", lo=2)
@@ -164,6 +166,9 @@ def _is(value: Any, kind: type) -> bool:
     return isinstance(value, kind)
 
 
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
 def _check(f: dataclasses.Field, value: Any) -> None:
     hint, meta = _HINTS[f.name], f.metadata
     items = value if get_origin(hint) is list else [value]
@@ -171,14 +176,19 @@ def _check(f: dataclasses.Field, value: Any) -> None:
     bad = (get_origin(hint) is list and not isinstance(value, list)) or not all(
         _is(v, kind) for v in items)
     for v in items if not bad else []:
+        bad = bad or (kind is float and not math.isfinite(v))  # NaN passes every < and >
         bad = bad or (meta["choices"] is not None and v not in meta["choices"])
         bad = bad or (meta["lo"] is not None and v < meta["lo"])
         bad = bad or (meta["hi"] is not None and v > meta["hi"])
     if f.name == "attacks" and not bad:
         bad = not set(value) <= set(ATTACKS)
+    if f.name == "device" and not bad:
+        bad = DEVICE.fullmatch(value) is None
     if bad:
-        extra = f" (each of {list(ATTACKS)})" if f.name == "attacks" else ""
-        raise ValueError(f"parameter {f.name!r}: expected {_expected(f.name)}{extra}, "
+        extra = {"attacks": f" (each of {list(ATTACKS)})",
+                 "device": " ('auto', 'cpu', 'cuda', 'cuda:K' or 'mps')"}.get(f.name, "")
+        finite = ", finite" if kind is float else ""
+        raise ValueError(f"parameter {f.name!r}: expected {_expected(f.name)}{finite}{extra}, "
                          f"got {value!r}")
 
 
@@ -199,24 +209,83 @@ def _coerce(name: str, value: Any) -> Any:
     return value
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader that refuses a key given twice (YAML itself keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            k = self.construct_object(key_node, deep=deep)
+            if k in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {k!r} given twice (lines {seen[k]} and "
+                    f"{key_node.start_mark.line + 1})", key_node.start_mark)
+            seen[k] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def _yaml(text: str, where: str) -> Any:
+    """``text`` parsed as YAML; a syntax error or a duplicate key names ``where`` and the line."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 -- a SafeLoader
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f", line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ValueError(f"{where}{line}: not valid YAML ({problem})") from None
+
+
+def parse_override(key: str, text: str) -> Any:
+    """A ``-p KEY VALUE`` value as papermill types it, for ``diffrob`` and the book build alike.
+
+    YAML scalars and lists (``8``, ``true``, ``[8, 16]``), numbers in any float
+    notation (``1e-3``, which YAML 1.1 leaves a string), else the text itself.
+    """
+    value = _yaml(text, f"-p {key}")
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _validated(values: dict[str, Any], source: str) -> dict[str, Any]:
+    """``values`` with floats coerced, each checked; an error names the key and ``source``."""
+    out = {}
+    for k, v in values.items():
+        out[k] = _coerce(k, v)
+        try:
+            _check(FIELDS[k], out[k])
+        except ValueError as e:
+            raise ValueError(f"{e} ({source})") from None
+    return out
+
+
 def load(path: str | Path | None = None, **overrides: Any) -> Params:
     """Read a parameter file from ``params/`` and apply overrides (as papermill passes them).
 
-    Raises ``ValueError`` naming the key for an unknown key, a wrong type or an
-    out-of-range value, and ``FileNotFoundError`` for a missing file.
+    Raises ``ValueError`` naming the key and the file (or "overrides") for an
+    unknown key, a wrong type, an out-of-range or non-finite value, a key given
+    twice, YAML syntax (with the line) and a file without parameters, and
+    ``FileNotFoundError`` for a missing file.
     """
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"parameter file {path} not found (see params/*.yaml)")
-        values = yaml.safe_load(path.read_text()) or {}
+        values = _yaml(path.read_text(), str(path))
+        if values is None:
+            raise ValueError(f"{path}: no parameters in it (empty or only comments); give at "
+                             f"least 'world: ...', or no file for the defaults")
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a mapping of parameter: value")
         _reject_unknown(values, f" in {path}")
+        values = _validated(values, f"in {path}")
     _reject_unknown(overrides, " in overrides")
-    values.update(overrides)
-    return Params(**{k: _coerce(k, v) for k, v in values.items()})
+    values.update(_validated(overrides, "in the overrides"))
+    return Params(**values)
 
 
 _NOTEBOOK_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open", "params_file"}

@@ -18,7 +18,9 @@ timestep index ``k = t - 1`` for the state x_t.
 
 Randomness follows eq. 9: every Gaussian draw of step t for batch i under base
 seed s comes from its own ``torch.Generator`` seeded with :func:`seed_for`, on
-the model's device. A batch may carry several base seeds (EOT samples and
+the CPU, and is then moved to the model's device: CPU and CUDA generators give
+different streams, and a result must not depend on where it was computed (the
+store's key leaves the device out). A batch may carry several base seeds (EOT samples and
 re-evaluations folded into the batch dimension): the rows are split into
 ``len(base_seeds)`` equal chunks and chunk j draws with base seed ``base_seeds[j]``,
 so each chunk gets exactly the noise it would get alone.
@@ -60,6 +62,8 @@ def check_images(x: Tensor, shape: tuple[int, int, int] | None = None,
     if x.ndim != 4 or (shape is not None and tuple(x.shape[1:]) != tuple(shape)):
         want = f"(N, {', '.join(map(str, shape))})" if shape else "(N, C, H, W)"
         raise ValueError(f"{name}: expected shape {want}, got {tuple(x.shape)}")
+    if not len(x):
+        raise ValueError(f"{name}: expected at least one image, got an empty batch")
     if device is not None and x.device != device:
         raise ValueError(f"{name}: expected a tensor on {device}, got one on {x.device}")
     if x.numel() and not (x.min() >= 0 and x.max() <= 1):  # also catches NaN
@@ -170,7 +174,15 @@ class Purifier:
     def _run(self, x: Tensor, base_seeds, batch_index: int, grad: bool, keep_states: bool,
              shared_noise: bool) -> list[Tensor]:
         check_images(x, self.image_shape, self.device)
-        seeds = [base_seeds] if isinstance(base_seeds, int) else list(base_seeds)
+        dtype = next(self.model.parameters()).dtype
+        if x.dtype != dtype:
+            raise ValueError(f"images: expected {dtype} like the diffusion model's weights "
+                             f"(autocast is a parameter), got {x.dtype}")
+        seeds = list(base_seeds) if isinstance(base_seeds, Sequence) else [base_seeds]
+        if not all(_is_int(s) and s >= 0 for s in seeds):
+            raise ValueError(f"base_seeds: expected ints >= 0 (eq. 9), got {base_seeds!r}")
+        if not (_is_int(batch_index) and batch_index >= 0):
+            raise ValueError(f"batch_index: expected an int >= 0 (eq. 9), got {batch_index!r}")
         if not seeds or x.shape[0] % len(seeds):
             raise ValueError(f"batch of {x.shape[0]} images cannot be split into "
                              f"{len(seeds)} equal chunks, one per base seed")
@@ -277,8 +289,15 @@ class Purifier:
         return self._x0(h, eps, ab)
 
 
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 class _NoisePlan:
-    """Gaussian draws of eq. 9, one generator per (base seed, batch, step, direction)."""
+    """Gaussian draws of eq. 9, one generator per (base seed, batch, step, direction).
+
+    Drawn on the CPU and moved to ``like``'s device, so the noise is the same on
+    every device."""
 
     def __init__(self, seeds: list[int], batch_index: int, like: Tensor, shared: bool = False):
         self.seeds, self.batch_index = seeds, batch_index
@@ -289,11 +308,10 @@ class _NoisePlan:
     def __call__(self, t: int, forward: bool) -> Tensor:
         draws = []
         for s in self.seeds:
-            g = torch.Generator(device=self.device)
-            g.manual_seed(seed_for(s, self.batch_index, t, forward))
-            z = torch.randn(self.draw, generator=g, device=self.device, dtype=self.dtype)
+            g = torch.Generator().manual_seed(seed_for(s, self.batch_index, t, forward))
+            z = torch.randn(self.draw, generator=g, dtype=self.dtype)
             draws.append(z.expand(self.chunk))
-        return torch.cat(draws)
+        return torch.cat(draws).to(self.device)
 
 
 def _resize(x: Tensor, size: int) -> Tensor:

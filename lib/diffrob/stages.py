@@ -6,9 +6,10 @@
 - :func:`fuzzy_table`: Table 1 for clean inputs and every attack of the params.
 
 Batch ``i`` is the i of eq. 9 (``world.batches()``), so each batch's result
-depends on nothing but its parameters: a rerun skips finished batches, and
-``n`` shards (batch ``i`` belongs to shard ``i % n``) write exactly the files
-one process writes.
+depends on nothing but its key (:func:`diffrob.store.key`): a rerun skips finished
+batches, ``n`` shards (batch ``i`` belongs to shard ``i % n``) write exactly the
+files one process writes, and processes sharing a store compute each batch once
+(:func:`diffrob.store.each`).
 """
 
 from __future__ import annotations
@@ -42,10 +43,6 @@ def batches(world, shard: str | tuple[int, int] | None = None) -> list[tuple[int
     return [(i, rows) for i, rows in world.batches() if s is None or i % s[1] == s[0]]
 
 
-def _models(world) -> str:
-    return store.fingerprint(world.classifier, world.diffusion)
-
-
 def adversarial(world, attack: str, shard: str | tuple[int, int] | None = None,
                 progress: bool = True) -> Tensor:
     """The attack's adversarial images (rows of the shard's batches; all rows without one).
@@ -54,24 +51,37 @@ def adversarial(world, attack: str, shard: str | tuple[int, int] | None = None,
     are computed with :func:`diffrob.attacks.attack_batch` and written at once.
     """
     check_attack(attack)
-    stage, todo = f"attack/{attack}", batches(world, shard)
-    k = store.key(world.params, stage, _models(world))
-    purifier, out = world.purifier(), []
+    stage, todo = f"attack/{attack}", dict(batches(world, shard))
+    k = store.world_key(world, stage)
+    purifier, out = world.purifier(), {}
     eot = attack_eot(attack, world.params.eot)
-    with tqdm(todo, desc=f"{attack} (eot {eot})", unit="batch", disable=not progress) as bar:
-        for i, rows in bar:
-            out.append(_adversarial_batch(world, attack, i, rows, k, purifier, progress))
-    return torch.cat(out)
+    with tqdm(total=len(todo), desc=f"{attack} (eot {eot})", unit="batch",
+              disable=not progress) as bar:
+        for i, x in store.each(world.params, stage, k, list(todo),
+                               lambda i: _attack(world, attack, i, todo[i], purifier, progress),
+                               lambda i: _bytes(world.images[todo[i]])):
+            out[i] = x.to(world.device)
+            bar.update()
+    return torch.cat([out[i] for i in sorted(out)])
 
 
-def _adversarial_batch(world, attack: str, i: int, rows: slice, k: dict, purifier,
-                       progress: bool) -> Tensor:
-    """Batch ``i`` of an attack: from the store, or computed and stored."""
-    x = store.read(world.params, f"attack/{attack}", i, k)
-    if x is None:
-        x = attack_batch(world, attack, world.images[rows], world.labels[rows], i, purifier,
-                         progress=progress)
-        store.write(world.params, f"attack/{attack}", i, x, k)
+def _bytes(t: Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+def _attack(world, attack: str, i: int, rows: slice, purifier, progress: bool) -> Tensor:
+    """Batch ``i`` of an attack, computed."""
+    return attack_batch(world, attack, world.images[rows], world.labels[rows], i,
+                        purifier or world.purifier(), progress=progress)
+
+
+def _adversarial_batch(world, attack: str, i: int, rows: slice, k: dict, progress: bool
+                       ) -> Tensor:
+    """Batch ``i`` of an attack: from the store, or computed and stored (once across processes)."""
+    stage = f"attack/{attack}"
+    ((_, x),) = store.each(world.params, stage, k, [i],
+                           lambda i: _attack(world, attack, i, rows, None, progress),
+                           lambda i: _bytes(world.images[rows]))
     return x.to(world.device)
 
 
@@ -89,6 +99,7 @@ def predict_purified(world, x: Tensor, batch_index: int, seeds: list[int],
         group = seeds[c:c + chunk]
         rows = x.repeat(len(group), 1, 1, 1)
         logits = world.classifier(purifier(rows, group, batch_index))
+        store.check_finite(logits, f"classifier logits under base seeds {group}")
         preds.append(logits.argmax(1).view(len(group), n).cpu())
     return torch.cat(preds).numpy().astype(np.int64)
 
@@ -104,21 +115,23 @@ def evaluations(world, source: str, shard: str | tuple[int, int] | None = None,
     if source != "clean":
         check_attack(source)
     p, stage = world.params, f"evaluate/{source}"
-    models = _models(world)
-    k = store.key(p, stage, models)
-    k_attack = store.key(p, f"attack/{source}", models) if source != "clean" else None
-    seeds, out = list(range(p.n_evals)), []
-    with tqdm(batches(world, shard), desc=f"evaluate {source} (r={p.n_evals})", unit="batch",
+    k = store.world_key(world, stage)  # checks the seeds (attack_seed >= n_evals)
+    k_attack = store.world_key(world, f"attack/{source}") if source != "clean" else None
+    seeds, todo, out = list(range(p.n_evals)), dict(batches(world, shard)), {}
+
+    def compute(i: int) -> Tensor:
+        rows = todo[i]
+        x = (world.images[rows] if k_attack is None else
+             _adversarial_batch(world, source, i, rows, k_attack, progress))
+        return torch.from_numpy(predict_purified(world, x, i, seeds))
+
+    with tqdm(total=len(todo), desc=f"evaluate {source} (r={p.n_evals})", unit="batch",
               disable=not progress) as bar:
-        for i, rows in bar:
-            preds = store.read(p, stage, i, k)
-            if preds is None:
-                x = (world.images[rows] if k_attack is None else
-                     _adversarial_batch(world, source, i, rows, k_attack, None, progress))
-                preds = torch.from_numpy(predict_purified(world, x, i, seeds))
-                store.write(p, stage, i, preds, k)
-            out.append(preds.numpy())
-    return np.concatenate(out, axis=1).astype(np.int64)
+        for i, preds in store.each(p, stage, k, list(todo), compute,
+                                   lambda i: 8 * p.n_evals * len(world.labels[todo[i]])):
+            out[i] = preds.numpy()
+            bar.update()
+    return np.concatenate([out[i] for i in sorted(out)], axis=1).astype(np.int64)
 
 
 def fuzzy_table(world, sources: list[str] | None = None, alpha: float = 0.5,

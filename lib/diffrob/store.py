@@ -3,21 +3,40 @@
 A stage's batch ``i`` lives in ``<store_dir>/<stage>/<key hash>/batch_<i>.safetensors``
 (``store_dir`` = results_dir/world): runs with other parameters (a chapter rerun
 with ``-p eot 5``) keep their results side by side. Each file holds one tensor and, as
-metadata, the *key* that made it (exactly the parameters that determine the
-result, plus a fingerprint of the model weights), the key's hash and the hash of
-the data bytes. Files are written atomically (temp file in the same folder,
-fsync, rename, fsync of the folder), so a process killed at any moment leaves
-either the finished file or none. :func:`read` returns ``None`` for a missing
-file and raises :class:`StoreError` for a damaged file or one made with other
-parameters: a stored result is never silently used for other settings.
+metadata, the *key* that made it, the key's hash and the hash of the data bytes.
+The key is everything that decides the result (DESIGN.md, "The store key"): the
+parameters that matter, a fingerprint of the model weights (of the underlying
+module, whatever ``torch.compile`` wraps around it), a digest of the test images
+and labels as the world holds them (after any preprocessing), and, through the
+batch index and the seeds in the parameters, the eq. 9 seed plan. The device is
+not in it: every purifier draw is made on the CPU (:mod:`diffrob.purifiers`).
+
+Files are written atomically (temp file in the same folder, fsync, rename, fsync
+of the folder), so a process killed at any moment leaves either the finished file
+or none; non-finite tensors are never written. :func:`read` returns ``None`` for
+a missing file and raises :class:`StoreError` for a damaged file, another batch's
+file or one made with other parameters: a stored result is never silently used
+for other settings. :func:`each` reads or computes a list of batches so that
+concurrent processes on one store compute each batch once: a batch is claimed
+with a lock file (owner host, pid, time; kept fresh by a heartbeat) before it is
+computed, and a dead owner's claim is taken over (:func:`claim`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
+import shutil
+import socket
 import struct
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,43 +47,88 @@ from torch import Tensor, nn
 from .attacks import attack_eot, check_attack
 from .params import Params
 
-FORMAT = 1
-# What determines a result, by stage. Not here on purpose: device, results_dir,
-# model_dir (the weights fingerprint stands for the models), checkpointing,
-# compile and channels_last (they change speed, not results).
+FORMAT = 2  # 2: the key holds the data digest
+# What determines a result, by stage. Not here on purpose: device (noise is drawn on
+# the CPU), results_dir, model_dir and data_dir (the weights fingerprint and the data
+# digest stand for them), checkpointing, compile and channels_last (they change
+# speed, not results).
 _WORLD = ("world", "diffusion_model", "n_images", "batch_size", "autocast")
 _PURIFIER = ("purifier", "t_star")
 ATTACK_FIELDS = ("eps_255", "attack_steps", "rel_stepsize", "random_start", "attack_seed")
 
 
+# Parameters that change where or how fast a result is computed, not the result
+# (eot_batch: up to float rounding, as its documentation says).
+NOT_RESULT = ("device", "results_dir", "model_dir", "data_dir", "checkpointing", "compile",
+              "channels_last", "eot_batch")
+
+
 class StoreError(ValueError):
-    """A stored file is damaged or was made with other parameters."""
+    """A stored file is damaged, belongs to another batch or was made with other parameters."""
+
+
+def _module(m: nn.Module) -> nn.Module:
+    """The module under ``torch.compile``'s wrapper (whose state_dict names gain ``_orig_mod.``)."""
+    while isinstance(getattr(m, "_orig_mod", None), nn.Module):
+        m = m._orig_mod
+    return m
 
 
 def fingerprint(*modules: nn.Module) -> str:
-    """SHA-256 of the modules' weights (names, shapes, dtypes and bytes), 16 hex digits."""
+    """SHA-256 of the modules' weights (names, shapes, dtypes and bytes), 16 hex digits.
+
+    Wrappers such as ``torch.compile`` are looked through: the fingerprint is the
+    underlying module's, so compiling does not hide stored results.
+    """
     h = hashlib.sha256()
     for m in modules:
-        for name, t in m.state_dict().items():
+        for name, t in _module(m).state_dict().items():
             t = t.detach().cpu().contiguous()
             h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
             h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:16]
 
 
-def key(p: Params, stage: str, models: str = "") -> dict[str, Any]:
+def data_digest(images: Tensor, labels: Tensor) -> str:
+    """SHA-256 of the test images and labels as used (shapes, dtypes, bytes), 16 hex digits."""
+    h = hashlib.sha256()
+    for t in (images, labels):
+        h.update(_data_hash(t.detach().cpu().contiguous()).encode())
+    return h.hexdigest()[:16]
+
+
+def params_digest(p: Params) -> str:
+    """SHA-256 of every parameter that can change a result (all but :data:`NOT_RESULT`)."""
+    values = {f: v for f, v in p.as_dict().items() if f not in NOT_RESULT}
+    return digest(values)
+
+
+def check_seeds(p: Params) -> None:
+    """Evaluations use base seeds 0 .. n_evals-1 and attacks seeds from ``attack_seed`` on
+    (:mod:`diffrob.attacks`): ``ValueError`` unless ``attack_seed >= n_evals``."""
+    if p.attack_seed < p.n_evals:
+        raise ValueError(f"parameter 'attack_seed' ({p.attack_seed}) must be >= n_evals "
+                         f"({p.n_evals}): evaluations use base seeds 0..n_evals-1 and the "
+                         f"attack must not have seen them")
+
+
+def key(p: Params, stage: str, models: str = "", data: str = "") -> dict[str, Any]:
     """The parameters that determine ``stage``: ``attack/<name>`` or ``evaluate/<source>``.
 
     ``models`` is the :func:`fingerprint` of the world's classifier and diffusion
-    model. ``evaluate/<attack>`` includes the attack's parameters too.
+    model, ``data`` the :func:`data_digest` of its test images and labels.
+    ``evaluate/<attack>`` includes the attack's parameters too, and checks
+    :func:`check_seeds` (a stored attack is evaluated with other seeds than its own).
     """
     kind, _, name = stage.partition("/")
-    k: dict[str, Any] = {"format": FORMAT, "stage": stage, "models": models}
+    k: dict[str, Any] = {"format": FORMAT, "stage": stage, "models": models, "data": data}
     k.update({f: getattr(p, f) for f in _WORLD + _PURIFIER})
     if kind == "evaluate":
         k["n_evals"] = p.n_evals
         if name == "clean":
             return k
+        check_attack(name)
+        check_seeds(p)
     elif kind != "attack":
         raise ValueError(f"stage: expected 'attack/<attack>' or 'evaluate/<source>', "
                          f"got {stage!r}")
@@ -72,6 +136,21 @@ def key(p: Params, stage: str, models: str = "") -> dict[str, Any]:
     k.update({f: getattr(p, f) for f in ATTACK_FIELDS})
     k["eot"] = attack_eot(name, p.eot)
     return k
+
+
+def world_key(world, stage: str, fields: tuple[str, ...] = (),
+              modules: tuple[nn.Module, ...] | None = None, **values: Any) -> dict[str, Any]:
+    """The key of ``stage`` on ``world``: for ``attack/...`` and ``evaluate/...`` :func:`key`;
+    for any other stage (cap, compression) the models' :func:`fingerprint` (``modules``,
+    default classifier and diffusion model), the :func:`data_digest`, the params
+    ``fields`` and the given ``values``."""
+    models = fingerprint(*(modules or (world.classifier, world.diffusion)))
+    data = data_digest(world.images, world.labels)
+    if stage.partition("/")[0] in ("attack", "evaluate"):
+        return key(world.params, stage, models, data)
+    p = world.params
+    return {"format": FORMAT, "stage": stage, "models": models, "data": data,
+            **{f: getattr(p, f) for f in fields}, **values}
 
 
 def digest(k: dict[str, Any]) -> str:
@@ -84,28 +163,42 @@ def path(p: Params, stage: str, batch: int, k: dict[str, Any]) -> Path:
     return p.store_dir / stage / digest(k)[:12] / f"batch_{batch:05d}.safetensors"
 
 
+def check_finite(t: Tensor, what: str) -> None:
+    """``FloatingPointError`` naming ``what`` unless every value of ``t`` is finite."""
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        bad = int((~torch.isfinite(t)).sum())
+        raise FloatingPointError(f"{what}: {bad} of {t.numel()} values are NaN or infinite")
+
+
 def write(p: Params, stage: str, batch: int, data: Tensor, k: dict[str, Any]) -> Path:
-    """Store ``data`` for (stage, batch) atomically with its key; returns the file's path."""
+    """Store ``data`` for (stage, batch) atomically with its key; returns the file's path.
+
+    Non-finite data raise ``FloatingPointError`` and nothing is written; an I/O
+    error names the file.
+    """
+    check_finite(data, f"{stage}, batch {batch}: the result (not stored)")
     data = data.detach().cpu().contiguous()
     meta = {"key": json.dumps(k, sort_keys=True), "key_sha256": digest(k),
             "batch": str(batch), "data_sha256": _data_hash(data)}
     blob = _safetensors(data, meta)
     target = path(p, stage, batch, k)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    _mkdir(target.parent)
+    tmp = _temp(target)
     try:
         with open(tmp, "wb") as f:
             f.write(blob)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
+        fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise OSError(e.errno, f"{e.strerror} while writing {target}", str(tmp)) from e
     finally:
         tmp.unlink(missing_ok=True)
-    fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
     return target
 
 
@@ -127,9 +220,12 @@ def read(p: Params, stage: str, batch: int, k: dict[str, Any]) -> Tensor | None:
     except Exception as e:  # noqa: BLE001 -- any parse failure means a damaged file
         raise StoreError(f"{file} is damaged ({type(e).__name__}: {e}); delete it and "
                          f"rerun to recompute this batch") from e
-    if not ok or meta["batch"] != str(batch):
-        raise StoreError(f"{file} is damaged (its checksum or batch number does not match); "
+    if not ok:
+        raise StoreError(f"{file} is damaged (its checksum does not match); "
                          f"delete it and rerun to recompute this batch")
+    if meta["batch"] != str(batch):
+        raise StoreError(f"{file} belongs to batch {meta['batch']}, not batch {batch} (a file "
+                         f"copied or renamed into this place); delete it to recompute")
     if stored != k:
         diff = {f: (stored.get(f), k.get(f)) for f in sorted(set(stored) | set(k))
                 if stored.get(f) != k.get(f)}
@@ -163,3 +259,198 @@ def _safetensors(t: Tensor, meta: dict[str, str]) -> bytes:
 def _data_hash(t: Tensor) -> str:
     raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
     return hashlib.sha256(f"{tuple(t.shape)}:{t.dtype}".encode() + raw).hexdigest()
+
+
+# --- several processes on one store: claims, orphans, free space -----------------------------
+
+HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+STALE_S = 600.0     # a claim or temp file not refreshed for this long is a dead owner's
+HEARTBEAT_S = 60.0  # how often a live owner refreshes its claim
+POLL_S = 2.0        # how often a batch another process computes is looked for
+_TEMP = re.compile(r"\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp")
+
+
+def _temp(target: Path) -> Path:
+    """A unique temp name beside ``target`` that says who writes it (host and pid)."""
+    return target.with_name(f".{target.name}.{HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def _mkdir(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(e.errno, f"{e.strerror}: cannot create the results folder", str(folder)) from e
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed child not yet reaped by its parent is dead too
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _dead(host: str, pid: int, mtime: float) -> bool:
+    """Whether the owner of a claim or temp file (``host``, ``pid``, last refreshed at
+    ``mtime``) is gone: a dead pid on this host, or no refresh for :data:`STALE_S`."""
+    return (host == HOST and not _pid_alive(pid)) or time.time() - mtime > STALE_S
+
+
+def clean_orphans(folder: Path) -> list[Path]:
+    """Remove the ``*.tmp`` files in ``folder`` whose writers are dead; returns them."""
+    removed = []
+    for f in folder.glob(".*.tmp") if folder.is_dir() else []:
+        m = _TEMP.fullmatch(f.name)
+        try:
+            if m and _dead(m["host"], int(m["pid"]), f.stat().st_mtime):
+                f.unlink()
+                removed.append(f)
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def _lock(target: Path) -> Path:
+    return target.with_name(target.name + ".lock")
+
+
+def _owner(lock: Path) -> tuple[dict | None, float] | None:
+    """(owner, mtime) of a claim, owner ``None`` if unreadable; ``None`` if there is none."""
+    try:
+        mtime = lock.stat().st_mtime
+        text = lock.read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        owner = json.loads(text)
+        return (owner if isinstance(owner, dict) else None), mtime
+    except ValueError:
+        return None, mtime
+
+
+def _take(lock: Path) -> bool:
+    """Create ``lock`` for this process, breaking a dead owner's claim; whether it is ours."""
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            seen = _owner(lock)
+            if seen is None:
+                continue  # released meanwhile: try again
+            owner, mtime = seen
+            host, pid = (owner.get("host", ""), int(owner.get("pid", -1))) if owner else ("", -1)
+            if not _dead(host, pid, mtime):
+                return False
+            grave = _temp(lock)  # break it: only one process can rename it away
+            try:
+                os.rename(lock, grave)
+            except FileNotFoundError:
+                continue
+            if _owner(grave) != seen:  # a fresh claim made meanwhile: give it back
+                with contextlib.suppress(OSError):
+                    os.link(grave, lock)
+                grave.unlink(missing_ok=True)
+                return False
+            grave.unlink(missing_ok=True)
+            continue
+        except OSError as e:
+            raise OSError(e.errno, f"{e.strerror}: cannot claim a batch (is the results folder "
+                                   f"writable?)", str(lock)) from e
+        try:
+            os.write(fd, json.dumps({"host": HOST, "pid": os.getpid(),
+                                     "time": time.time()}).encode())
+            os.fsync(fd)
+        except OSError as e:
+            lock.unlink(missing_ok=True)
+            raise OSError(e.errno, f"{e.strerror}: cannot claim a batch", str(lock)) from e
+        finally:
+            os.close(fd)
+        return True
+    return False
+
+
+def check_space(folder: Path, need: int) -> None:
+    """``OSError`` (ENOSPC) naming ``folder`` unless it has ``need`` bytes (+ 1 MiB) free."""
+    free = shutil.disk_usage(folder).free
+    if free < need + 2**20:
+        raise OSError(errno.ENOSPC, f"No space left for the next batch: {free} bytes free, "
+                      f"about {need} needed (free some space or move results_dir)", str(folder))
+
+
+@contextlib.contextmanager
+def claim(p: Params, stage: str, batch: int, k: dict[str, Any], need: int = 0) -> Iterator[bool]:
+    """Claim (stage, batch) before computing it: yields whether this process holds it.
+
+    The claim is a lock file beside the batch's file, created atomically
+    (``O_EXCL``) with the owner's host, pid and time, refreshed every
+    :data:`HEARTBEAT_S` and removed on exit. A claim is taken over when its owner is
+    dead: its pid is gone (same host; kill -9 included) or it was not refreshed for
+    :data:`STALE_S` (any host). Before claiming, the folder's writability and its
+    free space (``need`` bytes, the batch's size) are checked, so an unusable
+    results folder fails before any computing, naming its path.
+    """
+    target = path(p, stage, batch, k)
+    _mkdir(target.parent)
+    check_space(target.parent, need)
+    lock = _lock(target)
+    if not _take(lock):
+        yield False
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_S):
+            with contextlib.suppress(OSError):
+                os.utime(lock)
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield True
+    finally:
+        stop.set()
+        thread.join()
+        lock.unlink(missing_ok=True)
+
+
+def each(p: Params, stage: str, k: dict[str, Any], batches: list[int],
+         compute: Callable[[int], Tensor], need: Callable[[int], int] = lambda i: 0
+         ) -> Iterator[tuple[int, Tensor]]:
+    """``(i, tensor)`` for every batch index in ``batches``, in the order they become ready.
+
+    A stored batch is read; a missing one is claimed (:func:`claim`), computed with
+    ``compute(i)`` and written; one that another live process has claimed is
+    left for later and waited for (:data:`POLL_S`), then read, or computed here if
+    its owner died. So N processes on one store compute each batch once. Orphan
+    temp files of dead writers are removed first. A non-finite result (or a
+    ``FloatingPointError`` of ``compute``) raises naming the stage and batch and
+    nothing is written.
+    """
+    if batches:
+        clean_orphans(path(p, stage, batches[0], k).parent)
+    pending = list(batches)
+    while pending:
+        waiting = []
+        for i in pending:
+            x = read(p, stage, i, k)
+            if x is None:
+                with claim(p, stage, i, k, need(i)) as mine:
+                    x = read(p, stage, i, k) if mine else None  # finished meanwhile?
+                    if mine and x is None:
+                        try:
+                            x = compute(i)
+                        except FloatingPointError as e:
+                            raise FloatingPointError(f"{stage}, batch {i}: {e}; nothing "
+                                                     f"was stored") from e
+                        write(p, stage, i, x, k)
+            if x is None:
+                waiting.append(i)
+            else:
+                yield i, x
+        pending = waiting
+        if pending:
+            time.sleep(POLL_S)

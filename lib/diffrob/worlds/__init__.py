@@ -2,7 +2,8 @@
 
 ``load("digits")`` needs nothing but installed packages; ``load("cifar10")``
 and ``load("imagenet")`` read the paper's checkpoints from local files and
-fail at once, naming the missing file, when they are absent.
+fail at once, naming the missing file, when they are absent. Every world's test
+data pass :func:`check_data` when loaded.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ class World:
     def predict(self, x: Tensor, batch_size: int | None = None) -> Tensor:
         """Class predictions of the bare classifier, in batches."""
         check_images(x, self.image_shape, self.device)
+        if x.dtype != self.images.dtype:
+            raise ValueError(f"images: expected {self.images.dtype} like the world's test "
+                             f"images, got {x.dtype}")
         bs = batch_size or self.params.batch_size
         return torch.cat([self.classifier(x[i:i + bs]).argmax(1) for i in range(0, len(x), bs)])
 
@@ -63,6 +67,29 @@ class World:
         """(batch index, row slice) of the test images: the i of eq. 9."""
         bs, n = self.params.batch_size, len(self.images)
         return [(i, slice(i * bs, min((i + 1) * bs, n))) for i in range((n + bs - 1) // bs)]
+
+
+def check_data(images: Tensor, labels: Tensor, source: str, n_classes: int) -> None:
+    """``ValueError`` naming ``source`` unless ``images`` is a non-empty float (N, C, H, W)
+    batch of finite values in [0,1] and ``labels`` N int64 class indices in 0..n_classes-1."""
+    if not (isinstance(images, Tensor) and images.is_floating_point() and images.ndim == 4
+            and len(images)):
+        what = (f"{images.dtype} {tuple(images.shape)}" if isinstance(images, Tensor)
+                else type(images).__name__)
+        raise ValueError(f"{source}: expected float images (N, C, H, W) with N >= 1, got {what}")
+    if not bool(torch.isfinite(images).all()) or images.min() < 0 or images.max() > 1:
+        raise ValueError(f"{source}: expected pixel values in [0,1] (0..255 in the file), got "
+                         f"range [{images.min().item():.4g}, {images.max().item():.4g}]")
+    if not (isinstance(labels, Tensor) and labels.dtype == torch.long and labels.ndim == 1):
+        what = (f"{labels.dtype} {tuple(labels.shape)}" if isinstance(labels, Tensor)
+                else type(labels).__name__)
+        raise ValueError(f"{source}: expected int64 labels (N,), got {what}")
+    if len(labels) != len(images):
+        raise ValueError(f"{source}: {len(images)} images but {len(labels)} labels")
+    bad = labels[(labels < 0) | (labels >= n_classes)]
+    if len(bad):
+        raise ValueError(f"{source}: expected labels in 0..{n_classes - 1}, got "
+                         f"{sorted(set(bad.tolist()))[:5]}")
 
 
 @dataclass
@@ -82,19 +109,6 @@ def architecture(name: str) -> Architecture:
     module = importlib.import_module(f"{__name__}.{name}")
     with torch.device("meta"):
         return module.architecture()
-
-
-def check_data(images: Tensor, labels: Tensor, source: str, n_classes: int) -> None:
-    """Refuse a data set whose shapes, pixel range or labels are off, naming ``source``."""
-    if images.ndim != 4 or len(images) != len(labels) or labels.ndim != 1:
-        raise ValueError(f"{source}: expected images (N, C, H, W) and N labels, got "
-                         f"{tuple(images.shape)} and {tuple(labels.shape)}")
-    if not (torch.isfinite(images).all() and images.min() >= 0 and images.max() <= 1):
-        raise ValueError(f"{source}: pixels must lie in [0, 1] after scaling, got "
-                         f"[{images.min().item():g}, {images.max().item():g}]")
-    if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
-        raise ValueError(f"{source}: labels must lie in 0..{n_classes - 1}, got "
-                         f"{labels.min().item()}..{labels.max().item()}")
 
 
 def resolve_device(name: str) -> torch.device:

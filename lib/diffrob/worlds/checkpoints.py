@@ -4,7 +4,9 @@ The real worlds never download anything while loading (the build and test
 machines have no network): every checkpoint and data file is looked up on
 disk first, and a missing one raises :class:`MissingFileError` naming the
 file, the folder it was looked for in and where it comes from (README,
-"The paper's worlds").
+"The paper's worlds"). A file that is there but cannot be read as what it should
+be (truncated, corrupt, another architecture) raises :class:`BadFileError`
+naming the file, what was expected and where a good copy comes from.
 """
 
 from __future__ import annotations
@@ -18,6 +20,20 @@ DOCS = "see docs/worlds.md"
 
 class MissingFileError(FileNotFoundError):
     """A checkpoint or data file of a real world is not on disk."""
+
+
+class BadFileError(ValueError):
+    """A checkpoint or data file is on disk but is not what it should be."""
+
+
+def bad_file(path: Path | str, expected: str, source: str, error: BaseException | str
+             ) -> BadFileError:
+    """The error for ``path`` that could not be read as ``expected`` (``error`` says why)."""
+    why = error if isinstance(error, str) else (
+        f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:300]}")
+    return BadFileError(f"{Path(path).expanduser().resolve()}: expected {expected}, but it "
+                        f"could not be read ({why}). It may be truncated, damaged or another "
+                        f"file: get a good copy from {source}; {DOCS}.")
 
 
 def missing(what: str, name: str, folders: list[Path], source: str) -> MissingFileError:

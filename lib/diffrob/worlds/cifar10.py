@@ -28,7 +28,8 @@ from diffusers import DDPMScheduler, UNet2DModel
 from torch import Tensor
 
 from ..params import Params
-from .checkpoints import MissingFileError, check_all, import_robustbench, missing, require
+from .checkpoints import (MissingFileError, bad_file, check_all, import_robustbench, missing,
+                          require)
 
 if TYPE_CHECKING:
     from . import Architecture, World
@@ -96,7 +97,16 @@ def diffusion_folders(spec: str = "") -> tuple[Path, Path]:
 def load_diffusion(spec: str = "") -> tuple[UNet2DModel, DDPMScheduler]:
     """``(UNet2DModel, DDPMScheduler)`` from local files (see :func:`diffusion_folders`)."""
     unet_dir, sched_dir = diffusion_folders(spec)
-    return UNet2DModel.from_pretrained(unet_dir), DDPMScheduler.from_pretrained(sched_dir)
+    try:
+        unet = UNet2DModel.from_pretrained(unet_dir)
+    except Exception as e:  # noqa: BLE001 -- whatever diffusers raises, name the folder
+        raise bad_file(unet_dir, f"the diffusers UNet2DModel of {HUB_ID} (config.json and "
+                       f"{WEIGHTS[0]})", f"https://huggingface.co/{HUB_ID}", e) from e
+    try:
+        return unet, DDPMScheduler.from_pretrained(sched_dir)
+    except Exception as e:  # noqa: BLE001
+        raise bad_file(sched_dir / "scheduler_config.json", "a DDPMScheduler config",
+                       f"https://huggingface.co/{HUB_ID}", e) from e
 
 
 def classifier_path(model_dir: str | Path) -> Path:
@@ -125,6 +135,9 @@ def load_classifier(model_dir: str | Path) -> torch.nn.Module:
             f"issues #158, #174): download it in a browser instead. If torch refuses it "
             f"under weights_only=True, re-save its state dict once as plain tensors "
             f"(docs/worlds.md).") from e
+    except Exception as e:  # noqa: BLE001 -- truncated file, other architecture, ...
+        raise bad_file(path, "the state dict of RobustBench's Standard WideResNet-28-10",
+                       CLASSIFIER_SOURCE, e) from e
 
 
 def test_set_path(data_dir: str | Path) -> Path:
@@ -133,17 +146,32 @@ def test_set_path(data_dir: str | Path) -> Path:
 
 
 def load_test_set(data_dir: str | Path, n: int) -> tuple[Tensor, Tensor]:
-    """The first ``n`` CIFAR-10 test images (N, 3, 32, 32) in [0,1] and their labels."""
+    """The first ``n`` CIFAR-10 test images (N, 3, 32, 32) in [0,1] and their labels,
+    checked (:func:`~diffrob.worlds.check_data`): one error names the file for anything amiss."""
+    from . import check_data
+
     path = test_set_path(data_dir)
-    with open(path, "rb") as f:
-        batch = pickle.load(f, encoding="latin1")
-    data = np.asarray(batch["data"], dtype=np.uint8)
-    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise ValueError(f"{path}: expected 'data' of shape (N, 3072), got {data.shape}")
-    if n > len(data):
-        raise ValueError(f"parameter 'n_images': {path} holds {len(data)} images, got {n}")
-    x = torch.from_numpy(data[:n].reshape(n, 3, 32, 32).astype(np.float32) / 255.0)
-    return x, torch.tensor(batch["labels"][:n], dtype=torch.long)
+    expected = "the CIFAR-10 python test batch (a pickled dict with 'data' and 'labels')"
+    try:
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="latin1")
+        raw, labels = np.asarray(batch["data"]), np.asarray(batch["labels"])
+    except Exception as e:  # noqa: BLE001 -- truncated or not a pickle: name the file
+        raise bad_file(path, expected, DATA_SOURCE, e) from e
+    if raw.ndim != 2 or raw.shape[1] != 3 * 32 * 32:
+        raise bad_file(path, expected, DATA_SOURCE, f"'data' of shape {raw.shape}, not (N, 3072)")
+    if raw.size and (raw.dtype.kind not in "iu" or raw.min() < 0 or raw.max() > 255):
+        raise bad_file(path, expected, DATA_SOURCE, f"'data' of {raw.dtype} in "
+                       f"[{raw.min()}, {raw.max()}], not integers 0..255")
+    if labels.shape != (len(raw),) or labels.dtype.kind not in "iu":
+        raise bad_file(path, expected, DATA_SOURCE, f"{len(raw)} images but 'labels' of "
+                       f"{labels.dtype} {labels.shape}")
+    if n > len(raw):
+        raise ValueError(f"parameter 'n_images': {path} holds {len(raw)} images, got {n}")
+    x = torch.from_numpy(raw[:n].astype(np.uint8).reshape(n, 3, 32, 32).astype(np.float32) / 255.0)
+    y = torch.from_numpy(labels[:n].astype(np.int64))
+    check_data(x, y, str(path), len(CLASSES))
+    return x, y
 
 
 def architecture() -> Architecture:

@@ -98,7 +98,7 @@ class EmbeddedWorld:
 
 def load(spec: EmbeddedWorld, p: Params) -> World:
     """The World: the first ``p.n_images`` test images and the shipped models."""
-    from . import World, prepare, resolve_device
+    from . import World, check_data, prepare, resolve_device
 
     folder = Path(p.model_dir) / spec.name
     for name in (CLASSIFIER_FILE, UNET_FILE):
@@ -120,6 +120,7 @@ def load(spec: EmbeddedWorld, p: Params) -> World:
     if p.n_images > len(y_test):
         raise ValueError(f"parameter 'n_images': the {spec.name} test split has {len(y_test)} "
                          f"images, got {p.n_images}")
+    check_data(x_test, y_test, f"the {spec.name} test split", n_classes=10)
     return World(spec.name, x_test[:p.n_images].to(device), y_test[:p.n_images].to(device),
                  prepare(classifier, device, p), prepare(unet, device, p), spec.build_scheduler(), p,
                  class_names=[str(d) for d in range(10)])

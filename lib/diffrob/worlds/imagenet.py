@@ -33,7 +33,8 @@ from torch import Tensor, nn
 
 from ..params import Params
 from . import adm
-from .checkpoints import MissingFileError, check_all, first_present, import_robustbench, missing, require
+from .checkpoints import (MissingFileError, bad_file, check_all, first_present,
+                          import_robustbench, missing, require)
 
 if TYPE_CHECKING:
     from . import Architecture, World
@@ -77,7 +78,10 @@ def load_classifier(model_dir: str | Path) -> nn.Module:
     """``Standard_R50`` with the weights of :func:`classifier_path`."""
     path = classifier_path(model_dir)
     model = build_classifier()
-    model.model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    try:
+        model.model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as e:  # noqa: BLE001 -- truncated file, other architecture, ...
+        raise bad_file(path, "torchvision's ResNet-50 state dict", RESNET_SOURCE, e) from e
     return model
 
 
@@ -93,7 +97,12 @@ def load_diffusion(model_dir: str | Path, spec: str = "",
                    device: torch.device | str = "cpu") -> adm.ADMUNet:
     """The guided-diffusion UNet of :func:`diffusion_path`, loaded as it is (the official
     architecture, or the one a converted safetensors file names: :func:`adm.file_config`)."""
-    return adm.load_adm(diffusion_path(model_dir, spec), device)
+    path = diffusion_path(model_dir, spec)
+    try:
+        return adm.load_adm(path, device)
+    except Exception as e:  # noqa: BLE001 -- truncated file, other architecture, ...
+        raise bad_file(path, "the guided-diffusion 256x256 unconditional UNet (the official .pt "
+                       "or its `diffrob convert-adm` safetensors)", DIFFUSION_SOURCE, e) from e
 
 
 def _robustbench_file(name: str) -> Path:
@@ -133,11 +142,18 @@ def load_val_images(data_dir: str | Path, n: int) -> tuple[Tensor, Tensor]:
                                         transforms.ToTensor()])
     files = val_files(data_dir, n)
     check_val_files(files)
+    from . import check_data
+
     images = []
     for path, _ in files:
-        with Image.open(path) as im:
-            images.append(res256crop224(im.convert("RGB")))
-    return torch.stack(images), torch.tensor([label for _, label in files], dtype=torch.long)
+        try:
+            with Image.open(path) as im:
+                images.append(res256crop224(im.convert("RGB")))
+        except Exception as e:  # noqa: BLE001 -- truncated or not an image: name the file
+            raise bad_file(path, "an ImageNet validation JPEG", DATA_SOURCE, e) from e
+    x, y = torch.stack(images), torch.tensor([label for _, label in files], dtype=torch.long)
+    check_data(x, y, f"ImageNet validation images in {Path(data_dir) / 'imagenet' / 'val'}", 1000)
+    return x, y
 
 
 def class_names() -> list[str]:
