@@ -1,0 +1,101 @@
+"""What `make book` / `make chapter` show in the terminal (issue 15, items 5 to 7): wrong
+parameters stopped before a kernel starts, in one line; papermill's "unknown parameter"
+notice only for keys that are not parameters; no kernel TCP warning; stage progress."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import build_book  # noqa: E402
+
+
+@pytest.mark.parametrize("params_file, overrides, says", [
+    ("params/digits.yaml", {"eps": 3}, "did you mean 'eps_255'"),
+    ("params/digits.yaml", {"eot": -1}, "parameter 'eot'"),
+    ("params/nope.yaml", {}, "parameter file params/nope.yaml not found"),
+])
+def test_wrong_parameters_stop_the_build_in_one_line(params_file, overrides, says, capsys):
+    with pytest.raises(SystemExit) as stop:
+        build_book.check_parameters(params_file, overrides)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and says in err and err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_valid_parameters_pass():
+    build_book.check_parameters("params/digits.yaml", {"eps_255": 3.0, "eot": 5})
+
+
+def test_make_chapter_reports_a_typo_before_any_kernel(tmp_path):
+    import subprocess
+
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_book.py"), "--chapter",
+                           "04", "--no-html", "-p", "n_image", "4"], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 2
+    assert "did you mean 'n_images'" in done.stderr and "Traceback" not in done.stderr
+    assert "== 04" not in done.stdout  # no chapter started
+
+
+def record(message: str) -> logging.LogRecord:
+    return logging.LogRecord("papermill", logging.WARNING, __file__, 1, message, None, None)
+
+
+def test_papermill_notice_is_dropped_only_for_real_parameters():
+    keep = build_book.KnownParameters().filter
+    assert not keep(record("Passed unknown parameter: eot"))
+    assert keep(record("Passed unknown parameter: eotz"))
+    assert keep(record("Input Notebook:  book/04_fuzzy.ipynb"))
+
+
+def test_progress_log_prints_each_line_once_as_it_comes(tmp_path):
+    got = []
+    log = tmp_path / "x.progress"
+    with build_book.ProgressLog(log, write=got.append, every=0.01):
+        with open(log, "a") as f:
+            f.write("pgd-eot (eot 15):  50% 1/2 [00:10<00:10]\npartial")
+        time.sleep(0.2)
+        assert got == ["pgd-eot (eot 15):  50% 1/2 [00:10<00:10]"]
+        with open(log, "a") as f:
+            f.write(" line\n")
+    assert got[-1] == "partial line" and len(got) == 2
+
+
+def tiny_chapter(folder: Path) -> Path:
+    """A chapter-shaped notebook: a parameters cell, then a tqdm loop in the library's way."""
+    nb = nbformat.v4.new_notebook()
+    parameters = nbformat.v4.new_code_cell('params_file = "params/smoke.yaml"')
+    parameters.metadata["tags"] = ["parameters"]
+    nb.cells = [parameters, nbformat.v4.new_code_cell(
+        "import diffrob, time\nfrom tqdm.auto import tqdm\n"
+        "for _ in tqdm(range(3), desc='attack pgd-eot (eot 2)', unit='batch'):\n"
+        "    time.sleep(0.1)\nprint(eot)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    path = folder / "99_tiny.py"
+    nbformat.write(nb, path.with_suffix(".ipynb"))
+    return path
+
+
+def test_a_chapter_run_prints_stage_progress_and_no_false_notice(tmp_path, capfd, caplog,
+                                                                 monkeypatch):
+    monkeypatch.setattr(build_book, "LOGS", tmp_path / "logs")
+    chapter = tiny_chapter(tmp_path)
+    out = build_book.execute(chapter, tmp_path / "out.ipynb", "params/smoke.yaml",
+                             {"eot": 2, "not_a_key": 1}, progress=False)
+    seen = capfd.readouterr()
+    terminal = seen.out + seen.err
+    assert "attack pgd-eot (eot 2): 100% 3/3" in terminal  # the stage, its batches, times
+    notices = [r.getMessage() for r in caplog.records if r.name == "papermill"]
+    assert "Passed unknown parameter: not_a_key" in notices
+    assert "Passed unknown parameter: eot" not in notices
+    assert "without encryption" not in terminal
+    assert nbformat.read(out, 4).cells[-1].outputs[-1]["text"] == "2\n"
