@@ -358,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-html", action="store_true", help="execute only")
     parser.add_argument("--html-only", action="store_true",
                         help="build the HTML from the notebooks already executed")
+    parser.add_argument("--check", action="store_true",
+                        help="check the parameters and chapters, say what would run, and stop")
     args = parser.parse_args(argv)
     from papermill.exceptions import PapermillExecutionError
     overrides = {k: parse_value(v) for k, v in args.parameter}
@@ -367,6 +369,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     if not args.html_only:
         check_parameters(args.params, overrides)
+    if args.check:
+        print(f"would execute {[c.stem for c in todo] if not args.html_only else []} on "
+              f"{args.params} {overrides or ''}, then "
+              f"{'no HTML' if args.no_html else 'the HTML'}")
+        return 0
     begin, seconds = time.perf_counter(), {}
     if not args.html_only:
         missing = [c.stem for c in todo if not c.with_suffix(".ipynb").is_file()]
