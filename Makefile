@@ -14,7 +14,7 @@ ARGS   ?=
 TORCH  ?= $(if $(filter Linux,$(shell uname -s)),$(if $(shell nvidia-smi -L 2>/dev/null),default,cpu),default)
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: help env book chapter test test-fast bench train-digits clean
+.PHONY: help env book chapter test test-fast bench train-digits colab-requirements clean
 
 help:
 	@echo "make book    execute every chapter on PARAMS ($(PARAMS)) and build the HTML book"
@@ -54,6 +54,10 @@ bench: env
 
 train-digits: env
 	$(VENV)/bin/diffrob train-digits --out models/digits
+
+# The versions the chapters' Colab cell installs: the ones installed here (after `make test`).
+colab-requirements: env
+	$(PY) scripts/build_book.py --colab-requirements
 
 clean:
 	rm -rf _build

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -58,6 +59,70 @@ WIDGET_JS = {
 }
 # Our own glue: tells require.js where html-manager's files are.
 WIDGET_CONFIG = Path(__file__).resolve().parent / "widgets_js" / "widgets_config.js"
+
+
+# The first code cell of every chapter (issue 14, item 8; issue 15, item 9): written from
+# _config.yml's repository by sync_colab_cells, so the URL is set in one place. In Colab it
+# keeps the runtime's torch, torchvision and scientific stack (COLAB_KEEPS) and installs
+# the rest at the versions the book was tested with (requirements-colab.txt).
+COLAB_CELL = """\
+# Colab: fetch and install the project (a GPU runtime can run params/cifar10.yaml).
+# Written by scripts/build_book.py from _config.yml (repository); edit it there.
+import os, subprocess, sys
+if "google.colab" in sys.modules:
+    if not os.path.exists("/content/diffrob"):
+        subprocess.run(["git", "clone", "-b", "{branch}", "{url}", "/content/diffrob"], check=True)
+        # Colab's own torch stays: the other requirements at the tested versions, then the project
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", "/content/diffrob/requirements-colab.txt"], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", "/content/diffrob"], check=True)
+    os.chdir("/content/diffrob")
+    sys.path.insert(0, "/content/diffrob/lib")"""
+COLAB_KEEPS = ("torch", "torchvision", "numpy", "scipy", "scikit-learn", "pyyaml", "tqdm",
+               "matplotlib", "ipywidgets", "pandas")
+
+
+def colab_cell(root: Path = ROOT) -> str:
+    """The Colab cell for the repository and branch of ``_config.yml``."""
+    repo = yaml.safe_load((root / "_config.yml").read_text())["repository"]
+    return COLAB_CELL.format(url=repo["url"], branch=repo["branch"])
+
+
+def sync_colab_cells(root: Path = ROOT) -> list[str]:
+    """Write :func:`colab_cell` into each chapter (``.py`` and its ``.ipynb``) whose Colab cell
+    (the code cell starting ``# Colab:``) differs; return the chapters changed."""
+    import nbformat
+
+    cell, changed = colab_cell(root), []
+    for chapter in chapters(root):
+        text = chapter.read_text()
+        new = re.sub(r"^# Colab:.*?(?=\n# %%)", lambda _: cell, text, count=1, flags=re.S | re.M)
+        notebook = nbformat.read(chapter.with_suffix(".ipynb"), as_version=4)
+        cells = [c for c in notebook.cells if c.source.startswith("# Colab:")]
+        if new == text and all(c.source == cell for c in cells):
+            continue
+        chapter.write_text(new)
+        for c in cells:
+            c.source = cell
+        nbformat.write(notebook, chapter.with_suffix(".ipynb"))
+        changed.append(chapter.stem)
+    return changed
+
+
+def colab_requirements() -> str:
+    """requirements-colab.txt: the project's requirements (with the ``paper`` extra) other than
+    :data:`COLAB_KEEPS`, pinned to the versions installed here (``make colab-requirements``)."""
+    from importlib.metadata import requires, version
+
+    from packaging.requirements import Requirement
+
+    wanted = [Requirement(r) for r in requires("diffrob")]
+    names = sorted({r.name.lower() for r in wanted if r.name.lower() not in COLAB_KEEPS
+                    and r.name != "diffrob" and (r.marker is None
+                                                 or r.marker.evaluate({"extra": "paper"}))})
+    return ("# The project's requirements that Colab does not ship, at the versions the book\n"
+            "# was tested with; made by `make colab-requirements`. Read by the chapters'\n"
+            "# Colab cell (scripts/build_book.py, COLAB_CELL).\n"
+            + "".join(f"{n}=={version(n)}\n" for n in names))
 
 
 def toc_pages(root: Path = ROOT) -> list[str]:
@@ -358,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-html", action="store_true", help="execute only")
     parser.add_argument("--html-only", action="store_true",
                         help="build the HTML from the notebooks already executed")
+    parser.add_argument("--colab-requirements", action="store_true",
+                        help="write requirements-colab.txt from the installed versions and stop")
     parser.add_argument("--check", action="store_true",
                         help="check the parameters and chapters, say what would run, and stop")
     args = parser.parse_args(argv)
@@ -369,6 +436,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     if not args.html_only:
         check_parameters(args.params, overrides)
+    if args.colab_requirements:
+        (ROOT / "requirements-colab.txt").write_text(colab_requirements())
+        return 0
+    if changed := sync_colab_cells():
+        print(f"== wrote the Colab cell of {changed} from _config.yml (commit them)")
     if args.check:
         print(f"would execute {[c.stem for c in todo] if not args.html_only else []} on "
               f"{args.params} {overrides or ''}, then "

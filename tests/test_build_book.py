@@ -99,3 +99,49 @@ def test_a_chapter_run_prints_stage_progress_and_no_false_notice(tmp_path, capfd
     assert "Passed unknown parameter: eot" not in notices
     assert "without encryption" not in terminal
     assert nbformat.read(out, 4).cells[-1].outputs[-1]["text"] == "2\n"
+
+
+# --- Colab (issue 14, item 8; issue 15, item 9) ------------------------------------------
+
+def test_every_chapter_has_the_colab_cell_of_the_config():
+    assert build_book.sync_colab_cells() == []  # nothing to write: the sources are in sync
+
+
+def test_the_colab_cell_follows_the_repository_of_the_config(tmp_path):
+    import shutil
+
+    import yaml
+
+    for name in ("_toc.yml", "book"):
+        (shutil.copytree if name == "book" else shutil.copy)(ROOT / name, tmp_path / name)
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    config["repository"]["url"] = "https://github.com/someone/fork"
+    (tmp_path / "_config.yml").write_text(yaml.safe_dump(config))
+    changed = build_book.sync_colab_cells(tmp_path)
+    assert changed == [c.stem for c in build_book.chapters(tmp_path)]
+    for chapter in build_book.chapters(tmp_path):
+        assert '"https://github.com/someone/fork"' in chapter.read_text()
+        notebook = chapter.with_suffix(".ipynb").read_text()
+        assert "github.com/someone/fork" in notebook and config["repository"]["branch"] in notebook
+        assert "diffrob-book" not in chapter.read_text() + notebook
+    assert build_book.sync_colab_cells(tmp_path) == []
+
+
+def test_colab_keeps_its_torch_and_pins_the_rest_at_tested_versions():
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    cell = build_book.colab_cell()
+    assert '"--no-deps", "-e", "/content/diffrob"' in cell and "[paper]" not in cell
+    pins = [Requirement(line) for line in (ROOT / "requirements-colab.txt").read_text().split("\n")
+            if line and not line.startswith("#")]
+    assert all(len(p.specifier) == 1 and next(iter(p.specifier)).operator == "==" for p in pins)
+    pinned = {p.name.lower(): next(iter(p.specifier)).version for p in pins}
+    assert not set(pinned) & set(build_book.COLAB_KEEPS)
+    project = [Requirement(r) for r in requires("diffrob")]
+    for req in project:  # every requirement but Colab's own is pinned, within the project's range
+        if req.name.lower() in build_book.COLAB_KEEPS or req.name == "diffrob" or (
+                req.marker and not req.marker.evaluate({"extra": "paper"})):
+            continue
+        assert req.name.lower() in pinned and req.specifier.contains(pinned[req.name.lower()])
