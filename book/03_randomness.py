@@ -45,6 +45,8 @@ if "google.colab" in sys.modules:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", "/content/diffrob"], check=True)
     os.chdir("/content/diffrob")
     sys.path.insert(0, "/content/diffrob/lib")
+    print("Colab: results are stored in this runtime only (results/); the Summary lists the "
+          "chapters run in this runtime.")
 # %% tags=["parameters"]
 params_file = "params/digits.yaml"
 

@@ -76,7 +76,9 @@ if "google.colab" in sys.modules:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", "/content/diffrob/requirements-colab.txt"], check=True)
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", "/content/diffrob"], check=True)
     os.chdir("/content/diffrob")
-    sys.path.insert(0, "/content/diffrob/lib")"""
+    sys.path.insert(0, "/content/diffrob/lib")
+    print("Colab: results are stored in this runtime only (results/); the Summary lists the "
+          "chapters run in this runtime.")"""
 COLAB_KEEPS = ("torch", "torchvision", "numpy", "scipy", "scikit-learn", "pyyaml", "tqdm",
                "matplotlib", "ipywidgets", "pandas")
 
@@ -344,6 +346,62 @@ def strip_progress_bars(path: Path) -> int:
     return removed
 
 
+EXECUTION_MARK = "<!-- execution table: written here by scripts/build_book.py -->"
+
+
+def git_commit(root: Path = ROOT) -> str:
+    """Short commit of the checkout, ``+`` when it has uncommitted changes; ``unknown`` outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=root, check=True,
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+" if dirty else "")
+
+
+def record_execution(chapter: str, params_file: str, overrides: dict[str, Any], seconds: float,
+                     logs: Path = LOGS, root: Path = ROOT) -> Path:
+    """Write ``logs/<chapter>.json``: how the chapter was executed (the execution page's row)."""
+    import json
+
+    import diffrob
+    from diffrob import params, store
+
+    path = Path(params_file)
+    p = params.load(path if path.is_absolute() else root / path, **overrides)
+    record = {"chapter": chapter, "params_file": params_file, "overrides": overrides,
+              "digest": store.digest(p.as_dict())[:12], "seconds": round(seconds, 1),
+              "diffrob": diffrob.__version__, "commit": git_commit(root),
+              "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    logs.mkdir(parents=True, exist_ok=True)
+    out = logs / f"{chapter}.json"
+    out.write_text(json.dumps(record, indent=1))
+    return out
+
+
+def execution_page(template: str, names: list[str], logs: Path = LOGS) -> str:
+    """``template`` (book/execution.md) with its mark replaced by one table row per chapter."""
+    import json
+
+    if EXECUTION_MARK not in template:
+        raise ValueError(f"book/execution.md: the line {EXECUTION_MARK!r} is missing")
+    rows = ["| chapter | parameters | digest | run time | diffrob | commit | finished |",
+            "|---|---|---|---|---|---|---|"]
+    for name in names:
+        path = logs / f"{name}.json"
+        if not path.is_file():
+            rows.append(f"| {name} | not recorded | | | | | |")
+            continue
+        r = json.loads(path.read_text())
+        given = ", ".join([f"`{r['params_file']}`"] + [f"`{k}={v!r}`"
+                                                       for k, v in r["overrides"].items()])
+        rows.append(f"| {name} | {given} | `{r['digest']}` | {r['seconds']:.0f} s | "
+                    f"{r['diffrob']} | `{r['commit']}` | {r['finished']} |")
+    return template.replace(EXECUTION_MARK, "\n".join(rows))
+
+
 def widget_js(dest: Path, node_modules: Path = NODE) -> Path:
     """Copy the widget JavaScript (html-manager, require.js) into ``dest``; ``npm ci`` if missing."""
     if not all((node_modules / pkg).is_dir() for pkg in WIDGET_JS):
@@ -363,8 +421,12 @@ def widget_js(dest: Path, node_modules: Path = NODE) -> Path:
     return dest
 
 
-def assemble(src: Path = SOURCE, executed: Path = EXECUTED, root: Path = ROOT) -> Path:
+def assemble(src: Path = SOURCE, executed: Path = EXECUTED, root: Path = ROOT,
+             logs: Path = LOGS) -> Path:
     """Lay out the build source: config, toc, text pages, executed notebooks, widget JS.
+
+    ``book/execution.md`` is filled in from the execution records in ``logs``
+    (:func:`execution_page`).
 
     Files are copied with their times kept, so Sphinx re-reads only what changed.
     Raises ``FileNotFoundError`` listing the chapters that were never executed.
@@ -385,7 +447,11 @@ def assemble(src: Path = SOURCE, executed: Path = EXECUTED, root: Path = ROOT) -
         target.unlink()
     for target, origin in wanted.items():
         target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.exists() or target.stat().st_mtime != origin.stat().st_mtime:
+        if origin.name == "execution.md":  # written from the records of the executions
+            text = execution_page(origin.read_text(), [c.stem for c in chapters(root)], logs)
+            if not target.exists() or target.read_text() != text:
+                target.write_text(text)
+        elif not target.exists() or target.stat().st_mtime != origin.stat().st_mtime:
             shutil.copy2(origin, target)
     widget_js(src / "widgets_js", root / "node_modules")
     return src
@@ -463,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"is {out.relative_to(ROOT)}", file=sys.stderr)
                 return 1
             seconds[chapter.stem] = time.perf_counter() - start
+            record_execution(chapter.stem, args.params, overrides, seconds[chapter.stem])
             print(f"== {chapter.stem}: {seconds[chapter.stem]:.0f} s", flush=True)
     if not args.no_html:
         start = time.perf_counter()

@@ -145,3 +145,95 @@ def test_colab_keeps_its_torch_and_pins_the_rest_at_tested_versions():
                 req.marker and not req.marker.evaluate({"extra": "paper"})):
             continue
         assert req.name.lower() in pinned and req.specifier.contains(pinned[req.name.lower()])
+
+
+# --- bibliography and execution page (issue 14, items 5 and 7) ---------------------------
+
+WORKS = {  # issue 14, item 5: key -> a word of its title
+    "liu2025diffusion": "Adversarial Robustness", "nie2022diffpure": "Adversarial Purification",
+    "ho2020ddpm": "Denoising Diffusion Probabilistic", "song2021ddim": "Implicit",
+    "dhariwal2021guided": "Beat", "lee2023robust": "Robust Evaluation",
+    "kang2023diffattack": "DiffAttack", "wang2024diffhammer": "DiffHammer",
+    "athalye2018obfuscated": "Obfuscated", "carlini2019evaluating": "On Evaluating",
+    "tramer2017space": "Transferable", "madry2018towards": "Resistant",
+    "croce2020reliable": "Parameter-Free"}
+
+
+def test_the_bibliography_has_every_work_with_title_authors_year_and_venue():
+    import yaml
+    from pybtex.database import parse_file
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["bibtex_bibfiles"] == ["book/references.bib"]
+    entries = parse_file(ROOT / "book" / "references.bib").entries
+    assert set(entries) == set(WORKS)
+    for key, word in WORKS.items():
+        e = entries[key]
+        assert word in e.fields["title"] and e.persons["author"] and e.fields["year"].isdigit()
+        assert e.fields.get("booktitle") or e.fields.get("journal"), key
+    assert "book/references" in build_book.toc_pages()
+    assert "```{bibliography}" in (ROOT / "book" / "references.md").read_text()
+
+
+def test_execution_records_make_the_execution_page(tmp_path):
+    from diffrob import params, store
+
+    record = build_book.record_execution("04_fuzzy", "params/smoke.yaml", {"eot": 2}, 61.4,
+                                         logs=tmp_path)
+    assert record.name == "04_fuzzy.json"
+    digest = store.digest(params.load(ROOT / "params/smoke.yaml", eot=2).as_dict())[:12]
+    template = (ROOT / "book" / "execution.md").read_text()
+    page = build_book.execution_page(template, ["04_fuzzy", "05_cap"], tmp_path)
+    assert build_book.EXECUTION_MARK not in page
+    row = next(line for line in page.splitlines() if line.startswith("| 04_fuzzy"))
+    assert f"`{digest}`" in row and "`params/smoke.yaml`, `eot=2`" in row and "61 s" in row
+    import diffrob
+    assert f"| {diffrob.__version__} |" in row and build_book.git_commit().rstrip("+") in row
+    assert "| 05_cap | not recorded |" in page
+    with pytest.raises(ValueError, match="execution.md"):
+        build_book.execution_page("# no mark", ["04_fuzzy"], tmp_path)
+
+
+def test_a_built_page_resolves_citations_and_offers_its_executed_notebook(tmp_path):
+    """A small book with the project's _config.yml (less the widget files), a chapter-like
+    notebook citing the paper, the execution page and the references, through `jb build -W`."""
+    import shutil
+
+    import yaml
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    for key in ("html_static_path", "nb_ipywidgets_js"):
+        config["sphinx"]["config"].pop(key)
+    (tmp_path / "_config.yml").write_text(yaml.safe_dump(config))
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n"
+                                       "  - file: book/tiny\n  - file: book/execution\n"
+                                       "  - file: book/references\n")
+    book = tmp_path / "book"
+    book.mkdir()
+    (book / "intro.md").write_text("# Intro\n")
+    for name in ("references.md", "references.bib"):
+        shutil.copy(ROOT / "book" / name, book / name)
+    build_book.record_execution("tiny", "params/smoke.yaml", {}, 1.0, logs=tmp_path / "logs")
+    (book / "execution.md").write_text(build_book.execution_page(
+        (ROOT / "book" / "execution.md").read_text(), ["tiny"], tmp_path / "logs"))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Tiny\nAs {cite:t}`liu2025diffusion` show."),
+                nbformat.v4.new_code_cell("1 + 1")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    nbformat.write(nb, book / "tiny.ipynb")
+    jb = Path(sys.executable).with_name("jb")
+    import subprocess
+
+    done = subprocess.run([str(jb), "build", str(tmp_path), "--builder", "html", "-W"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    html = tmp_path / "_build" / "html" / "book"
+    tiny = (html / "tiny.html").read_text()
+    assert "references.html#" in tiny and "2025" in tiny  # the citation resolved
+    assert "_sources/book/tiny.ipynb" in tiny  # the download button's notebook
+    assert "colab.research.google.com/github/" + config["repository"]["url"].split(
+        "github.com/")[1] in tiny
+    assert "Dhariwal" in (html / "references.html").read_text()
+    assert "params/smoke.yaml" in (html / "execution.html").read_text()
