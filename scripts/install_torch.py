@@ -4,9 +4,11 @@
 
 The versions allowed are the project's own (the ``torch`` and ``torchvision`` lines of
 ``pyproject.toml``), so the install of the project that follows keeps them. Without
-the CUDA libraries the environment is several GB smaller (README). When the index
-cannot be reached pip falls back on the indexes it is configured with; the last line
-says which build came in.
+the CUDA libraries the environment is several GB smaller (README). pip runs
+``--isolated``: both wheels come from that one index, never a CPU torch beside a CUDA
+torchvision found through a configured extra index or find-links folder (their
+compiled operators do not load together). When the index cannot be reached nothing is
+installed here, and the project's install brings PyPI's torch.
 """
 
 from __future__ import annotations
@@ -37,15 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index-url", default=CPU_INDEX,
                         help="where the CPU wheels are (default: %(default)s)")
     args = parser.parse_args(argv)
-    done = subprocess.run([sys.executable, "-m", "pip", "install", "--index-url", args.index_url,
-                           *torch_requirements()])
+    done = subprocess.run([sys.executable, "-m", "pip", "--isolated", "install", "--index-url",
+                           args.index_url, *torch_requirements()])
     if done.returncode:
         print(f"note: no CPU wheels from {args.index_url}; the project's install brings "
               f"PyPI's torch (with CUDA libraries on Linux)", file=sys.stderr)
         return 0
-    subprocess.run([sys.executable, "-c", "import torch; print('installed torch', "
-                    "torch.__version__, 'CUDA', torch.version.cuda or 'none (CPU only)')"])
-    return 0
+    return subprocess.run([sys.executable, "-c", "import torch, torchvision; print('installed "
+                           "torch', torch.__version__, 'torchvision', torchvision.__version__, "
+                           "'CUDA', torch.version.cuda or 'none (CPU only)')"]).returncode
 
 
 if __name__ == "__main__":

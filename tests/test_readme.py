@@ -132,3 +132,20 @@ def test_nothing_cites_a_file_that_is_not_shipped():
     citing = [f for f in tracked if f.endswith((".py", ".yaml", ".md", ".yml"))
               and "FACTS.md" in (ROOT / f).read_text(errors="ignore")]
     assert citing == []
+
+
+def test_the_cpu_switch_installs_torch_from_the_cpu_index_with_the_projects_versions():
+    """README, "A CPU-only install": TORCH=cpu runs scripts/install_torch.py before the
+    project, TORCH=default does not; the versions are pyproject.toml's."""
+    import tomllib
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import install_torch
+
+    cpu = run(["make", "-n", "-B", "env", "TORCH=cpu"]).stdout.splitlines()
+    default = run(["make", "-n", "-B", "env", "TORCH=default"]).stdout
+    steps = [i for i, line in enumerate(cpu) if "install_torch.py" in line or "pip install" in line]
+    assert "install_torch.py --index-url https://download.pytorch.org/whl/cpu" in cpu[steps[0]]
+    assert "pip install -e" in cpu[steps[1]] and "install_torch.py" not in default
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert install_torch.torch_requirements() == [d for d in deps if d.startswith("torch")]
