@@ -130,7 +130,7 @@ def test_nothing_cites_a_file_that_is_not_shipped():
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
                              check=True).stdout.split()
     citing = [f for f in tracked if f.endswith((".py", ".yaml", ".md", ".yml"))
-              and "FACTS.md" in (ROOT / f).read_text(errors="ignore")]
+              and f != "tests/test_readme.py" and "FACTS.md" in (ROOT / f).read_text(errors="ignore")]
     assert citing == []
 
 
