@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 from typing import Any
@@ -69,11 +70,12 @@ def _plan(args: argparse.Namespace) -> None:
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(costs.to_string(formatters=formats, na_rep="-"))
     print(f"\nin all: {costs['PFLOP'].sum():,.1f} PFLOP, {costs[hours].sum():,.2f} GPU hours at "
-          f"{args.tflops:g} TFLOP/s sustained (--tflops).\n"
-          f"GB per call: activation memory of one forward/backward of 'rows per call' rows "
-          f"through every diffusion step; 'fits': beside the weights ({units.weights / 1e9:.2f} "
-          f"GB) in {args.gpu_gb:g} GB (--gpu-gb). '-': the stage keeps no such graph (BPDA's "
-          f"gradient skips the diffusion model; evaluations need no gradient).")
+          f"{args.tflops:g} TFLOP/s sustained (--tflops).")
+    note = (f"GB per call: activation memory of one forward/backward of 'rows per call' rows "
+            f"through every diffusion step; 'fits': beside the weights ({units.weights / 1e9:.2f} "
+            f"GB) in {args.gpu_gb:g} GB (--gpu-gb). '-': the stage keeps no such graph (BPDA's "
+            f"gradient skips the diffusion model; evaluations need no gradient).")
+    print(textwrap.fill(note, width=100))
     for advice in _memory_advice(p, costs, args.gpu_gb - units.weights / 1e9):
         print(advice)
 
@@ -89,7 +91,7 @@ def _memory_advice(p, costs, free_gb: float) -> list[str]:
                          f"(now {p.jacobian_chunk}).")
         elif rows_fit >= p.batch_size:
             lines.append(f"{stage} does not fit: set -p eot_batch {rows_fit // p.batch_size} "
-                         f"(now {p.eot_batch}; rows per call = batch_size x eot_batch; the "
+                         f"(now {p.eot_batch or f'0, all {p.eot}'}; rows per call = batch_size x eot_batch; the "
                          f"result is the same up to float rounding).")
         else:
             lines.append(f"{stage} does not fit: set -p eot_batch 1 -p batch_size "
