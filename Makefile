@@ -7,23 +7,36 @@ PY     := $(VENV)/bin/python
 PARAMS ?= params/digits.yaml
 CH     ?=
 ARGS   ?=
+# Which PyTorch build the first run installs (README, "A CPU-only install"):
+#   cpu      PyTorch's CPU-only wheels from TORCH_INDEX: no CUDA libraries
+#   default  PyPI's wheels (on Linux with the CUDA libraries, several GB)
+# Default: cpu on Linux where no NVIDIA driver answers (no working `nvidia-smi`).
+TORCH  ?= $(if $(filter Linux,$(shell uname -s)),$(if $(shell nvidia-smi -L 2>/dev/null),default,cpu),default)
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: help env book chapter test test-fast bench train clean
+.PHONY: help env book chapter test test-fast bench train colab-requirements clean
 
 help:
 	@echo "make book    execute every chapter on PARAMS ($(PARAMS)) and build the HTML book"
 	@echo "make chapter CH=02_distances PARAMS=params/digits.yaml ARGS='-p eot 5'"
 	@echo "make test    install and run the test suite"
 	@echo "make bench   run the benchmarks (tables printed and saved under bench/results/)"
+	@echo "make env     only create .venv (TORCH=cpu|default, here: $(TORCH)); then"
+	@echo "             'source .venv/bin/activate' puts diffrob, papermill and jb on the PATH"
 
 env: $(VENV)/.installed
 
 # torch is capped at the release that lies on the build machines' disk (pyproject.toml).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	@echo "== PyTorch build: TORCH=$(TORCH)"
+ifeq ($(TORCH),cpu)
+	$(PY) scripts/install_torch.py --index-url $(TORCH_INDEX)
+endif
 	$(PY) -m pip install -e ".[all]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3"
 	touch $@
+	@du -sh $(VENV) | sed 's/^/== installed: /'
 
 book: env
 	$(PY) scripts/build_book.py --params $(PARAMS) $(ARGS)
@@ -41,6 +54,10 @@ bench: env
 
 train: env
 	$(VENV)/bin/diffrob train $(or $(WORLD),digits)
+
+# The versions the chapters' Colab cell installs: the ones installed here (after `make test`).
+colab-requirements: env
+	$(PY) scripts/build_book.py --colab-requirements
 
 clean:
 	rm -rf _build

@@ -6,7 +6,7 @@
 2. Peak memory and time of one full gradient through t* = 10, 50, 100 reverse+forward
    steps, with and without per-step activation checkpointing. Each configuration runs in
    a fresh process; memory is its peak RSS (model and runtime included, as DiffAttack's
-   table in FACTS.md counts GPU memory) and the growth of that peak during the gradient
+   memory table (Kang et al. 2023) counts GPU memory) and the growth of that peak during the gradient
    (the activations kept). Target: checkpointed peak at 100 steps within 1.5x of 10 steps.
 """
 

@@ -14,24 +14,40 @@ copy, widget state included (nbclient's ``store_widget_state``), is written to
 repository's layout (so Colab buttons point at ``book/NN_name.ipynb``), plus the widget
 JavaScript served by the book itself (``widgets_js/``, from the npm packages of
 ``package.json``). ``jb build -W`` turns every warning into an error.
+
+What the terminal shows (issue 15): a wrong parameter file or key stops the build
+before any kernel starts, in one line naming the closest valid keys; papermill's
+"Passed unknown parameter" notice is kept only for keys that are not parameters (the
+chapters read every ``diffrob.params`` key through ``params.load_notebook``, so for those
+the notice is false); kernels talk over IPC sockets (no "TCP without encryption"
+warning); and each chapter's kernel appends stage progress (which attack or stage,
+batches done, elapsed and remaining time; :mod:`diffrob.progress`) to
+``_build/logs/<chapter>.progress``, printed here as it comes.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import default
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "_build"
 EXECUTED = BUILD / "notebooks"
 SOURCE = BUILD / "src"
+LOGS = BUILD / "logs"
 HTML = BUILD / "html"
 NODE = ROOT / "node_modules"
 # What the book serves instead of a CDN: html-manager's self-contained AMD bundle
@@ -43,6 +59,72 @@ WIDGET_JS = {
 }
 # Our own glue: tells require.js where html-manager's files are.
 WIDGET_CONFIG = Path(__file__).resolve().parent / "widgets_js" / "widgets_config.js"
+
+
+# The first code cell of every chapter (issue 14, item 8; issue 15, item 9): written from
+# _config.yml's repository by sync_colab_cells, so the URL is set in one place. In Colab it
+# keeps the runtime's torch, torchvision and scientific stack (COLAB_KEEPS) and installs
+# the rest at the versions the book was tested with (requirements-colab.txt).
+COLAB_CELL = """\
+# Colab: fetch and install the project (a GPU runtime can run params/cifar10.yaml).
+# Written by scripts/build_book.py from _config.yml (repository); edit it there.
+import os, subprocess, sys
+if "google.colab" in sys.modules:
+    if not os.path.exists("/content/diffrob"):
+        subprocess.run(["git", "clone", "-b", "{branch}", "{url}", "/content/diffrob"], check=True)
+        # Colab's own torch stays: the other requirements at the tested versions, then the project
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", "/content/diffrob/requirements-colab.txt"], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", "/content/diffrob"], check=True)
+    os.chdir("/content/diffrob")
+    sys.path.insert(0, "/content/diffrob/lib")
+    print("Colab: results are stored in this runtime only (results/); the Summary lists the "
+          "chapters run in this runtime.")"""
+COLAB_KEEPS = ("torch", "torchvision", "numpy", "scipy", "scikit-learn", "pyyaml", "tqdm",
+               "matplotlib", "ipywidgets", "pandas")
+
+
+def colab_cell(root: Path = ROOT) -> str:
+    """The Colab cell for the repository and branch of ``_config.yml``."""
+    repo = yaml.safe_load((root / "_config.yml").read_text())["repository"]
+    return COLAB_CELL.format(url=repo["url"], branch=repo["branch"])
+
+
+def sync_colab_cells(root: Path = ROOT) -> list[str]:
+    """Write :func:`colab_cell` into each chapter (``.py`` and its ``.ipynb``) whose Colab cell
+    (the code cell starting ``# Colab:``) differs; return the chapters changed."""
+    import nbformat
+
+    cell, changed = colab_cell(root), []
+    for chapter in chapters(root):
+        text = chapter.read_text()
+        new = re.sub(r"^# Colab:.*?(?=\n# %%)", lambda _: cell, text, count=1, flags=re.S | re.M)
+        notebook = nbformat.read(chapter.with_suffix(".ipynb"), as_version=4)
+        cells = [c for c in notebook.cells if c.source.startswith("# Colab:")]
+        if new == text and all(c.source == cell for c in cells):
+            continue
+        chapter.write_text(new)
+        for c in cells:
+            c.source = cell
+        nbformat.write(notebook, chapter.with_suffix(".ipynb"))
+        changed.append(chapter.stem)
+    return changed
+
+
+def colab_requirements() -> str:
+    """requirements-colab.txt: the project's requirements (with the ``paper`` extra) other than
+    :data:`COLAB_KEEPS`, pinned to the versions installed here (``make colab-requirements``)."""
+    from importlib.metadata import requires, version
+
+    from packaging.requirements import Requirement
+
+    wanted = [Requirement(r) for r in requires("diffrob")]
+    names = sorted({r.name.lower() for r in wanted if r.name.lower() not in COLAB_KEEPS
+                    and r.name != "diffrob" and (r.marker is None
+                                                 or r.marker.evaluate({"extra": "paper"}))})
+    return ("# The project's requirements that Colab does not ship, at the versions the book\n"
+            "# was tested with; made by `make colab-requirements`. Read by the chapters'\n"
+            "# Colab cell (scripts/build_book.py, COLAB_CELL).\n"
+            + "".join(f"{n}=={version(n)}\n" for n in names))
 
 
 def toc_pages(root: Path = ROOT) -> list[str]:
@@ -84,11 +166,83 @@ def find_chapter(name: str, root: Path = ROOT) -> Path:
     return found[0]
 
 
+class IPCKernelManager(AsyncKernelManager):
+    """A kernel reached over local IPC sockets instead of TCP (no unencrypted TCP port)."""
+
+    @default("transport")
+    def _transport_default(self) -> str:
+        return "ipc"
+
+
+class KnownParameters(logging.Filter):
+    """Drop papermill's "Passed unknown parameter: KEY" when KEY is a ``diffrob.params`` key.
+
+    papermill knows only the names of a chapter's parameters cell (``params_file``); the
+    chapters take every other key of :class:`diffrob.params.Params` from the injected
+    variables. Other keys keep the notice (and the chapter then stops on them).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from diffrob.params import FIELDS
+
+        prefix = "Passed unknown parameter: "
+        message = record.getMessage()
+        return not (message.startswith(prefix) and message[len(prefix):] in FIELDS)
+
+
+class ProgressLog:
+    """``with ProgressLog(path): ...``: the kernels started inside write stage progress to
+    ``path`` (:mod:`diffrob.progress`), and a thread prints each new line through ``write``."""
+
+    def __init__(self, path: Path, write=None, every: float = 0.5) -> None:
+        from tqdm import tqdm
+
+        self.path, self.every = path, every
+        self.write = write or (lambda line: tqdm.write(f"   {line}", file=sys.stdout))
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._follow, daemon=True)
+
+    def __enter__(self) -> "ProgressLog":
+        from diffrob.progress import ENV
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("")
+        self.saved = os.environ.get(ENV)
+        os.environ[ENV] = str(self.path)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from diffrob.progress import ENV
+
+        self.stop.set()
+        self.thread.join()
+        if self.saved is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = self.saved
+
+    def _follow(self) -> None:
+        with open(self.path) as log:
+            pending = ""
+            while True:
+                stopping = self.stop.is_set()
+                pending += log.read()
+                *lines, pending = pending.split("\n")
+                for line in lines:
+                    self.write(line)
+                if stopping:
+                    return
+                self.stop.wait(self.every)
+
+
 def execute(chapter: Path, out: Path, params_file: str, overrides: dict[str, Any] | None = None,
             cwd: Path = ROOT, progress: bool = True) -> Path:
     """Run one chapter's paired ``.ipynb`` with papermill into ``out`` and keep its widget state.
 
-    tqdm's progress-bar widgets are then removed from ``out`` (:func:`strip_progress_bars`).
+    The kernel runs on IPC sockets (:class:`IPCKernelManager`); with ``progress``, its stage
+    progress is printed as it comes (:class:`ProgressLog`, ``_build/logs/``). tqdm's
+    progress-bar widgets are then removed from ``out`` (:func:`strip_progress_bars`).
 
     Raises ``FileNotFoundError`` naming the chapter if it has no notebook, and
     papermill's ``PapermillExecutionError`` (the executed copy, with the error, is in
@@ -101,10 +255,14 @@ def execute(chapter: Path, out: Path, params_file: str, overrides: dict[str, Any
         raise FileNotFoundError(f"chapter {chapter.stem}: {notebook} not found (listed in "
                                 f"_toc.yml; pair it with `jupytext --set-formats ipynb,py:percent`)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(
-        str(notebook), str(out), parameters={"params_file": params_file, **(overrides or {})},
-        cwd=str(cwd), kernel_name="python3", language="python", progress_bar=progress,
-        store_widget_state=True)
+    logger = logging.getLogger("papermill")
+    if not any(isinstance(f, KnownParameters) for f in logger.filters):
+        logger.addFilter(KnownParameters())
+    with ProgressLog(LOGS / f"{chapter.stem}.progress", write=None if progress else print):
+        papermill.execute_notebook(
+            str(notebook), str(out), parameters={"params_file": params_file, **(overrides or {})},
+            cwd=str(cwd), kernel_name="python3", language="python", progress_bar=progress,
+            store_widget_state=True, kernel_manager_class=IPCKernelManager)
     strip_progress_bars(out)
     hide_default_parameters(out)
     return out
@@ -177,6 +335,62 @@ def strip_progress_bars(path: Path) -> int:
     return removed
 
 
+EXECUTION_MARK = "<!-- execution table: written here by scripts/build_book.py -->"
+
+
+def git_commit(root: Path = ROOT) -> str:
+    """Short commit of the checkout, ``+`` when it has uncommitted changes; ``unknown`` outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=root, check=True,
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+" if dirty else "")
+
+
+def record_execution(chapter: str, params_file: str, overrides: dict[str, Any], seconds: float,
+                     logs: Path = LOGS, root: Path = ROOT) -> Path:
+    """Write ``logs/<chapter>.json``: how the chapter was executed (the execution page's row)."""
+    import json
+
+    import diffrob
+    from diffrob import params, store
+
+    path = Path(params_file)
+    p = params.load(path if path.is_absolute() else root / path, **overrides)
+    record = {"chapter": chapter, "params_file": params_file, "overrides": overrides,
+              "digest": store.digest(p.as_dict())[:12], "seconds": round(seconds, 1),
+              "diffrob": diffrob.__version__, "commit": git_commit(root),
+              "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    logs.mkdir(parents=True, exist_ok=True)
+    out = logs / f"{chapter}.json"
+    out.write_text(json.dumps(record, indent=1))
+    return out
+
+
+def execution_page(template: str, names: list[str], logs: Path = LOGS) -> str:
+    """``template`` (book/execution.md) with its mark replaced by one table row per chapter."""
+    import json
+
+    if EXECUTION_MARK not in template:
+        raise ValueError(f"book/execution.md: the line {EXECUTION_MARK!r} is missing")
+    rows = ["| chapter | parameters | digest | run time | diffrob | commit | finished |",
+            "|---|---|---|---|---|---|---|"]
+    for name in names:
+        path = logs / f"{name}.json"
+        if not path.is_file():
+            rows.append(f"| {name} | not recorded | | | | | |")
+            continue
+        r = json.loads(path.read_text())
+        given = ", ".join([f"`{r['params_file']}`"] + [f"`{k}={v!r}`"
+                                                       for k, v in r["overrides"].items()])
+        rows.append(f"| {name} | {given} | `{r['digest']}` | {r['seconds']:.0f} s | "
+                    f"{r['diffrob']} | `{r['commit']}` | {r['finished']} |")
+    return template.replace(EXECUTION_MARK, "\n".join(rows))
+
+
 def widget_js(dest: Path, node_modules: Path = NODE) -> Path:
     """Copy the widget JavaScript (html-manager, require.js) into ``dest``; ``npm ci`` if missing."""
     if not all((node_modules / pkg).is_dir() for pkg in WIDGET_JS):
@@ -196,8 +410,12 @@ def widget_js(dest: Path, node_modules: Path = NODE) -> Path:
     return dest
 
 
-def assemble(src: Path = SOURCE, executed: Path = EXECUTED, root: Path = ROOT) -> Path:
+def assemble(src: Path = SOURCE, executed: Path = EXECUTED, root: Path = ROOT,
+             logs: Path = LOGS) -> Path:
     """Lay out the build source: config, toc, text pages, executed notebooks, widget JS.
+
+    ``book/execution.md`` is filled in from the execution records in ``logs``
+    (:func:`execution_page`).
 
     Files are copied with their times kept, so Sphinx re-reads only what changed.
     Raises ``FileNotFoundError`` listing the chapters that were never executed.
@@ -218,7 +436,11 @@ def assemble(src: Path = SOURCE, executed: Path = EXECUTED, root: Path = ROOT) -
         target.unlink()
     for target, origin in wanted.items():
         target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.exists() or target.stat().st_mtime != origin.stat().st_mtime:
+        if origin.name == "execution.md":  # written from the records of the executions
+            text = execution_page(origin.read_text(), [c.stem for c in chapters(root)], logs)
+            if not target.exists() or target.read_text() != text:
+                target.write_text(text)
+        elif not target.exists() or target.stat().st_mtime != origin.stat().st_mtime:
             shutil.copy2(origin, target)
     widget_js(src / "widgets_js", root / "node_modules")
     return src
@@ -232,6 +454,19 @@ def build_html(src: Path = SOURCE, root: Path = ROOT) -> Path:
     return root / "_build" / "html"
 
 
+def check_parameters(params_file: str, overrides: dict[str, Any], root: Path = ROOT) -> None:
+    """Exit with one line (status 2) if the parameter file or an override is wrong: before any
+    kernel starts, as the chapters would read them (from ``root``), with the closest keys."""
+    from diffrob import params
+
+    path = Path(params_file)
+    try:
+        params.load(path if path.is_absolute() else root / path, **overrides)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"build_book: error: {err}".replace(str(root) + os.sep, ""), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", default="params/digits.yaml",
@@ -243,6 +478,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-html", action="store_true", help="execute only")
     parser.add_argument("--html-only", action="store_true",
                         help="build the HTML from the notebooks already executed")
+    parser.add_argument("--colab-requirements", action="store_true",
+                        help="write requirements-colab.txt from the installed versions and stop")
+    parser.add_argument("--check", action="store_true",
+                        help="check the parameters and chapters, say what would run, and stop")
     args = parser.parse_args(argv)
     from papermill.exceptions import PapermillExecutionError
     from diffrob.params import parse_override
@@ -251,6 +490,18 @@ def main(argv: list[str] | None = None) -> int:
         todo = [find_chapter(c) for c in args.chapter] if args.chapter else chapters()
     except ValueError as err:
         parser.error(str(err))
+    if not args.html_only:
+        check_parameters(args.params, overrides)
+    if args.colab_requirements:
+        (ROOT / "requirements-colab.txt").write_text(colab_requirements())
+        return 0
+    if changed := sync_colab_cells():
+        print(f"== wrote the Colab cell of {changed} from _config.yml (commit them)")
+    if args.check:
+        print(f"would execute {[c.stem for c in todo] if not args.html_only else []} on "
+              f"{args.params} {overrides or ''}, then "
+              f"{'no HTML' if args.no_html else 'the HTML'}")
+        return 0
     begin, seconds = time.perf_counter(), {}
     if not args.html_only:
         missing = [c.stem for c in todo if not c.with_suffix(".ipynb").is_file()]
@@ -268,6 +519,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"is {out.relative_to(ROOT)}", file=sys.stderr)
                 return 1
             seconds[chapter.stem] = time.perf_counter() - start
+            record_execution(chapter.stem, args.params, overrides, seconds[chapter.stem])
             print(f"== {chapter.stem}: {seconds[chapter.stem]:.0f} s", flush=True)
     if not args.no_html:
         start = time.perf_counter()

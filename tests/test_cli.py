@@ -10,7 +10,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from diffrob.worlds import digits
+from diffrob import params
+from diffrob.worlds import digits, mnist
 
 # 8 batches of one image, small enough for seconds, slow enough to be killed mid-run
 TINY = ["-p", "n_images", "8", "-p", "batch_size", "1", "-p", "t_star", "2",
@@ -94,3 +95,90 @@ def test_evaluate_prints_table_1_and_keeps_other_parameters_apart(tmp_path, mode
     assert len(list((tmp_path / "digits" / "evaluate" / "bpda").glob("*/*.safetensors"))) == 8
     run("evaluate", tmp_path, model_dir, "--source", "clean", "-p", "t_star", "1")
     assert len(list((tmp_path / "digits" / "evaluate" / "clean").iterdir())) == 2
+
+
+# --- the first hour of a newcomer (issue 15): help texts, user errors, plan's advice -------
+
+import argparse  # noqa: E402
+
+import pandas as pd  # noqa: E402
+
+from diffrob import cli, names  # noqa: E402
+
+
+def subparsers():
+    action = next(a for a in cli.parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
+
+
+def test_help_has_no_rest_markup_and_every_option_says_what_it_does_and_its_default():
+    assert "``" not in cli.parser().format_help()
+    for name, sub in subparsers().items():
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"diffrob {name} {action.option_strings}: no help"
+            if action.default not in (None, [], "", False) and action.option_strings:
+                assert "%(default)s" in action.help, f"diffrob {name} {action.dest}: default"
+    assert "TrainConfig" not in subparsers()["train"].format_help()
+
+
+def test_train_help_states_each_worlds_training_defaults():
+    text = " ".join(subparsers()["train"].format_help().split())
+    for name, module in (("digits", digits), ("mnist", mnist)):
+        cfg = module.SPEC.train
+        assert f"{cfg.ddpm_steps} {name}" in text and f"{cfg.classifier_epochs} {name}" in text
+        assert cfg.seed == 0 and "(default: 0)" in text
+    args = cli.parser().parse_args(["train", "mnist"])
+    assert (args.world, args.ddpm_steps, args.classifier_epochs) == ("mnist", None, None)
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["evaluate", "--params", "params/smoke.yaml", "-p", "eps", "3"], "did you mean 'eps_255'"),
+    (["plan", "--params", "params/smoke.yaml", "-p", "n_image", "3"], "did you mean 'n_images'"),
+    (["attack", "--params", "params/nope.yaml"], "params/nope.yaml not found"),
+    (["attack", "--params", "params/smoke.yaml", "--shard", "2/2"], "--shard"),
+    (["attack", "--params", "params/smoke.yaml", "--shard", "0/2", "--submitit", "local"],
+     "exclude each other"),
+    (["attack", "--params", "params/smoke.yaml", "-p", "model_dir", "/nonexistent"],
+     "not found in /nonexistent"),
+])
+def test_a_user_error_is_one_line_and_exit_status_2(argv, says, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2
+    assert says in err and "Traceback" not in err and err.count("\n") == 1
+    assert err.startswith(f"diffrob {argv[0]}: error: ")
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    def broken(args):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(cli, "_plan", broken)
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["plan", "--params", "params/smoke.yaml"])
+
+
+def test_closest_names():
+    known = ["eps_255", "uniform_eps_255", "n_images", "cap_images", "eot", "eot_batch"]
+    assert names.closest("eps", known)[0] == "eps_255"
+    assert names.closest("n_image", known)[0] == "n_images"
+    assert names.closest("eot_bach", known) == ["eot_batch"]
+    assert names.did_you_mean(["zzz"], known) == ""
+
+
+def test_plan_advice_names_the_setting_and_the_largest_value_that_fits():
+    p = params.load("params/smoke.yaml", batch_size=4, eot=15, eot_batch=0, jacobian_chunk=64)
+    costs = pd.DataFrame({"rows per call": [60, 60, 64, 60],
+                          "GB per call": [120.0, 30.0, 128.0, 6000.0],
+                          "fits": ["no", "yes", "no", "no"]},
+                         index=["attack/pgd-eot", "attack/pgd", "compression/jacobian", "attack/x"])
+    advice = cli._memory_advice(p, costs, free_gb=40.0)
+    assert len(advice) == 3
+    # 2 GB a row: 20 rows fit in 40 GB, i.e. 5 EOT samples of 4 images
+    assert advice[0].startswith("attack/pgd-eot does not fit: set -p eot_batch 5 ")
+    assert advice[1].startswith("compression/jacobian does not fit: set -p jacobian_chunk 20 ")
+    # 100 GB a row: not even one image with one EOT sample; the batch must shrink
+    assert "-p eot_batch 1 -p batch_size 1" in advice[2]

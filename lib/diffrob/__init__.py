@@ -6,3 +6,7 @@ One module per idea: ``params`` (run parameters), ``worlds`` (data + models),
 """
 
 __version__ = "0.1.0"
+
+from . import progress as _progress
+
+_progress.install()  # only when scripts/build_book.py asks for progress lines (its docstring)

@@ -20,6 +20,8 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
+from .names import did_you_mean
+
 WORLDS = ("digits", "mnist", "cifar10", "imagenet")
 PURIFIERS = ("ddpm", "reverse", "ddim", "onestep")
 ATTACKS = ("bpda", "bpda-eot", "pgd", "pgd-eot")
@@ -195,8 +197,8 @@ def _check(f: dataclasses.Field, value: Any) -> None:
 def _reject_unknown(values: dict[str, Any], source: str = "") -> None:
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
-        raise ValueError(f"unknown parameter(s) {unknown}{source}; known parameters: "
-                         f"{sorted(FIELDS)}")
+        raise ValueError(f"unknown parameter(s) {unknown}{source}{did_you_mean(unknown, FIELDS)}"
+                         f"; known parameters: {sorted(FIELDS)}")
 
 
 def _coerce(name: str, value: Any) -> Any:
