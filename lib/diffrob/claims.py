@@ -29,11 +29,14 @@ from typing import Any, Mapping
 import pandas as pd
 import yaml
 
+from . import params as params_module
 from . import verdicts
 from .params import Params
 from .verdicts import Estimate
 
 SECTIONS = ("setup", "sec31", "sec32", "sec4", "sec5", "sec6")  # the book's order
+SECTION_NAMES = {"setup": "Setup", "sec31": "3.1", "sec32": "3.2", "sec4": "4", "sec5": "5",
+                 "sec6": "6"}                                       # the paper's section numbers
 
 # Fields that say where things are or how fast they run, never what comes out.
 NOT_IN_DIGEST = ("results_dir", "model_dir", "data_dir", "device", "compile", "channels_last",
@@ -121,6 +124,14 @@ def judge(section: str, claim: str, ours: Estimate | Mapping[str, Estimate] | No
     return row
 
 
+COLUMNS = ["words", "paper", "ours", "criterion", "source", "verdict"]
+
+
+def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows of :func:`record` or :func:`table` as a table, one line per claim id."""
+    return pd.DataFrame(rows, columns=["claim", *COLUMNS]).set_index("claim")
+
+
 def _folder(p: Params, digest: str | None = None) -> Path:
     return p.store_dir / "claims" / (digest or params_digest(p))
 
@@ -195,7 +206,6 @@ def default_digests(results_dir: str | Path, worlds: tuple[str, ...],
 
     Worlds without such a file are left out.
     """
-    from . import params as params_module
     out = {}
     for world in worlds:
         path = Path(params_dir) / f"{world}.yaml"
