@@ -126,14 +126,14 @@ acc_table
 # %% [markdown]
 # ## The claims, judged
 # Each claim's criterion is fixed in `paper_data/setup.yaml` with its source in the paper;
-# `claims.record` reads it and compares it with our statistic's 95 % interval (Wilson for the
-# accuracies above; a paired bootstrap over the same images for the differences). The drop is
-# bare minus DiffPure on the same images; the samplers' spread is the largest minus the smallest
-# of their accuracies.
+# `claims.record` reads it and compares it with our statistic's 95 % interval. The drop is bare
+# minus DiffPure on the same images, with Newcombe's interval for paired yes/no outcomes; the
+# samplers' spread is the largest minus the smallest of their accuracies, with a paired
+# bootstrap over the images.
 
 # %%
 rows = [claims.record(P, "setup", "purification_costs_accuracy",
-                      verdicts.paired_difference(correct["bare"], correct["ddpm"])),
+                      verdicts.paired_proportions(correct["bare"], correct["ddpm"])),
         claims.record(P, "setup", "samplers_comparable",
                       verdicts.spread_of_means(np.stack([correct[m] for m in PURIFIERS], 1)))]
 claims.frame(rows)

@@ -124,3 +124,21 @@ def test_describe_in_the_claims_unit():
         "within [-2.25, 2.25] points"
     assert v.describe({"kind": "above", "threshold": 2}) == "above 2"
     assert est(0.1, 0.3).text(100, " %") == "20 [10, 30] %"
+
+
+def test_paired_proportions_stays_honest_when_no_image_disagrees():
+    same = np.ones(4, bool)
+    e = v.paired_proportions(same, same)
+    assert e.value == 0 and e.lo < -0.3 and e.hi > 0.3          # 4 images decide nothing
+    assert v.above(e, 0) == INCONCLUSIVE
+    assert v.paired_difference(same, same).hi == 0              # what a bootstrap would say
+    rng = np.random.default_rng(5)
+    a = rng.random(400) < 0.9
+    b = a & (rng.random(400) < 0.8)                             # b loses 20 % of a's successes
+    e = v.paired_proportions(a, b)
+    assert e.value == pytest.approx(a.mean() - b.mean()) and v.above(e, 0) == HOLDS
+    assert v.above(v.paired_proportions(b, a), 0) == FAILS
+    boot = v.paired_difference(a, b)                            # large n: both agree
+    assert e.lo == pytest.approx(boot.lo, abs=0.02) and e.hi == pytest.approx(boot.hi, abs=0.02)
+    with pytest.raises(ValueError, match="same images"):
+        v.paired_proportions(a, b[:-1])

@@ -4,7 +4,8 @@ Every claim the book checks is a statistic of per-image data (or per-slice, per-
 data), an interval for it, and a criterion read from ``paper_data`` (issue 10, part 3).
 The intervals:
 
-- a fraction of successes: Wilson's score interval (Wilson 1927);
+- a fraction of successes: Wilson's score interval (Wilson 1927); the difference of two
+  yes/no outcomes on the same images: Newcombe's paired interval (1998, method 10);
 - anything else (means, ratios of means, paired differences, ranges, ROC AUCs): the
   percentile bootstrap over images, ``N_RESAMPLES`` resamples from a fixed seed. Several
   arrays passed together are resampled with the *same* image indices (a paired
@@ -85,6 +86,32 @@ def proportion(flags: Any) -> Estimate:
     """The fraction of true ``flags`` (one per image or slice), Wilson interval."""
     a = _array(flags, "flags")
     return wilson(int(np.count_nonzero(a)), len(a))
+
+
+def paired_proportions(a: Any, b: Any, level: float = LEVEL) -> Estimate:
+    """P(a) - P(b) of two yes/no outcomes on the same images, Newcombe's interval.
+
+    Newcombe (1998), "Improved confidence intervals for the difference between binomial
+    proportions based on paired data", method 10: Wilson intervals of both margins,
+    combined with the phi correlation of the 2 x 2 table. Unlike a bootstrap it stays
+    honest when no image disagrees (then the bootstrap interval collapses to 0).
+    """
+    x, y = _array(a, "a").astype(bool), _array(b, "b").astype(bool)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"paired outcomes must cover the same images, got shapes {x.shape}, "
+                         f"{y.shape}")
+    n = len(x)
+    both, only_a = int((x & y).sum()), int((x & ~y).sum())
+    only_b, neither = int((~x & y).sum()), int((~x & ~y).sum())
+    p1, p2 = wilson(both + only_a, n, level), wilson(both + only_b, n, level)
+    margins = (both + only_a) * (only_b + neither) * (both + only_b) * (only_a + neither)
+    phi = (both * neither - only_a * only_b) / math.sqrt(margins) if margins else 0.0
+    d = p1.value - p2.value
+    lo = d - math.sqrt(max(0.0, (p1.value - p1.lo) ** 2 - 2 * phi * (p1.value - p1.lo)
+                           * (p2.hi - p2.value) + (p2.hi - p2.value) ** 2))
+    hi = d + math.sqrt(max(0.0, (p1.hi - p1.value) ** 2 - 2 * phi * (p1.hi - p1.value)
+                           * (p2.value - p2.lo) + (p2.value - p2.lo) ** 2))
+    return Estimate(d, lo, hi, n, "Newcombe paired difference")
 
 
 def bootstrap(statistic: Callable[..., np.ndarray], *samples: Any, method: str = "bootstrap",
