@@ -17,11 +17,18 @@
 # %% [markdown]
 # # Summary
 #
-# Every claim that the chapters checked is listed here with the paper's number, the
-# number measured in this world, and whether the claim holds here. The rows are not
-# written by hand: each chapter records its verdicts with `diffrob.claims.record` when
-# it runs, and this chapter reads them back with `diffrob.claims.table`. It runs last.
-# A chapter that has not run for this world contributes no rows.
+# Every claim that the chapters checked is listed here with the paper's words and value, the
+# value measured in this world with its 95 % interval, the criterion the claim is judged by,
+# where that criterion comes from in the paper, and the verdict. The rows are not written by
+# hand: each chapter passes its per-image measurements to `diffrob.claims.record`, which reads
+# the claim's criterion from `paper_data/<section>.yaml` (fixed from the paper's own numbers and
+# words before any result was seen) and decides; this chapter reads the rows back with
+# `diffrob.claims.table`. It runs last. A chapter that has not run for this world and this
+# parameter set contributes no rows (in Colab: only the chapters run in that runtime).
+#
+# A verdict is **holds** when the whole interval meets the criterion, **does not hold** when
+# the whole interval misses it, **inconclusive** when the interval straddles it (more images
+# would decide), and **not tested** when this world cannot measure it (e.g. no PGD on ImageNet).
 
 # %% tags=["remove-cell"]
 # Colab: fetch and install the project (a GPU runtime can run params/cifar10.yaml).
@@ -41,47 +48,66 @@ if "google.colab" in sys.modules:
 params_file = "params/digits.yaml"
 
 # %%
-import re
-
 import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
-from IPython.display import Markdown
+from IPython.display import Markdown, display
 
-from diffrob import claims, params
+from diffrob import claims, params, verdicts
 
 P = params.load_notebook(params_file, globals())
+digest = claims.params_digest(P)
+rows = pd.DataFrame(claims.table(P), columns=["section", "claim", *claims.COLUMNS])
+rows["section"] = rows["section"].map(claims.SECTION_NAMES)
 
 # %% [markdown]
-# ## Every claim, the paper's number and ours
-#
-# The claims are in section order. "holds here" is *yes* or *no* when the chapter
-# could test the claim in this world, and *not tested* when it could not (for
-# example, the paper ran no PGD attack on ImageNet).
+# ## The parameter set
+# Claims are stored per parameter set (the digest of every parameter that can change a result),
+# so a run with other parameters (say `-p eot 5`) never mixes into this page. Only the set of
+# this page's parameters is shown; other sets found for this world are listed with how they
+# differ.
 
 # %%
-VERDICT = {True: "yes", False: "no", None: "not tested"}
-rows = pd.DataFrame(claims.table(P), columns=["section", "claim", "paper", "ours", "holds"])
-# Records are named after the paper's sections ("sec31" is sec. 3.1).
-rows["section"] = [re.sub(r"^sec(\d)(\d?)$", lambda m: ".".join(filter(None, m.groups())), s)
-                   for s in rows["section"]]
-rows["holds here"] = rows.pop("holds").map(VERDICT)
-(rows.style.hide(axis="index").set_caption(f"World: {P.world}, parameters: {params_file}")
+others = {d: s for d, s in claims.parameter_sets(P).items() if d != digest}
+mine = {k: v for k, v in P.as_dict().items() if k not in claims.NOT_IN_DIGEST}
+lines = [f"World **{P.world}**, parameters `{params_file}` (with any `-p` overrides), "
+         f"digest `{digest}`: **{len(rows)}** claims recorded."]
+for d, settings in others.items():
+    differ = {k: v for k, v in settings.items() if mine.get(k, v) != v}
+    lines.append(f"- not shown: set `{d}` ("
+                 + (", ".join(f"{k} = {v}" for k, v in differ.items()) or "same values") + ")")
+Markdown("\n".join(lines))
+
+# %% [markdown]
+# ## Every claim: the paper's value, ours, the criterion and the verdict
+# In the book's order (section, then as the chapter records them). *ours* is the statistic
+# with its 95 % interval in brackets (Wilson for fractions, bootstrap over the images
+# otherwise, paired where two conditions are compared on the same images); a claim with
+# parts (every attack, every sampler) lists each part and holds only when every part holds.
+
+# %%
+(rows.style.hide(axis="index").set_caption(f"World: {P.world}, parameters: {params_file}, "
+                                           f"digest {digest}")
  .set_properties(**{"text-align": "left", "vertical-align": "top"}))
 
 # %% [markdown]
 # ## Verdicts by section
+# The sections in the table's order, from the top.
 
 # %%
-counts = rows.groupby(["section", "holds here"]).size().unstack(fill_value=0)
-counts = counts.reindex(columns=list(VERDICT.values()), fill_value=0)
+order = [n for n in claims.SECTION_NAMES.values() if n in set(rows["section"])]
+counts = (rows.groupby([pd.Categorical(rows["section"], categories=order), "verdict"],
+                       observed=False).size().unstack(fill_value=0)
+          .reindex(index=order, columns=list(verdicts.VERDICTS), fill_value=0))
 fig, ax = plt.subplots(figsize=(6, 0.5 + 0.4 * max(len(counts), 1)))
 if len(counts):
-    counts.plot.barh(stacked=True, ax=ax, color=["tab:green", "tab:red", "tab:gray"])
-    ax.invert_yaxis()
-    ax.legend(title="holds here", bbox_to_anchor=(1.02, 1), loc="upper left")
+    counts.plot.barh(stacked=True, ax=ax,
+                     color=["tab:green", "tab:red", "tab:orange", "tab:gray"])
+    ax.invert_yaxis()                 # first section on top, as in the table
+    ax.legend(title="verdict", bbox_to_anchor=(1.02, 1), loc="upper left")
 else:
-    ax.text(0.5, 0.5, f"no claims recorded under {P.store_dir}", ha="center", va="center")
+    ax.text(0.5, 0.5, f"no claims recorded under {P.store_dir} for digest {digest}",
+            ha="center", va="center")
     ax.set_yticks([])
 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 ax.set_xlabel("claims")
@@ -93,19 +119,40 @@ plt.show()
 # ## What it says here
 
 # %%
-n = rows["holds here"].value_counts().reindex(list(VERDICT.values()), fill_value=0)
-failed = rows.loc[rows["holds here"] == "no", ["section", "claim"]]
+n = rows["verdict"].value_counts().reindex(list(verdicts.VERDICTS), fill_value=0)
+failed = rows.loc[rows["verdict"] == verdicts.FAILS, ["section", "words"]]
 Markdown(
     f"Claims recorded in the `{P.world}` world: **{len(rows)}**. Holding here: "
-    f"**{n['yes']}**; not holding: **{n['no']}**; not tested: **{n['not tested']}**."
+    f"**{n[verdicts.HOLDS]}**; not holding: **{n[verdicts.FAILS]}**; inconclusive: "
+    f"**{n[verdicts.INCONCLUSIVE]}**; not tested: **{n[verdicts.NOT_TESTED]}**."
     + ("" if failed.empty else " The claims that do not hold here: "
-       + "; ".join(f"{s}: {c}" for s, c in failed.itertuples(index=False)) + ".")
+       + "; ".join(f"{s}: \"{w}\"" for s, w in failed.itertuples(index=False)) + ".")
 )
+
+# %% [markdown]
+# ## Across worlds: the same claims at three dimensions
+# One row per claim: the paper's value (CIFAR-10, d = 3072), then each world that has recorded
+# claims, ours and the verdict. For this page's world the claims of this page's parameter set;
+# for every other world those of its default parameter file `params/<world>.yaml` (a world
+# whose chapters have not run with it has no columns). The embedded worlds test the mechanism
+# at d = 784 (`mnist`) and d = 64 (`digits`).
+
+# %%
+WORLDS = ("cifar10", "imagenet", "mnist", "digits")   # by dimension, the paper's first
+digests = claims.default_digests(P.results_dir, tuple(w for w in WORLDS if w != P.world))
+digests[P.world] = digest
+across = claims.cross_world(P.results_dir, {w: digests[w] for w in (*WORLDS, P.world)
+                                            if w in digests})
+across = across.rename(index=claims.SECTION_NAMES, level="section")
+(across.style.set_properties(**{"text-align": "left", "vertical-align": "top"})
+ if len(across) else Markdown("*No claims recorded in any world yet.*"))
 
 # %% [markdown]
 # A claim that holds in the `digits` world shows that the mechanism appears in a small
 # diffusion model trained on 8x8 digits. The paper's values come from CIFAR-10 and
-# ImageNet models that are a thousand times larger, so agreement in direction is what
-# this world can test, not agreement in value. To check the values themselves, build
-# the book with `params/cifar10.yaml` and the paper's checkpoints (see the
-# Introduction). Each chapter explains its own verdicts.
+# ImageNet models that are a thousand times larger. Most criteria test the direction of a
+# claim, which a small world can test; the few that test a value (the compression rate, the
+# largest Jacobian eigenvalue, the share of small eigenvalues, the mean psychometric slope)
+# are judged against CIFAR-10's numbers and can miss in a small world for that reason alone.
+# To check the values themselves, build the book with `params/cifar10.yaml` and the paper's
+# checkpoints (see the Introduction). Each chapter explains its own verdicts.

@@ -1,54 +1,237 @@
 """The paper's claims, its numbers beside ours, and whether each holds here.
 
-The paper's numbers are the project's own data files (``paper_data/<section>.yaml``,
-transcribed from the paper, its appendix and its review thread). Each chapter
-records what it measured with :func:`record`; the Summary chapter joins them
-with :func:`table`.
+The paper's numbers and its claims are the project's own data files
+(``paper_data/<section>.yaml``, transcribed from the paper, its appendix and its review
+thread). Each claim there is an entry of ``claims:`` with the paper's words, the paper's
+value, the quantity we compute, the criterion (``above`` / ``below`` a threshold or
+``within`` [lo, hi], derived from the paper's own numbers or words) and the criterion's
+``source``. A chapter passes its measured statistic with its interval
+(:mod:`diffrob.verdicts`) to :func:`record`, which reads the criterion, decides and
+stores the row; no threshold is typed in a chapter (issue 10, part 3).
+
+Rows are stored per parameter set: ``<results_dir>/<world>/claims/<digest>/<section>/<id>.json``
+with ``digest = params_digest(p)``, one file per claim, each written atomically under a
+unique temporary name. The Summary reads the rows of one parameter set
+(:func:`table`) and, across worlds, of each world's default parameter file
+(:func:`cross_world`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import tempfile
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
+import pandas as pd
 import yaml
 
+from . import params as params_module
+from . import verdicts
 from .params import Params
+from .verdicts import Estimate
+
+SECTIONS = ("setup", "sec31", "sec32", "sec4", "sec5", "sec6")  # the book's order
+SECTION_NAMES = {"setup": "Setup", "sec31": "3.1", "sec32": "3.2", "sec4": "4", "sec5": "5",
+                 "sec6": "6"}                                       # the paper's section numbers
+
+# Fields that say where things are or how fast they run, never what comes out.
+NOT_IN_DIGEST = ("results_dir", "model_dir", "data_dir", "device", "compile", "channels_last",
+                 "checkpointing", "eot_batch")
+_SPEC_KEYS = {"words", "paper", "quantity", "criterion", "source"}
+_OPTIONAL_KEYS = {"scale", "unit"}
 
 
 def paper(section: str) -> dict[str, Any]:
     """The paper's numbers of one section (``paper_data/<section>.yaml``)."""
+    if section not in SECTIONS:
+        raise ValueError(f"section: expected one of {list(SECTIONS)}, got {section!r}")
     text = resources.files("diffrob").joinpath("paper_data", f"{section}.yaml").read_text()
     return yaml.safe_load(text)
 
 
-def _path(p: Params, section: str) -> Path:
-    return p.store_dir / "claims" / f"{section}.json"
+def specs(section: str) -> dict[str, dict[str, Any]]:
+    """The claims of ``section`` in book order, each checked (errors name the file and id)."""
+    where = f"paper_data/{section}.yaml"
+    entries = paper(section).get("claims")
+    if not isinstance(entries, dict) or not entries:
+        raise ValueError(f"{where}: expected a mapping 'claims:' of claim id -> entry")
+    for claim, spec in entries.items():
+        if not isinstance(spec, dict):
+            raise ValueError(f"{where}: claim {claim!r} must be a mapping")
+        missing, unknown = _SPEC_KEYS - set(spec), set(spec) - _SPEC_KEYS - _OPTIONAL_KEYS
+        if missing or unknown:
+            raise ValueError(f"{where}: claim {claim!r}: missing keys {sorted(missing)}, "
+                             f"unknown keys {sorted(unknown)}")
+        verdicts.check_criterion(spec["criterion"], f"{where}: claim {claim!r}")
+    return entries
 
 
-def record(p: Params, section: str, claim: str, paper_value: str, ours: str,
-           holds: bool | None) -> None:
-    """Record one claim of ``section``: the paper's number, ours, and whether it holds."""
-    path = _path(p, section)
+def spec(section: str, claim: str) -> dict[str, Any]:
+    """One claim's entry of ``paper_data/<section>.yaml``."""
+    entries = specs(section)
+    if claim not in entries:
+        raise ValueError(f"claim: {claim!r} is not in paper_data/{section}.yaml "
+                         f"(known: {', '.join(entries)})")
+    return entries[claim]
+
+
+def params_digest(p: Params) -> str:
+    """Digest of the parameters that can change a result (all but ``NOT_IN_DIGEST``)."""
+    values = {k: v for k, v in p.as_dict().items() if k not in NOT_IN_DIGEST}
+    text = json.dumps(values, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def paper_value(entry: Mapping[str, Any], world: str) -> str:
+    """The paper's value of a claim for ``world`` (its own where the paper has one, else CIFAR-10's)."""
+    value = entry["paper"]
+    if isinstance(value, Mapping):
+        return str(value.get(world, value["cifar10"]))
+    return str(value)
+
+
+def judge(section: str, claim: str, ours: Estimate | Mapping[str, Estimate] | None,
+          world: str = "cifar10") -> dict[str, Any]:
+    """The row of one claim: the paper's side, ours with its interval, the verdict.
+
+    ``ours`` is one :class:`~diffrob.verdicts.Estimate`, a mapping part -> Estimate for
+    a claim with parts (every attack, every sampler; see :func:`verdicts.all_of`), or
+    ``None`` when the claim cannot be tested in this world.
+    """
+    entry = spec(section, claim)
+    scale, unit = float(entry.get("scale", 1)), str(entry.get("unit", ""))
+    row = {"section": section, "claim": claim, "words": entry["words"],
+           "paper": paper_value(entry, world), "quantity": entry["quantity"],
+           "criterion": verdicts.describe(entry["criterion"], scale, unit),
+           "source": entry["source"], "estimate": None, "parts": {}}
+    if ours is None:
+        row.update(ours="not measured here", verdict=verdicts.NOT_TESTED)
+    elif isinstance(ours, Estimate):
+        row.update(ours=ours.text(scale, unit), estimate=ours.as_dict(),
+                   verdict=verdicts.decide(entry["criterion"], ours))
+    elif isinstance(ours, Mapping) and ours and all(isinstance(e, Estimate) for e in ours.values()):
+        parts = {name: verdicts.decide(entry["criterion"], e) for name, e in ours.items()}
+        row.update(ours="; ".join(f"{name}: {e.text(scale, unit)}" for name, e in ours.items()),
+                   parts={name: {**e.as_dict(), "verdict": parts[name]} for name, e in ours.items()},
+                   verdict=verdicts.all_of(parts.values()))
+    else:
+        raise ValueError(f"ours: expected an Estimate, a non-empty mapping of Estimates or None "
+                         f"for claim {claim!r}, got {ours!r}")
+    return row
+
+
+COLUMNS = ["words", "paper", "ours", "criterion", "source", "verdict"]
+
+
+def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows of :func:`record` or :func:`table` as a table, one line per claim id."""
+    return pd.DataFrame(rows, columns=["claim", *COLUMNS]).set_index("claim")
+
+
+def _folder(p: Params, digest: str | None = None) -> Path:
+    return p.store_dir / "claims" / (digest or params_digest(p))
+
+
+def _write_json(path: Path, value: Any) -> None:
+    """Atomic write under a unique temporary name in the same folder (no two writers collide)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = json.loads(path.read_text()) if path.exists() else {}
-    rows[claim] = {"paper": paper_value, "ours": ours, "holds": holds}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(rows, indent=1))
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(value, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
-SECTIONS = ("setup", "sec31", "sec32", "sec4", "sec5", "sec6")  # the book's order
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: damaged claims file ({e}); delete it and rerun the chapter "
+                         "that records it") from None
 
 
-def table(p: Params) -> list[dict[str, Any]]:
-    """Every recorded claim of this world, in the book's section order."""
+def record(p: Params, section: str, claim: str,
+           ours: Estimate | Mapping[str, Estimate] | None) -> dict[str, Any]:
+    """Judge one claim (see :func:`judge`) and store its row under this parameter set."""
+    row = judge(section, claim, ours, p.world)
+    folder = _folder(p)
+    settings = {k: v for k, v in p.as_dict().items() if k not in NOT_IN_DIGEST}
+    if not (folder / "params.json").exists():
+        _write_json(folder / "params.json", settings)
+    _write_json(folder / section / f"{claim}.json", row)
+    return row
+
+
+def _rows(folder: Path) -> list[dict[str, Any]]:
     rows = []
-    order = {name: i for i, name in enumerate(SECTIONS)}
-    paths = (p.store_dir / "claims").glob("*.json")
-    for path in sorted(paths, key=lambda f: (order.get(f.stem, len(order)), f.stem)):
-        for claim, row in json.loads(path.read_text()).items():
-            rows.append({"section": path.stem, "claim": claim, **row})
+    for section in SECTIONS:
+        if not (folder / section).is_dir():
+            continue
+        order = {c: i for i, c in enumerate(specs(section))}
+        files = sorted((folder / section).glob("*.json"),
+                       key=lambda f: (order.get(f.stem, len(order)), f.stem))
+        rows += [_read_json(f) for f in files]
     return rows
+
+
+def table(p: Params, digest: str | None = None) -> list[dict[str, Any]]:
+    """Every claim recorded for this world under one parameter set (default: ``p``'s).
+
+    Rows come in the book's order: by section, then as listed in ``paper_data``.
+    """
+    return _rows(_folder(p, digest))
+
+
+def parameter_sets(p: Params) -> dict[str, dict[str, Any]]:
+    """Every parameter set with recorded claims in this world: digest -> its parameters."""
+    root = p.store_dir / "claims"
+    if not root.is_dir():
+        return {}
+    return {f.name: _read_json(f / "params.json") if (f / "params.json").exists() else {}
+            for f in sorted(root.iterdir()) if f.is_dir()}
+
+
+def default_digests(results_dir: str | Path, worlds: tuple[str, ...],
+                    params_dir: str | Path = "params") -> dict[str, str]:
+    """Each world's digest of its default parameter file ``<params_dir>/<world>.yaml``.
+
+    Worlds without such a file are left out.
+    """
+    out = {}
+    for world in worlds:
+        path = Path(params_dir) / f"{world}.yaml"
+        if path.is_file():
+            out[world] = params_digest(params_module.load(path, results_dir=str(results_dir)))
+    return out
+
+
+def cross_world(results_dir: str | Path, digests: Mapping[str, str]) -> pd.DataFrame:
+    """One row per claim, the paper's value, then per world: ours (with interval) and verdict.
+
+    ``digests`` maps each world to the parameter set whose claims it shows
+    (``<results_dir>/<world>/claims/<digest>``). Worlds with no recorded claims get
+    no columns; claims no world recorded get no row.
+    """
+    found: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
+    for world, digest in digests.items():
+        rows = _rows(Path(results_dir) / world / "claims" / digest)
+        if rows:
+            found[world] = {(r["section"], r["claim"]): r for r in rows}
+    keys = [(s, c) for s in SECTIONS for c in specs(s)
+            if any((s, c) in rows for rows in found.values())]
+    columns = {("claim", "words"): [spec(s, c)["words"] for s, c in keys],
+               ("paper (CIFAR-10)", "value"): [paper_value(spec(s, c), "cifar10") for s, c in keys]}
+    for world, rows in found.items():
+        columns[(world, "ours")] = [rows[k]["ours"] if k in rows else "" for k in keys]
+        columns[(world, "verdict")] = [rows[k]["verdict"] if k in rows else "" for k in keys]
+    index = pd.MultiIndex.from_tuples(keys, names=["section", "claim"])
+    return pd.DataFrame(columns, index=index)

@@ -105,27 +105,29 @@ def majority_vote(preds: np.ndarray, n_classes: int | None = None, seed: int = 0
     return np.where(top, keys, -1.0).argmax(axis=0)
 
 
-def majority_vote_accuracy(preds: np.ndarray, labels: np.ndarray, k: int) -> float:
-    """Majority-vote accuracy with groups of k runs (Table 1, "k = 10", "k = 100").
-
-    The r runs are split in order into floor(r / k) disjoint groups of k; in each
-    group an example's vote is its most frequent prediction; the result is the
-    mean over groups of the vote's accuracy. A tie among m classes that include
-    the label counts 1/m correct: the exact expectation of breaking the tie at
-    random (:func:`majority_vote`), without a seed's luck and without favouring a
-    class. The paper does not say how it breaks ties.
-    """
+def vote_accuracy_per_image(preds: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Per example: the mean over the floor(r / k) disjoint groups of k runs (in order) of its
+    majority vote being right, (n,). A tie among m classes that include the label counts 1/m
+    correct: the exact expectation of breaking the tie at random (:func:`majority_vote`),
+    without a seed's luck and without favouring a class. The paper does not say how it
+    breaks ties."""
     preds, labels = _check(preds, labels)
     r = preds.shape[0]
     if not (isinstance(k, (int, np.integer)) and 1 <= k <= r):
         raise ValueError(f"k: expected an int in 1..r = 1..{r}, got {k!r}")
     n_classes = int(max(preds.max(), labels.max())) + 1
-    accs = []
+    right = []
     for g in range(r // k):
         counts = _vote_counts(preds[g * k:(g + 1) * k], n_classes)
         top = counts == counts.max(axis=0, keepdims=True)
-        accs.append((top[labels, np.arange(len(labels))] / top.sum(axis=0)).mean())
-    return float(np.mean(accs))
+        right.append(top[labels, np.arange(len(labels))] / top.sum(axis=0))
+    return np.mean(right, axis=0)
+
+
+def majority_vote_accuracy(preds: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Majority-vote accuracy with groups of k runs (Table 1, "k = 10", "k = 100"): the mean
+    over examples of :func:`vote_accuracy_per_image`."""
+    return float(vote_accuracy_per_image(preds, labels, k).mean())
 
 
 def summary(preds: np.ndarray, labels: np.ndarray, alpha: float = 0.5,
