@@ -108,6 +108,9 @@ class Params:
     rate_samples: int = _p(64, "uniform Linf-ball points per image for the compression rate, "
                            "at each of the jacobian_images images", lo=1)
     gaas_max_k: int = _p(32, "largest k of the measured GAAS construction (appendix A.2)", lo=1)
+    # --- issue 10: purifier variants, appendix C.2 and review thread (owner: extra) ---
+    variant_images: int = _p(16, "first N test images (at most n_images) of the one-step "
+                             "denoising and fixed-noise variants (chapter 04)", lo=1)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

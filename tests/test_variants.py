@@ -1,0 +1,125 @@
+"""Purifier variants: one-step denoising under PGD-EOT and the fixed-noise experiment
+(appendix B, C.2, review thread)."""
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+
+from diffrob import attacks, claims, params, stages, variants
+from diffrob.worlds import World, digits
+
+
+@functools.cache
+def _models():
+    torch.manual_seed(0)
+    return (digits.DigitsCNN().eval().requires_grad_(False),
+            digits.build_unet().eval().requires_grad_(False), digits.split()[2:])
+
+
+def tiny_world(results_dir, **overrides) -> World:
+    """6 images in batches of 2 (4 of them in the variants), random seeded models, t* = 2."""
+    p = params.load("params/smoke.yaml", results_dir=str(results_dir), n_images=6,
+                    batch_size=2, t_star=2, variant_images=4, **overrides)
+    cls, unet, (x, y) = _models()
+    return World("digits", x[:6], y[:6], cls, unet, digits.build_scheduler(), p)
+
+
+def test_wilson_matches_known_intervals():
+    lo, hi = variants.wilson(5, 10)
+    assert (round(lo, 4), round(hi, 4)) == (0.2366, 0.7634)
+    lo, hi = variants.wilson(0, 10)
+    assert lo == 0 and round(hi, 4) == 0.2775
+    with pytest.raises(ValueError, match="successes"):
+        variants.wilson(11, 10)
+
+
+def test_fixed_noise_t_carries_the_papers_ratio():
+    assert variants.fixed_noise_t(10, 150, 100) == 15   # digits: the thread's t = 150 of t* 100
+    assert variants.fixed_noise_t(100, 150, 100) == 150  # CIFAR-10 itself
+    assert variants.fixed_noise_t(150, 100, 150) == 100  # ImageNet reverse-only
+    assert variants.fixed_noise_t(1, 1, 100) == 1
+    with pytest.raises(ValueError, match="t_star"):
+        variants.fixed_noise_t(0, 150, 100)
+
+
+def test_fixed_noise_ignores_the_callers_seeds_and_dedups_exactly(tmp_path):
+    w = tiny_world(tmp_path)
+    pur = w.purifier("ddpm", 2)
+    fixed = variants.FixedNoise(pur, 0)
+    x = w.images[:2]
+    assert torch.equal(fixed(x, 7, 3), pur(x, 0, 3))
+    assert not torch.equal(pur(x, 7, 3), pur(x, 0, 3))  # the seed does matter to the purifier
+    rows = x.repeat(3, 1, 1, 1)
+    deduped = fixed(rows, [5, 6, 7], 1)
+    torch.testing.assert_close(deduped, pur(rows, [0, 0, 0], 1))  # up to batched rounding
+    assert torch.equal(deduped[:2], deduped[4:])
+    other = torch.cat([x, x.flip(0), x])  # chunks differ: each purified with seed 0
+    torch.testing.assert_close(fixed(other, [5, 6, 7], 1), pur(other, [0, 0, 0], 1))
+
+
+def test_under_fixed_noise_bpda_eot_is_bpda(tmp_path):
+    """EOT over copies of one sample averages equal gradients: the same attack. With the
+    purifier's own (varying) seeds the two attacks differ, so this can fail."""
+    w = variants.subset(tiny_world(tmp_path, eot=3), purifier="ddpm")
+    x, y = w.images[:2], w.labels[:2]
+    fixed = variants.FixedNoise(w.purifier(), 0)
+    a = attacks.attack_batch(w, "bpda", x, y, 0, fixed)
+    b = attacks.attack_batch(w, "bpda-eot", x, y, 0, fixed)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    assert not torch.allclose(attacks.attack_batch(w, "bpda-eot", x, y, 0), a, atol=1e-6)
+
+
+def test_fixed_noise_attacks_with_the_evaluations_noise_and_is_stored(tmp_path, monkeypatch):
+    w = tiny_world(tmp_path)
+    preds = variants.fixed_noise(w, "reverse", 2, progress=False)
+    assert set(preds) == {"clean", "bpda", "bpda-eot"} and all(len(v) == 4 for v in preds.values())
+    # clean: one deterministic evaluation with base seed 0, batch by batch (eq. 9's i)
+    sub = variants.subset(w, purifier="reverse", t_star=2)
+    pur = sub.purifier()
+    want = np.concatenate([w.classifier(pur(sub.images[r], 0, i)).argmax(1).numpy()
+                           for i, r in sub.batches()])
+    assert np.array_equal(preds["clean"], want)
+    # the stored examples are the attack on the fixed-noise purifier, not on the random one
+    i, rows = sub.batches()[1]
+    stored = list((w.params.store_dir / "fixed-noise" / "attack" / "bpda").glob("*/*"))
+    assert len(stored) == 2
+    x_adv = attacks.attack_batch(sub, "bpda", sub.images[rows], sub.labels[rows], i,
+                                 variants.FixedNoise(pur, 0))
+    with torch.no_grad():
+        want = w.classifier(pur(x_adv, 0, i)).argmax(1).numpy()
+    assert np.array_equal(preds["bpda"][rows], want)
+
+    def fail(*a, **k):
+        raise AssertionError("a stored batch was recomputed")
+    monkeypatch.setattr(variants, "attack_batch", fail)
+    again = variants.fixed_noise(w, "reverse", 2, progress=False)
+    assert all(np.array_equal(again[s], preds[s]) for s in preds)
+    with pytest.raises(ValueError, match="method"):
+        variants.fixed_noise(w, "ddim", 2)
+
+
+def test_onestep_uses_the_stages_with_the_onestep_purifier(tmp_path):
+    w = tiny_world(tmp_path)
+    preds = variants.onestep(w, progress=False)
+    assert preds["clean"].shape == (w.params.n_evals, 4)
+    sub = variants.subset(w, purifier="onestep")
+    assert np.array_equal(preds["pgd-eot"], stages.evaluations(sub, "pgd-eot", progress=False))
+    assert list((w.params.store_dir / "attack" / "pgd-eot").glob("*/*"))
+    assert sub.purifier().method == "onestep" and sub.params.n_images == 4
+
+
+def test_accuracy_row_and_the_papers_numbers(tmp_path):
+    row = variants.accuracy_row(np.array([[0, 1, 2, 0], [0, 1, 0, 0]]), np.array([0, 1, 2, 3]))
+    assert row["ours"] == 62.5 and row["low"] < 62.5 < row["high"]
+    with pytest.raises(ValueError, match="columns"):
+        variants.accuracy_row(np.zeros((2, 3)), np.zeros(4))
+    paper = claims.paper("variants")
+    df = variants.table(tiny_world(tmp_path), paper, progress=False)
+    assert len(df) == 2 + 2 * 3
+    got = df.set_index(["variant", "source"])["paper"]
+    assert got[("one-step", "pgd-eot")] == 48.3
+    assert got[("ddpm fixed noise", "bpda")] == 68.00
+    assert got[("reverse fixed noise", "bpda-eot")] == 74.90
+    assert set(df["t"][df["variant"] != "one-step"]) == {3}  # round(2 x 150 / 100)
