@@ -229,7 +229,7 @@ claims.frame(rows)
 # %% [markdown]
 # ## Variants: one-step denoising and fixed noise
 # Two experiments the paper reports only in its review thread (the numbers in
-# `paper_data/variants.yaml`), both on the first `variant_images` test images.
+# `paper_data/sec4.yaml`, `variants`), both on the first `variant_images` test images.
 #
 # **One-step denoising** (appendix C.2, Carlini et al. 2022): one draw of eq. 1 to x_{t*} and one
 # prediction of x_0. The thread gives clean 85.2 % and PGD-EOT 48.3 % on CIFAR-10, "comparable"
@@ -255,7 +255,7 @@ claims.frame(rows)
 # %%
 from diffrob import variants
 
-variant_paper = claims.paper("variants")
+variant_paper = claims.paper("sec4")["variants"]
 start = time.time()
 variant_table = variants.table(world, variant_paper)
 variant_seconds = time.time() - start

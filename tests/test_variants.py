@@ -26,13 +26,13 @@ def tiny_world(results_dir, **overrides) -> World:
     return World("digits", x[:6], y[:6], cls, unet, digits.build_scheduler(), p)
 
 
-def test_wilson_matches_known_intervals():
-    lo, hi = variants.wilson(5, 10)
-    assert (round(lo, 4), round(hi, 4)) == (0.2366, 0.7634)
-    lo, hi = variants.wilson(0, 10)
-    assert lo == 0 and round(hi, 4) == 0.2775
-    with pytest.raises(ValueError, match="successes"):
-        variants.wilson(11, 10)
+def test_accuracy_rows_carry_wilson_for_one_run_and_a_bootstrap_for_several():
+    labels = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    one = variants.accuracy_row(np.where(np.arange(10) < 5, labels, 0)[None], labels)
+    assert one["ours"] == 50 and (round(one["low"], 2), round(one["high"], 2)) == (23.66, 76.34)
+    runs = np.stack([labels, np.zeros(10, dtype=int)])  # right in one run of two, image 0 in both
+    many = variants.accuracy_row(runs, labels)
+    assert many["ours"] == pytest.approx(55) and many["low"] < 55 < many["high"]
 
 
 def test_fixed_noise_t_carries_the_papers_ratio():
@@ -115,7 +115,7 @@ def test_accuracy_row_and_the_papers_numbers(tmp_path):
     assert row["ours"] == 62.5 and row["low"] < 62.5 < row["high"]
     with pytest.raises(ValueError, match="columns"):
         variants.accuracy_row(np.zeros((2, 3)), np.zeros(4))
-    paper = claims.paper("variants")
+    paper = claims.paper("sec4")["variants"]
     df = variants.table(tiny_world(tmp_path), paper, progress=False)
     assert len(df) == 2 + 2 * 3
     got = df.set_index(["variant", "source"])["paper"]

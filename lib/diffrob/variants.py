@@ -20,13 +20,13 @@
 The thread ran the fixed-noise experiment at t = 150 (CIFAR-10, against Table 1's
 t* = 100); :func:`fixed_noise_t` carries that ratio to a world's own t*.
 
-Accuracies carry 95 % Wilson intervals over the images (:func:`wilson`).
+Accuracies carry 95 % intervals over the images (:mod:`diffrob.verdicts`: Wilson for one
+evaluation, a bootstrap over images for the mean of r).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -34,29 +34,12 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from . import stages, store
+from . import stages, store, verdicts
 from .attacks import attack_batch, check_attack
 from .purifiers import Purifier
 
 FIXED_METHODS = ("ddpm", "reverse")
 FIXED_ATTACKS = ("bpda", "bpda-eot")
-
-
-def wilson(successes: float, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95 % Wilson score interval (lower, upper) of a proportion ``successes / n``.
-
-    ``successes`` may be fractional (a mean accuracy over r re-evaluations times n): for
-    per-image accuracies q_i in [0, 1] with mean p, Var(q) <= p (1 - p), so the interval
-    over n images is conservative for such a mean.
-    """
-    if not (isinstance(n, int) and n >= 1):
-        raise ValueError(f"n: expected an int >= 1, got {n!r}")
-    if not 0 <= successes <= n:
-        raise ValueError(f"successes: expected a number in [0, {n}], got {successes!r}")
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def fixed_noise_t(t_star: int, paper_t: int, paper_t_star: int) -> int:
@@ -131,13 +114,12 @@ def fixed_noise(world, method: str, t: int, attacks: Sequence[str] = FIXED_ATTAC
     w = subset(world, purifier=method, t_star=t)
     p, seed = w.params, w.params.base_seed
     purifier = FixedNoise(w.purifier(), seed)
-    models = store.fingerprint(w.classifier, w.diffusion)
     out = {s: [] for s in ("clean", *attacks)}
     for i, rows in w.batches():
         x, y = w.images[rows], w.labels[rows]
         out["clean"].append(_predict(w, purifier, x, i))
         for a in attacks:
-            stage, k = f"fixed-noise/attack/{a}", _key(p, a, models)
+            stage, k = f"fixed-noise/attack/{a}", _key(w, a)
             x_adv = store.read(p, stage, i, k)
             if x_adv is None:
                 x_adv = attack_batch(w, a, x, y, i, purifier, progress=progress)
@@ -146,9 +128,9 @@ def fixed_noise(world, method: str, t: int, attacks: Sequence[str] = FIXED_ATTAC
     return {s: np.concatenate(v) for s, v in out.items()}
 
 
-def _key(p, attack: str, models: str) -> dict:
-    return {**store.key(p, f"attack/{attack}", models), "noise": "fixed",
-            "noise_seed": p.base_seed}
+def _key(world, attack: str) -> dict:
+    return {**store.world_key(world, f"attack/{attack}"), "noise": "fixed",
+            "noise_seed": world.params.base_seed}
 
 
 @torch.no_grad()
@@ -157,19 +139,20 @@ def _predict(world, purifier: FixedNoise, x: Tensor, batch_index: int) -> np.nda
 
 
 def accuracy_row(preds: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Accuracy in percent of predictions (n,) or (r, n) (mean over runs) and its 95 %
-    Wilson interval over the n images (:func:`wilson`)."""
+    """Accuracy in percent of predictions (n,) or (r, n) (mean over runs) with its 95 %
+    interval over the n images: Wilson's for one run, a bootstrap of the per-image accuracy
+    for several."""
     preds = np.atleast_2d(preds)
     if preds.shape[1] != len(labels):
         raise ValueError(f"preds: expected {len(labels)} columns (one per image), got "
                          f"{preds.shape[1]}")
-    acc = float((preds == labels).mean())
-    lo, hi = wilson(acc * len(labels), len(labels))
-    return {"ours": 100 * acc, "low": 100 * lo, "high": 100 * hi}
+    right = (preds == labels).mean(axis=0)
+    e = verdicts.proportion(right > 0.5) if len(preds) == 1 else verdicts.mean(right)
+    return {"ours": 100 * e.value, "low": 100 * e.lo, "high": 100 * e.hi}
 
 
 def table(world, paper: dict, progress: bool = True) -> pd.DataFrame:
-    """Both variants on this world beside the paper's numbers (``paper_data/variants.yaml``).
+    """Both variants on this world beside the paper's numbers (``paper_data/sec4.yaml``, ``variants``).
 
     The fixed-noise rows use the paper's ImageNet numbers in the ``imagenet`` world and its
     CIFAR-10 numbers elsewhere; a source the paper did not run has no paper number (NaN).
