@@ -272,6 +272,7 @@ variant_shown
 
 # %%
 vt = variant_table.set_index(["variant", "source"])
+std = ours["standard"]  # DiffPure's standard robustness of Table 1 above, per source
 
 
 def _acc(variant, source):
