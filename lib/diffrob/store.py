@@ -34,7 +34,8 @@ FORMAT = 1
 # compile and channels_last (they change speed, not results).
 _WORLD = ("world", "diffusion_model", "n_images", "batch_size", "autocast")
 _PURIFIER = ("purifier", "t_star")
-ATTACK_FIELDS = ("eps_255", "attack_steps", "rel_stepsize", "random_start", "attack_seed")
+ATTACK_FIELDS = ("eps_255", "attack_steps", "rel_stepsize", "random_start", "attack_seed",
+                 "pgd_iterate", "pgd_schedule")
 
 
 class StoreError(ValueError):
