@@ -111,12 +111,12 @@ class Params:
     strength_evals: int = _p(20, "r: re-evaluations of each attack-strength example", lo=1)
     strength_steps: int = _p(20, "PGD iterations of the strength experiments (unless varied)",
                              lo=1)
-    strength_eot: int = _p(4, "EOT samples of the strength experiments (unless varied)", lo=1)
+    strength_eot: int = _p(2, "EOT samples of the strength experiments (unless varied)", lo=1)
     strength_eps_255: list[float] = _p([16.0, 48.0, 96.0, 160.0], "radii of the eps curve, "
                                        "units of 1/255", lo=0.0, hi=255.0)
-    strength_step_grid: list[int] = _p([5, 10, 40], "PGD iterations of the steps curve", lo=1)
-    strength_eot_grid: list[int] = _p([1, 8], "EOT samples of the EOT curve", lo=1)
-    strength_rel_stepsizes: list[float] = _p([0.01 / 0.3, 0.125, 0.25], "relative steps of the "
+    strength_step_grid: list[int] = _p([5, 40], "PGD iterations of the steps curve", lo=1)
+    strength_eot_grid: list[int] = _p([1, 4], "EOT samples of the EOT curve", lo=1)
+    strength_rel_stepsizes: list[float] = _p([0.01 / 0.3, 0.25], "relative steps of the "
                                              "step-size curve (Table S1's eps/30 to eps/4)",
                                              lo=0.0, hi=1.0)
 
