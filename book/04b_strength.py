@@ -13,7 +13,6 @@
 #     name: python3
 # ---
 
-
 # %% [markdown]
 # # 4b Are the attacks strong enough?
 # **Why this chapter.** Every robustness number of chapter 4 is an upper bound: it is only as
