@@ -7,20 +7,24 @@
   gradient is that of the loss averaged over ``eot`` samples of the system's
   randomness (EOT, Athalye et al. 2018), the samples folded into the batch: one
   forward/backward per step.
-- :func:`attack_batch`: the four system attacks of Table 1 on
-  ``world.purifier()`` -> ``world.classifier``:
+- :func:`attack_batch`: the system attacks on ``world.purifier()`` -> ``world.classifier``,
+  Table 1's four and those of issue 13 (book/04b_strength):
 
-  ========== ===================================== ===========
-  attack     gradient of the purifier              EOT samples
-  ========== ===================================== ===========
-  bpda       identity (straight-through, BPDA)     1
-  bpda-eot   identity (straight-through, BPDA)     ``eot``
-  pgd        full, through every diffusion step    1
-  pgd-eot    full, through every diffusion step    ``eot``
-  ========== ===================================== ===========
+  ============ ===================================== =========== ==========================
+  attack       gradient of the purifier              EOT samples optimiser
+  ============ ===================================== =========== ==========================
+  bpda         identity (straight-through, BPDA)     1           :func:`pgd`
+  bpda-eot     identity (straight-through, BPDA)     ``eot``     :func:`pgd`
+  pgd          full, through every diffusion step    1           :func:`pgd`
+  pgd-eot      full, through every diffusion step    ``eot``     :func:`pgd`
+  apgd-eot     full, through every diffusion step    ``eot``     autoattack's APGD-CE
+  apgd-dlr-eot full, through every diffusion step    ``eot``     autoattack's APGD-DLR
+  eotpgd       full, through every diffusion step    ``eot``     torchattacks' EOTPGD
+  transfer     none: PGD on the bare classifier      1           :func:`pgd`
+  ============ ===================================== =========== ==========================
 
-  apgd-eot, apgd-dlr-eot, eotpgd and transfer: see :func:`attack_batch`.
-
+  :func:`pgd` keeps the last iterate (Table S1) or the best (``pgd_iterate``), with a
+  constant or cosine-decaying step (``pgd_schedule``).
 - :func:`uniform`: uniform noise of Linf size eps (sec. 3.1).
 
 Randomness of the attacks (eq. 9 base seeds). Gradient ``c`` (= PGD step ``c``,

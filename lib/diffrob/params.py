@@ -112,7 +112,7 @@ class Params:
     strength_steps: int = _p(20, "PGD iterations of the strength experiments (unless varied)",
                              lo=1)
     strength_eot: int = _p(2, "EOT samples of the strength experiments (unless varied)", lo=1)
-    strength_eps_255: list[float] = _p([16.0, 48.0, 96.0, 160.0], "radii of the eps curve, "
+    strength_eps_255: list[float] = _p([48.0, 96.0, 160.0], "radii of the eps curve, "
                                        "units of 1/255", lo=0.0, hi=255.0)
     strength_step_grid: list[int] = _p([5, 40], "PGD iterations of the steps curve", lo=1)
     strength_eot_grid: list[int] = _p([1, 4], "EOT samples of the EOT curve", lo=1)
