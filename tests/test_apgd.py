@@ -58,3 +58,12 @@ def test_autoattack_own_number_is_the_single_evaluation_of_its_examples(trained_
     assert torch.equal(own, (w.predict(x_adv) == w.labels).cpu())
     assert within(x_adv, w.images, 16 / 255)
     assert own.float().mean() < accuracy(w, w.images)
+
+
+def test_diffrob_attack_runs_the_new_attacks_into_the_store(tmp_path):
+    from diffrob import cli
+
+    cli.main(["attack", "--params", "params/smoke.yaml", "-p", "results_dir", str(tmp_path),
+              "-p", "n_images", "2", "--attack", "apgd-eot", "eotpgd", "transfer"])
+    for name in ("apgd-eot", "eotpgd", "transfer"):
+        assert list((tmp_path / "digits" / "attack" / name).rglob("batch_*.safetensors")), name
