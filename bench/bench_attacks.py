@@ -5,7 +5,10 @@ full, checkpointed gradient, from the same start, with the same eps, steps,
 step size, EOT samples, base seeds, images and device. Reported: the wall-time
 ratio, both robust accuracies (the purified system re-evaluated under base seeds
 0..r-1), and the cost of one PGD-EOT step as images/s and as a fraction of the
-machine's measured float32 matmul throughput.
+machine's measured float32 matmul throughput. Then every system attack of
+:mod:`diffrob.attacks` on the same images: its seconds per gradient evaluation
+(:func:`diffrob.plan.attack_work`) as a ratio to PGD-EOT's, in the same run (issue 13:
+APGD and torchattacks call the model once per EOT sample, PGD-EOT folds them).
 
     .venv/bin/python bench/bench_attacks.py [--params params/digits.yaml] [--images 16]
 """
@@ -21,7 +24,7 @@ import torch
 import torchattacks
 from torch.utils.flop_counter import FlopCounterMode
 
-from diffrob import attacks, params, stages, worlds
+from diffrob import attacks, params, plan, stages, worlds
 
 
 def matmul_flops(n: int = 1024, repeats: int = 20) -> float:
@@ -103,6 +106,12 @@ def main() -> None:
         "step_gflop": step_flops / 1e9, "achieved_gflops": step_flops / step_s / 1e9,
         "matmul_gflops": peak / 1e9, "fraction_of_matmul": step_flops / step_s / peak,
     }
+    per_gradient = {}
+    for name in attacks.SYSTEM_ATTACKS:
+        _, seconds = timed(lambda: attacks.attack_batch(world, name, x, y, 0, purifier))
+        per_gradient[name] = seconds / plan.attack_work(p, name)[0]
+    result.update({f"per_gradient_vs_pgd-eot/{k}": v / per_gradient["pgd-eot"]
+                   for k, v in per_gradient.items()})
     width = max(map(len, result))
     for k, v in result.items():
         print(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}")

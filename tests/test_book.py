@@ -183,7 +183,9 @@ PAPER_SMOKE = dict(n_images=2, batch_size=2, t_star=2, attack_steps=1, eot=2, n_
                    vote_k=[2], uniform_eps_255=[4, 64], n_seeds=2, n_neighbours=2,
                    cap_images=1, cap_points=20, pca_samples=8, pca_components=3,
                    jacobian_images=1, singular_top_k=1, singular_oversample=1,
-                   subspace_iterations=0, device="cpu")
+                   subspace_iterations=0, device="cpu", strength_images=2, strength_evals=2,
+                   strength_steps=1, strength_eot=2, strength_eps_255=[4],
+                   strength_step_grid=[1], strength_eot_grid=[2], strength_rel_stepsizes=[0.25])
 # What each chapter must show of the paper's setting (besides running through).
 PAPER_MARKS = {
     "cifar10": {
@@ -191,6 +193,7 @@ PAPER_MARKS = {
         "02_distances": ["paper (cifar10)", "3.606 ± 0.607", "0.313 ± 0.053"],  # Tables S2, S3
         "03_randomness": ["paper (cifar10)", "0.9954"],
         "04_fuzzy": ["CIFAR-10 (Linf 8/255)", "PGD-EOT 60.53 vs BPDA-EOT 81.54"],  # Table 1
+        "04b_strength": ["cifar10: eps = 8/255", "full gradient vs central differences"],
         "05_cap": ["cifar10: d = 3072"],
         "06_compression": ["2760 of 3072 (89.8%)", "largest relative error vs the exact values",
                            "Adversarial examples: `pgd-eot`"],  # the exact Jacobian runs here
@@ -201,6 +204,7 @@ PAPER_MARKS = {
         "02_distances": ["paper (imagenet)", "17.712 ± 4.851"],            # Table S4
         "03_randomness": ["paper (cifar10)"],  # sec. 3.2 has CIFAR-10 numbers only
         "04_fuzzy": ["ImageNet (Linf 4/255)", "64.73", "BPDA 64.73 -> 58.41"],  # Table 2
+        "04b_strength": ["imagenet: eps = 4/255", "full gradient vs central differences"],
         "05_cap": ["imagenet: d = 150528"],
         "06_compression": ["150528 x 150528", "singular values above 1 (of the top 1)",
                            "Adversarial examples: `bpda-eot`"],

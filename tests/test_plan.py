@@ -26,9 +26,11 @@ class ImageCount:
         model.register_forward_hook(lambda m, args, out: setattr(self, "n", self.n + len(args[0])))
 
 
-@pytest.mark.parametrize("checkpointing", [True, False])
-def test_flops_and_calls_match_a_real_attack_and_evaluation(digits_units, checkpointing):
-    w = tiny_world(4, eot=3, attack_steps=2, batch_size=4, n_evals=3, checkpointing=checkpointing)
+@pytest.mark.parametrize("checkpointing,iterate", [(True, "last"), (False, "last"),
+                                                   (True, "best")])
+def test_flops_and_calls_match_a_real_attack_and_evaluation(digits_units, checkpointing, iterate):
+    w = tiny_world(4, eot=3, attack_steps=2, batch_size=4, n_evals=3, checkpointing=checkpointing,
+                   pgd_iterate=iterate)
     w = dataclasses.replace(w, params=w.params.replace(attacks=list(attacks.SYSTEM_ATTACKS)))
     costs = plan.table(w.params, units=digits_units)
     calls = ImageCount(w.diffusion)

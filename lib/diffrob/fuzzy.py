@@ -9,6 +9,7 @@ for n stored examples under r base seeds (the evaluate stage), and ``labels``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -152,3 +153,35 @@ def table(preds: dict[str, np.ndarray], labels: np.ndarray, alpha: float = 0.5,
     cut, and the majority vote for each k; one row per source, in the given order.
     """
     return pd.DataFrame({name: summary(p, labels, alpha, ks) for name, p in preds.items()}).T
+
+
+def worst_of_n(preds: np.ndarray, labels: np.ndarray, n: int) -> float:
+    """Accuracy under N-evaluation (DiffHammer, Wang et al. 2024): an example counts as
+    robust only if all ``n`` of n independent runs classify it correctly.
+
+    Estimated from the r >= n stored runs as the mean over every n-subset of them:
+    an example right in c of r runs is robust in C(c, n) / C(r, n) of the subsets
+    (unbiased; n = r is Table 1's m = 0 column, n = 1 the mean standard robustness).
+    Counting convention "evaluated after optimising": the attack is finished before the
+    n runs, whose seeds it never saw; DiffHammer's "while optimising" would also let it
+    resubmit after seeing them.
+    """
+    preds, labels = _check(preds, labels)
+    r = preds.shape[0]
+    if not (isinstance(n, (int, np.integer)) and 1 <= n <= r):
+        raise ValueError(f"n: expected an int in 1..r = 1..{r}, got {n!r}")
+    right = (preds == labels[None, :]).sum(axis=0)
+    return float(np.mean([math.comb(int(c), n) / math.comb(r, n) for c in right]))
+
+
+def worst_case(preds: dict[str, np.ndarray], labels: np.ndarray) -> np.ndarray:
+    """Per example, the runs (r, n) of the attack with the highest grade among ``preds``
+    (``{"pgd-eot": preds, ...}``, all with the same r): the worst case over attacks, as
+    AutoAttack's ensemble counts an example broken if any attack breaks it. Ties go to
+    the first attack. The grades judge the same runs that chose the attack, so this row
+    slightly favours the attacker."""
+    if not preds:
+        raise ValueError("preds: expected at least one attack")
+    stack = np.stack([_check(p, labels)[0] for p in preds.values()])  # (attacks, r, n)
+    worst = np.argmax([grades(p, labels) for p in stack], axis=0)
+    return stack[worst, :, np.arange(stack.shape[2])].T

@@ -24,7 +24,7 @@ from .names import did_you_mean
 
 WORLDS = ("digits", "mnist", "cifar10", "imagenet")
 PURIFIERS = ("ddpm", "reverse", "ddim", "onestep")
-ATTACKS = ("bpda", "bpda-eot", "pgd", "pgd-eot")
+ATTACKS = ("bpda", "bpda-eot", "pgd", "pgd-eot", "apgd-eot", "apgd-dlr-eot", "eotpgd", "transfer")
 
 
 def _p(default: Any, doc: str, lo: float | None = None, hi: float | None = None,
@@ -59,7 +59,8 @@ class Params:
     base_seed: int = _p(0, "base seed s of eq. 9 for single-seed stages", lo=0)
     checkpointing: bool = _p(True, "activation checkpointing per step for full gradients")
     # --- attacks (sec. 4, Table S1) --------------------------------------------
-    attacks: list[str] = _p(list(ATTACKS), "attacks run by the attack stage")
+    attacks: list[str] = _p(list(ATTACKS[:4]), "attacks run by the attack stage (default: "
+                            "Table 1's four)")
     eps_255: float = _p(32.0, "Linf attack radius in units of 1/255", lo=0.0, hi=255.0)
     attack_steps: int = _p(40, "PGD iterations", lo=1)
     rel_stepsize: float = _p(0.01 / 0.3, "PGD step = eps x rel_stepsize (foolbox LinfPGD)",
@@ -104,13 +105,31 @@ class Params:
     compression_attack: str = _p("pgd-eot", "adversarial examples of Fig. 6: a stored system "
                                  "attack, or 'fixed-pgd' (PGD through the fixed-randomness "
                                  "purifier)", choices=(*ATTACKS, "fixed-pgd"))
-    # --- issue 10: measurements of sec. 5-6 (owner: measure) ------------------------
+    # --- sec. 5-6 measurements ---------------------------------------------------
     rate_samples: int = _p(64, "uniform Linf-ball points per image for the compression rate, "
                            "at each of the jacobian_images images", lo=1)
     gaas_max_k: int = _p(32, "largest k of the measured GAAS construction (appendix A.2)", lo=1)
-    # --- issue 10: purifier variants, appendix C.2 and review thread (owner: extra) ---
+    # --- purifier variants (appendix C.2, review thread; chapter 04) ----------------
     variant_images: int = _p(16, "first N test images (at most n_images) of the one-step "
                              "denoising and fixed-noise variants (chapter 04)", lo=1)
+    # --- attack strength (issue 13; book/04b_strength) ----------------------------
+    pgd_iterate: str = _p("last", "PGD / PGD-EOT / BPDA / transfer return the 'last' iterate "
+                          "(Table S1's protocol) or per image the 'best' (highest EOT-mean loss)",
+                          choices=("last", "best"))
+    pgd_schedule: str = _p("constant", "PGD step size: 'constant' (Table S1) or 'cosine' "
+                           "(decays from eps x rel_stepsize to 0)", choices=("constant", "cosine"))
+    strength_images: int = _p(16, "first N test images of the attack-strength experiments", lo=1)
+    strength_evals: int = _p(20, "r: re-evaluations of each attack-strength example", lo=1)
+    strength_steps: int = _p(20, "PGD iterations of the strength experiments (unless varied)",
+                             lo=1)
+    strength_eot: int = _p(2, "EOT samples of the strength experiments (unless varied)", lo=1)
+    strength_eps_255: list[float] = _p([48.0, 96.0, 160.0], "radii of the eps curve, "
+                                       "units of 1/255", lo=0.0, hi=255.0)
+    strength_step_grid: list[int] = _p([5, 40], "PGD iterations of the steps curve", lo=1)
+    strength_eot_grid: list[int] = _p([1, 4], "EOT samples of the EOT curve", lo=1)
+    strength_rel_stepsizes: list[float] = _p([0.01 / 0.3, 0.25], "relative steps of the "
+                                             "step-size curve (Table S1's eps/30 to eps/4)",
+                                             lo=0.0, hi=1.0)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

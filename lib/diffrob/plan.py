@@ -19,7 +19,9 @@ Costs per image and per gradient, with C diffusion-model calls per purification
 - full gradient, checkpointed: C forward calls, then C recomputed forward calls
   with their backward, and the classifier forward and backward (without
   checkpointing the first C forward calls are the ones kept);
-- attack: ``attack_steps`` gradients of ``eot`` samples (1 without EOT);
+- attack: ``attack_steps`` gradients of ``eot`` samples (1 without EOT), plus what
+  :func:`attack_work` adds for best iterates and APGD; the transfer attack differentiates
+  the bare classifier only;
 - evaluation: ``n_evals`` purifications of every clean or attacked image;
 - sec. 6, per Jacobian image: the exact Jacobian is D vector-Jacobian products
   (VJPs: a full gradient of the purifier alone) and one purification, made only
@@ -41,7 +43,7 @@ from torch.autograd import forward_ad
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from .attacks import attack_eot
+from .attacks import attack_eot, full_gradient
 from .compression import EXACT_JACOBIAN_MAX_DIM, forward_mode
 from .params import Params
 from .worlds import Architecture, architecture
@@ -165,6 +167,24 @@ def gradient_flops(p: Params, u: UnitCosts, full: bool) -> int:
     return purifier_vjp_flops(p, u) + u.classifier_backward
 
 
+FOLDED = ("bpda", "bpda-eot", "pgd", "pgd-eot")  # EOT samples in one call (eot_batch at a time)
+
+
+def attack_work(p: Params, name: str) -> tuple[int, int]:
+    """(gradients, purifications without gradient) per image of system attack ``name``.
+
+    PGD-type attacks: ``attack_steps`` gradients of ``eot`` samples, and ``eot`` more
+    purifications to score the last iterate when ``pgd_iterate`` is 'best'; torchattacks'
+    EOTPGD: the gradients only; autoattack's APGD: one clean prediction, then a gradient
+    at the start and one per iteration (``(attack_steps + 1) x eot``).
+    """
+    eot = attack_eot(name, p.eot)
+    if name.startswith("apgd"):
+        return (p.attack_steps + 1) * eot, 1
+    best = p.pgd_iterate == "best" and name != "eotpgd"
+    return p.attack_steps * eot, eot if best else 0
+
+
 def full_gradient_bytes(p: Params, u: UnitCosts) -> int:
     """Activation memory of one image in a full-gradient forward/backward."""
     if p.checkpointing:  # one step's graph at a time, plus every step's stored input
@@ -208,16 +228,21 @@ def table(p: Params, tflops: float = 100.0, gpu_gb: float = 80.0,
     u = units or unit_costs(architecture(p.world))
     n, calls, rows = p.n_images, model_calls(p), {}
     for name in p.attacks:
-        full, eot = name.startswith("pgd"), attack_eot(name, p.eot)
-        grads = n * p.attack_steps * eot
+        full, eot = full_gradient(name), attack_eot(name, p.eot)
+        per_image_grads, per_image_purifications = attack_work(p, name)
+        grads, purifications = n * per_image_grads, n * per_image_purifications
         forwards = 2 if full and p.checkpointing else 1  # checkpointing recomputes each step
-        per_call = p.batch_size * min(eot, p.eot_per_call)
+        per_call = p.batch_size * (min(eot, p.eot_per_call) if name in FOLDED else 1)
         gb = per_call * full_gradient_bytes(p, u) / 1e9 if full else float("nan")
         fits = ("yes" if gb + u.weights / 1e9 <= gpu_gb else "no") if full else ""
+        if name == "transfer":  # the bare classifier only
+            evals, spent = 0, grads * u.classifier_backward + purifications * u.classifier
+        else:
+            evals = (grads * forwards + purifications) * calls
+            spent = grads * gradient_flops(p, u, full) + purifications * purification_flops(p, u)
         rows[f"attack/{name}"] = {
-            "images": n, "diffusion evaluations": grads * calls * forwards,
-            "flops": grads * gradient_flops(p, u, full), "rows per call": per_call,
-            "GB per call": gb, "fits": fits}
+            "images": n, "diffusion evaluations": evals, "flops": spent,
+            "rows per call": per_call, "GB per call": gb, "fits": fits}
     for source in ["clean", *p.attacks]:
         evals = n * p.n_evals
         rows[f"evaluate/{source}"] = {

@@ -54,7 +54,8 @@ FORMAT = 2  # 2: the key holds the data digest
 # speed, not results).
 _WORLD = ("world", "diffusion_model", "n_images", "batch_size", "autocast")
 _PURIFIER = ("purifier", "t_star")
-ATTACK_FIELDS = ("eps_255", "attack_steps", "rel_stepsize", "random_start", "attack_seed")
+ATTACK_FIELDS = ("eps_255", "attack_steps", "rel_stepsize", "random_start", "attack_seed",
+                 "pgd_iterate", "pgd_schedule")
 
 
 # Parameters that change where or how fast a result is computed, not the result

@@ -11,9 +11,10 @@ naming the file, what was expected and where a good copy comes from.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from ..apgd import import_autoattack
 
 DOCS = "see docs/worlds.md"
 
@@ -73,12 +74,7 @@ def check_all(*checks: Callable[[], object]) -> None:
 
 def import_robustbench():
     """Import robustbench 1.1.1, whose ``autoattack`` dependency is installed as ``pyautoattack``."""
-    try:
-        import pyautoattack
-    except ImportError as e:
-        raise ImportError("the cifar10/imagenet worlds need the 'paper' extra: "
-                          "pip install 'diffrob[paper]' (robustbench, pyautoattack)") from e
-    sys.modules.setdefault("autoattack", pyautoattack)
+    import_autoattack()
     import robustbench
 
     return robustbench

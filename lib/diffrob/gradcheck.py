@@ -1,0 +1,126 @@
+"""Are the attack's gradients right and unmasked? (Carlini et al. 2019, sec. 5; DiffBreak)
+
+The full gradient of sec. 4.2's PGD (through every diffusion step, eq. 1-2) is checked
+as code, on the world's own models cast to float64:
+
+- against central finite differences along random unit directions d, with the
+  purifier's noise fixed (the same eq. 9 seeds on both sides): relative error
+  ``|g.d - (L(x + h d) - L(x - h d)) / 2h| / max(|g.d|, |fd|)``;
+- checkpointed (per diffusion step) against plain autograd: the same numbers;
+- EOT samples in one call against one call per sample (``eot_batch``): the same sum;
+- no image with an all-zero gradient and no non-finite entry (masked or broken gradients);
+- the cosine between the full and the BPDA (straight-through) gradient, per image:
+  how far the approximation the paper's BPDA rows rely on is from the true gradient.
+
+The loss is the summed cross-entropy of ``classifier(purifier(x))``; the check point
+is the clean image clipped to [h, 1 - h], so that every difference stays in [0,1].
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .attacks import straight_through
+
+# Fixed before any result was seen: float64 central differences are exact to ~h^2 on a
+# smooth map; larger errors mean a wrong gradient (or a kink of a ReLU / clip hit by +-h).
+FD_TOLERANCE = 1e-4
+SAME_TOLERANCE = 1e-9  # float64, the same operations in another order
+
+
+def double_world(world):
+    """A copy of ``world`` with float64 images and models (the check's precision)."""
+    return dataclasses.replace(world, images=world.images.double(),
+                               classifier=copy.deepcopy(world.classifier).double(),
+                               diffusion=copy.deepcopy(world.diffusion).double())
+
+
+def loss_fn(world, y: Tensor, seeds: list[int], batch_index: int = 0, straight: bool = False,
+            checkpointing: bool | None = None):
+    """x -> summed cross-entropy of the purified classifier over the EOT copies ``seeds``
+    (noise fixed by eq. 9), one call with all copies folded into the batch."""
+    purifier = world.purifier()
+    if checkpointing is not None:
+        purifier.checkpointing = checkpointing
+
+    def f(x: Tensor) -> Tensor:
+        rows = x.repeat(len(seeds), 1, 1, 1)
+        purified = (straight_through(purifier, rows, seeds, batch_index) if straight
+                    else purifier(rows, seeds, batch_index, grad=True))
+        return F.cross_entropy(world.classifier(purified), y.repeat(len(seeds)), reduction="sum")
+
+    return f
+
+
+def gradient(f, x: Tensor) -> Tensor:
+    x = x.detach().requires_grad_(True)
+    return torch.autograd.grad(f(x), x)[0]
+
+
+def finite_difference_errors(f, x: Tensor, directions: int, h: float,
+                             generator: torch.Generator) -> np.ndarray:
+    """Relative error of the autograd directional derivative against central differences,
+    one per random unit (l2) direction over the whole batch."""
+    g = gradient(f, x)
+    errors = []
+    with torch.no_grad():
+        for _ in range(directions):
+            d = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+            d /= d.norm()
+            fd = ((f(x + h * d) - f(x - h * d)) / (2 * h)).item()
+            exact = (g * d).sum().item()
+            errors.append(abs(exact - fd) / max(abs(exact), abs(fd), 1e-300))
+    return np.array(errors)
+
+
+def per_image_cosine(a: Tensor, b: Tensor) -> np.ndarray:
+    return F.cosine_similarity(a.flatten(1), b.flatten(1), dim=1).cpu().numpy()
+
+
+def relative_difference(a: Tensor, b: Tensor) -> float:
+    return ((a - b).norm() / b.norm().clamp_min(1e-300)).item()
+
+
+def checks(world, n_images: int = 4, eot: int = 4, directions: int = 8, h: float = 1e-5,
+           seed: int = 0) -> pd.DataFrame:
+    """The table of checks on the first ``n_images`` test images (module docstring): one row
+    per check with its value, what passes (fixed tolerances above) and whether it does."""
+    if n_images < 1 or eot < 1 or directions < 1 or not 0 < h < 0.5:
+        raise ValueError(f"gradient checks: expected n_images, eot, directions >= 1 and "
+                         f"0 < h < 0.5, got {n_images}, {eot}, {directions}, {h}")
+    w = double_world(world)
+    x = w.images[:n_images].clamp(h, 1 - h)
+    y = w.labels[:n_images]
+    seeds = [world.params.attack_seed + j for j in range(eot)]
+    gen = torch.Generator().manual_seed(seed)
+    full, plain = loss_fn(w, y, seeds, checkpointing=True), loss_fn(w, y, seeds, checkpointing=False)
+    g_full, g_plain = gradient(full, x), gradient(plain, x)
+    g_split = sum(gradient(loss_fn(w, y, [s]), x) for s in seeds)
+    g_bpda = gradient(loss_fn(w, y, seeds, straight=True), x)
+    fd_check = finite_difference_errors(full, x, directions, h, gen)
+    fd_plain = finite_difference_errors(plain, x, directions, h, gen)
+    zero = (g_full.flatten(1).abs().amax(1) == 0).float().mean().item()
+    rows = [
+        ("full gradient vs central differences, checkpointed (max rel. error)",
+         fd_check.max(), f"<= {FD_TOLERANCE:g}", fd_check.max() <= FD_TOLERANCE),
+        ("full gradient vs central differences, plain autograd (max rel. error)",
+         fd_plain.max(), f"<= {FD_TOLERANCE:g}", fd_plain.max() <= FD_TOLERANCE),
+        ("checkpointed vs plain autograd (rel. difference)", relative_difference(g_full, g_plain),
+         f"<= {SAME_TOLERANCE:g}", relative_difference(g_full, g_plain) <= SAME_TOLERANCE),
+        ("EOT in one call vs one call per sample (rel. difference)",
+         relative_difference(g_full, g_split), f"<= {SAME_TOLERANCE:g}",
+         relative_difference(g_full, g_split) <= SAME_TOLERANCE),
+        ("images with an all-zero gradient (fraction)", zero, "0", zero == 0),
+        ("non-finite gradient entries", float((~torch.isfinite(g_full)).sum()), "0",
+         bool(torch.isfinite(g_full).all())),
+        ("cosine(full, BPDA gradient), mean over images", per_image_cosine(g_full, g_bpda).mean(),
+         "(reported)", None),
+    ]
+    return pd.DataFrame(rows, columns=["check", "value", "passes if", "passes"]).set_index("check")

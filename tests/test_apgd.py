@@ -1,0 +1,69 @@
+"""APGD-EOT and AutoAttack `rand` from the autoattack package, under our seed plan (issue 13)."""
+
+import sys
+
+import pytest
+import torch
+
+from diffrob import apgd, attacks
+
+from test_attacks import SeedSpy, accuracy, tiny_world, trained, trained_world, within  # noqa: F401
+
+
+def test_the_package_is_importable_as_autoattack():
+    pkg = apgd.import_autoattack()
+    assert sys.modules["autoattack"] is pkg and hasattr(pkg, "AutoAttack")
+
+
+@pytest.mark.parametrize("attack", ["apgd-eot", "apgd-dlr-eot"])
+def test_apgd_eot_follows_the_seed_plan_and_is_reproducible(attack):
+    """One clean prediction, then a gradient at the start and one per iteration, each EOT
+    sample a call of its own with the next base seed; the global generator is untouched."""
+    w = tiny_world(3, eot=2, attack_steps=3)
+    spy = SeedSpy(w.purifier())
+    before = torch.random.get_rng_state()
+    x_adv = attacks.attack_batch(w, attack, w.images, w.labels, 1, purifier=spy)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    n_calls = 1 + (3 + 1) * 2
+    assert [c for _, c in spy.calls] == [[1000 + k] for k in range(n_calls)]
+    assert within(x_adv, w.images, w.params.eps)
+    torch.testing.assert_close(attacks.attack_batch(w, attack, w.images, w.labels, 1), x_adv)
+
+
+def test_bad_arguments_are_named():
+    w = tiny_world(2)
+    with pytest.raises(ValueError, match="loss"):
+        apgd.apgd(w.classifier, w.images, w.labels, 0.1, 2, 1, loss="hinge")
+    with pytest.raises(ValueError, match="steps"):
+        apgd.apgd(w.classifier, w.images, w.labels, 0.1, 0, 1)
+    with pytest.raises(ValueError, match="eps"):
+        apgd.autoattack_rand(w.classifier, w.images, w.labels, 0.0, 2, 1)
+
+
+@trained
+def test_apgd_drives_the_bare_classifier_near_zero(trained_world):
+    """As PGD does (test_attacks): 48/255 takes the bare digits CNN to <= 5 %."""
+    w = trained_world
+    x_adv = apgd.apgd(w.classifier, w.images, w.labels, 48 / 255, 20, 1, seed=0)
+    assert within(x_adv, w.images, 48 / 255)
+    assert accuracy(w, x_adv) <= 0.05
+
+
+@trained
+def test_autoattack_own_number_is_the_single_evaluation_of_its_examples(trained_world):
+    """On a deterministic model one evaluation is every evaluation: AutoAttack's own robust
+    flags are exactly the bare classifier's correctness on its final examples."""
+    w = trained_world
+    x_adv, own = apgd.autoattack_rand(w.classifier, w.images, w.labels, 16 / 255, 5, 1, seed=0)
+    assert torch.equal(own, (w.predict(x_adv) == w.labels).cpu())
+    assert within(x_adv, w.images, 16 / 255)
+    assert own.float().mean() < accuracy(w, w.images)
+
+
+def test_diffrob_attack_runs_the_new_attacks_into_the_store(tmp_path):
+    from diffrob import cli
+
+    cli.main(["attack", "--params", "params/smoke.yaml", "-p", "results_dir", str(tmp_path),
+              "-p", "n_images", "2", "--attack", "apgd-eot", "eotpgd", "transfer"])
+    for name in ("apgd-eot", "eotpgd", "transfer"):
+        assert list((tmp_path / "digits" / "attack" / name).rglob("batch_*.safetensors")), name

@@ -1,0 +1,90 @@
+"""Worst-of-N, worst case over attacks, and the attack-strength experiments (issue 13)."""
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra.numpy import arrays
+
+from diffrob import fuzzy, strength
+
+from test_attacks import tiny_world
+
+PREDS = np.array([[0, 1, 9, 9, 4],
+                  [0, 1, 2, 9, 4],
+                  [0, 7, 2, 9, 5],
+                  [0, 1, 8, 9, 5]])
+LABELS = np.array([0, 1, 2, 3, 4])
+
+
+def test_worst_of_n_by_hand():
+    """Right in 4, 3, 2, 0, 2 of the 4 runs: N = 1 is the mean accuracy, N = r is m = 0."""
+    assert fuzzy.worst_of_n(PREDS, LABELS, 1) == pytest.approx(11 / 20)
+    assert fuzzy.worst_of_n(PREDS, LABELS, 2) == pytest.approx((6 + 3 + 1 + 0 + 1) / 6 / 5)
+    assert fuzzy.worst_of_n(PREDS, LABELS, 4) == fuzzy.non_adversarial(fuzzy.grades(PREDS, LABELS))
+    with pytest.raises(ValueError, match="n:"):
+        fuzzy.worst_of_n(PREDS, LABELS, 5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(arrays(np.int64, st.tuples(st.integers(1, 5), st.integers(1, 4)), elements=st.integers(0, 2)),
+       st.data())
+def test_worst_of_n_is_the_mean_over_every_n_subset_of_runs(preds, data):
+    r, n_ex = preds.shape
+    labels = np.zeros(n_ex, dtype=np.int64)
+    n = data.draw(st.integers(1, r))
+    subsets = [(preds[list(s)] == labels).all(axis=0).mean()
+               for s in itertools.combinations(range(r), n)]
+    assert fuzzy.worst_of_n(preds, labels, n) == pytest.approx(np.mean(subsets))
+
+
+def test_worst_case_takes_per_example_the_attack_with_the_highest_grade():
+    a = PREDS
+    b = np.array([[9, 1, 2, 3, 9]] * 4)  # fools examples 0 and 4 always, never 1, 2, 3
+    worst = fuzzy.worst_case({"a": a, "b": b}, LABELS)
+    np.testing.assert_array_equal(worst[:, [0, 4]], b[:, [0, 4]])
+    np.testing.assert_array_equal(worst[:, [1, 2, 3]], a[:, [1, 2, 3]])
+    g = fuzzy.grades(worst, LABELS)
+    assert (g >= fuzzy.grades(a, LABELS)).all() and (g >= fuzzy.grades(b, LABELS)).all()
+
+
+def test_bootstrap_interval_brackets_the_mean():
+    v = np.random.default_rng(0).random(50)
+    lo, hi = strength._bootstrap(v)
+    assert lo < v.mean() < hi and hi - lo < 0.5
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    return tiny_world(4, results_dir=str(tmp_path_factory.mktemp("res")), strength_images=3,
+                      strength_evals=3, strength_steps=1, strength_eot=2,
+                      strength_rel_stepsizes=[0.25])
+
+
+def test_base_world_is_the_first_images_with_the_strength_protocol(small):
+    w = strength.base_world(small, eps_255=16.0)
+    p = w.params
+    assert len(w.images) == p.n_images == p.batch_size == 3
+    assert (p.n_evals, p.attack_steps, p.eot, p.eps_255) == (3, 1, 2, 16.0)
+
+
+def test_compare_gives_paired_rows_and_a_worst_case_no_stronger_attack_beats(small):
+    side = strength.compare(small, {"pgd-eot": ("pgd-eot", {}), "transfer": ("transfer", {}),
+                                    "apgd": ("apgd-eot", {})}, reference="pgd-eot")
+    assert list(side.index) == ["pgd-eot", "transfer", "apgd", "worst case"]
+    acc = side["accuracy"].astype(float)
+    assert acc["worst case"] <= acc.drop(index="worst case").min() + 1e-9
+    assert side.loc["pgd-eot", "vs pgd-eot"] == 0
+    assert list(side["gradients"]) == [2, 1, 4, 7]  # 1 step x 2 EOT; 1; (1 + 1) x 2
+    assert side.loc["pgd-eot", "N=1"] == pytest.approx(acc["pgd-eot"])
+
+
+def test_step_grid_and_strongest(small):
+    grid = strength.step_grid(small)
+    assert len(grid) == 3 and set(grid["iterate"]) == {"last", "best"}
+    strong = strength.strongest(grid)
+    assert strong["rel_stepsize"] == 0.25
+    assert grid["accuracy"].min() == pytest.approx(grid.loc[
+        (grid["schedule"] == strong["pgd_schedule"]) & (grid["iterate"] == strong["pgd_iterate"]),
+        "accuracy"].min())
