@@ -10,8 +10,7 @@ thing at a time. A protocol is (relative step, step schedule, iterate): the pape
 
 Accuracies are the standard robust accuracy (mean over runs and images) with a 95 %
 bootstrap interval over images; a comparison of two attacks is paired on the same
-images (bootstrap of the per-image difference). The intervals come from the private
-:func:`_bootstrap` until the project's statistics module lands (lead: swap it).
+images (bootstrap of the per-image difference), both from :mod:`diffrob.verdicts`.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import fuzzy, stages
+from . import fuzzy, stages, verdicts
 from .apgd import autoattack_rand
 from .attacks import SystemLogits
 from .purifiers import seed_for
@@ -54,19 +53,10 @@ def correct(world, attack: str, progress: bool = False) -> np.ndarray:
     return (preds == world.labels.cpu().numpy()[None, :]).mean(axis=0)
 
 
-def _bootstrap(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95 % percentile bootstrap interval of the mean of ``values`` over images (private
-    stand-in for the statistics module, see the module docstring)."""
-    values = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (n_boot, len(values)))].mean(axis=1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
-
-
 def summarise(per_image: np.ndarray) -> dict[str, float]:
     """Accuracy (percent) with its interval."""
-    lo, hi = _bootstrap(per_image)
-    return {"accuracy": 100 * per_image.mean(), "low": 100 * lo, "high": 100 * hi}
+    e = verdicts.mean(per_image)
+    return {"accuracy": 100 * e.value, "low": 100 * e.lo, "high": 100 * e.hi}
 
 
 def curve(world, attack: str, field: str, values: list, progress: bool = False,
@@ -134,12 +124,11 @@ def compare(world, attacks: dict[str, tuple[str, dict]], reference: str,
     r = world.params.strength_evals
     per_image = {k: (v == labels[None, :]).mean(axis=0) for k, v in preds.items()}
     for name, pr in preds.items():
-        diff = per_image[name] - per_image[reference]
-        lo, hi = _bootstrap(diff)
+        diff = verdicts.paired_difference(per_image[name], per_image[reference])
         ns = sorted({1, min(10, r), r})
         rows[name].update(summarise(per_image[name]))
-        rows[name].update({"vs " + reference: 100 * diff.mean(), "diff low": 100 * lo,
-                           "diff high": 100 * hi,
+        rows[name].update({"vs " + reference: 100 * diff.value, "diff low": 100 * diff.lo,
+                           "diff high": 100 * diff.hi,
                            **{f"N={n}": 100 * fuzzy.worst_of_n(pr, labels, n) for n in ns},
                            "alpha=0.5": 100 * fuzzy.robust_fraction(
                                fuzzy.grades(pr, labels), 0.5)})
