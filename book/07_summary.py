@@ -53,7 +53,7 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 from IPython.display import Markdown, display
 
-from diffrob import claims, params, verdicts
+from diffrob import claims, params, store, verdicts
 
 P = params.load_notebook(params_file, globals())
 digest = claims.params_digest(P)
@@ -69,7 +69,7 @@ rows["section"] = rows["section"].map(claims.SECTION_NAMES)
 
 # %%
 others = {d: s for d, s in claims.parameter_sets(P).items() if d != digest}
-mine = {k: v for k, v in P.as_dict().items() if k not in claims.NOT_IN_DIGEST}
+mine = {k: v for k, v in P.as_dict().items() if k not in store.NOT_RESULT}
 lines = [f"World **{P.world}**, parameters `{params_file}` (with any `-p` overrides), "
          f"digest `{digest}`: **{len(rows)}** claims recorded."]
 for d, settings in others.items():

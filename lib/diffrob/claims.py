@@ -18,7 +18,6 @@ unique temporary name. The Summary reads the rows of one parameter set
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -30,7 +29,7 @@ import pandas as pd
 import yaml
 
 from . import params as params_module
-from . import verdicts
+from . import store, verdicts
 from .params import Params
 from .verdicts import Estimate
 
@@ -39,8 +38,6 @@ SECTION_NAMES = {"setup": "Setup", "sec31": "3.1", "sec32": "3.2", "sec4": "4", 
                  "sec6": "6"}                                       # the paper's section numbers
 
 # Fields that say where things are or how fast they run, never what comes out.
-NOT_IN_DIGEST = ("results_dir", "model_dir", "data_dir", "device", "compile", "channels_last",
-                 "checkpointing", "eot_batch")
 _SPEC_KEYS = {"words", "paper", "quantity", "criterion", "source"}
 _OPTIONAL_KEYS = {"scale", "unit"}
 
@@ -80,10 +77,9 @@ def spec(section: str, claim: str) -> dict[str, Any]:
 
 
 def params_digest(p: Params) -> str:
-    """Digest of the parameters that can change a result (all but ``NOT_IN_DIGEST``)."""
-    values = {k: v for k, v in p.as_dict().items() if k not in NOT_IN_DIGEST}
-    text = json.dumps(values, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """The store's digest of the parameters that can change a result (one definition:
+    :func:`diffrob.store.params_digest`), 16 hex digits."""
+    return store.params_digest(p)[:16]
 
 
 def paper_value(entry: Mapping[str, Any], world: str) -> str:
@@ -164,7 +160,7 @@ def record(p: Params, section: str, claim: str,
     """Judge one claim (see :func:`judge`) and store its row under this parameter set."""
     row = judge(section, claim, ours, p.world)
     folder = _folder(p)
-    settings = {k: v for k, v in p.as_dict().items() if k not in NOT_IN_DIGEST}
+    settings = {k: v for k, v in p.as_dict().items() if k not in store.NOT_RESULT}
     if not (folder / "params.json").exists():
         _write_json(folder / "params.json", settings)
     _write_json(folder / section / f"{claim}.json", row)
