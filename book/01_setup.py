@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,mystnb,-all
 #     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
@@ -45,7 +46,7 @@ if "google.colab" in sys.modules:
 # %% tags=["parameters"]
 params_file = "params/digits.yaml"
 
-# %%
+# %% tags=["hide-input"]
 from diffrob import params
 P = params.load_notebook(params_file, globals())   # picks up papermill -p overrides
 
@@ -60,6 +61,9 @@ world = worlds.from_params(P)
 paper = claims.paper("setup")
 paper_world = P.world if P.world in paper else "cifar10"
 paper_label = f"paper ({paper_world})"
+
+from diffrob.figures import Reproduce, glue
+reproduce = Reproduce(P, params_file, "01_setup")
 
 # %% [markdown]
 # ## The world
@@ -85,12 +89,18 @@ facts = pd.DataFrame({
           "attack eps (l_inf)", "batch size (eq. 9's batch)"])
 facts
 
-# %%
+# %% tags=["remove-input"]
+reproduce()
+
+# %% mystnb={"figure": {"caption": "The first test images of this world and their labels (the paper shows CIFAR-10's in Fig. S3).", "name": "fig-setup-images"}}
 k = min(10, len(world.images))
 fig = trajectories.image_grid({"clean": world.images[:k]})
 fig.suptitle("first test images, labels " + " ".join(str(int(y)) for y in world.labels[:k]),
              fontsize="small")
 plt.show()
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %% [markdown]
 # ## Clean accuracy with and without purification
@@ -127,6 +137,9 @@ acc_table = pd.DataFrame(
     index=["bare classifier"] + [f"purified: {m}" for m in PURIFIERS])
 acc_table
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %% [markdown]
 # ## The claims, judged
 # Each claim's criterion is fixed in `paper_data/setup.yaml` with its source in the paper;
@@ -142,6 +155,9 @@ rows = [claims.record(P, "setup", "purification_costs_accuracy",
                       verdicts.spread_of_means(np.stack([correct[m] for m in PURIFIERS], 1)))]
 claims.frame(rows)
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %% [markdown]
 # ## What purification does to an image (Fig. S3)
 # Columns are test images. Rows: the clean image, the image with uniform noise of the attack's
@@ -149,7 +165,7 @@ claims.frame(rows)
 # scrubber), DiffPure's intermediate states (noised by the forward process up to t*, then
 # denoised), and the purified images of each sampler for the same perturbed input.
 
-# %%
+# %% mystnb={"figure": {"caption": "Clean and perturbed images, DiffPure's intermediate states and each sampler's purified images; reproduces the paper's Fig. S3.", "name": "fig-setup-purified"}}
 k = min(6, len(world.images))
 perturbed = trajectories.uniform_inputs(world, P.eps, seed=P.base_seed)
 curves = trajectories.distance_curves(world, perturbed, "ddpm", keep=k)
@@ -160,6 +176,9 @@ for m in PURIFIERS:
     rows[f"purified: {m}"] = trajectories.purify(world, perturbed, m)[:k]
 trajectories.image_grid(rows)
 plt.show()
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %% [markdown]
 # **What it says here.** The first table compares our world with the paper's. The accuracy

@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,mystnb,-all
 #     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
@@ -45,7 +46,7 @@ if "google.colab" in sys.modules:
 # %% tags=["parameters"]
 params_file = "params/digits.yaml"
 
-# %%
+# %% tags=["hide-input"]
 from diffrob import params
 P = params.load_notebook(params_file, globals())   # picks up papermill -p overrides
 
@@ -60,6 +61,9 @@ world = worlds.from_params(P)
 paper = claims.paper("sec31")
 paper_world = P.world if P.world in paper else "cifar10"
 paper_label = f"paper ({paper_world})"
+
+from diffrob.figures import Reproduce, glue
+reproduce = Reproduce(P, params_file, "02_distances")
 
 # %% [markdown]
 # ## The perturbed inputs
@@ -87,7 +91,7 @@ same_size = [*P.attacks, f"uniform_{P.eps_255:g}"]
 # noise of the same size; right: uniform noise of growing size. The dotted line is t*, where the
 # forward process ends and the reverse process begins.
 
-# %%
+# %% mystnb={"figure": {"caption": "l2 and l_inf distance to the clean image along DiffPure's purification, mean \u00b1 one standard deviation over the test images; reproduces the paper's Fig. 1c/d and Fig. S1.", "name": "fig-distances"}}
 label = lambda name: f"uniform {name[8:]}/255" if name.startswith("uniform_") else name
 fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
 for row, metric in enumerate(("l2", "linf")):
@@ -98,6 +102,9 @@ for row, metric in enumerate(("l2", "linf")):
                              f"{metric}: uniform noise of growing size")
 fig.tight_layout()
 plt.show()
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %% [markdown]
 # ## Tables S2 and S3: init (t = 0), max (t = t*), end (t = 2 t*)
@@ -137,9 +144,15 @@ def table(metric):
 table_l2 = table("l2")
 table_l2
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %%
 table_linf = table("linf")
 table_linf
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %%
 end = {n: c.l2[-1].double().mean().item() for n, c in curves.items()}
@@ -162,6 +175,10 @@ rows = [
 ]
 print("end/init l2:", {n: round(end[n] / init[n], 2) for n in curves})
 claims.frame(rows)
+
+# %% tags=["remove-input"]
+reproduce()
+
 
 # %% [markdown]
 # ## The purifier's own distance sets the ratio
@@ -190,6 +207,9 @@ if paper_uniform and all(a in ref_l2 for a in P.attacks):
                     paper_uniform[0], P.attacks))
 pd.concat(parts, axis=1).round(3)
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %% [markdown]
 # ## Scrub through a purification
 # The slider moves through DiffPure's states for a few test images of the strongest attack
@@ -201,6 +221,9 @@ pd.concat(parts, axis=1).round(3)
 show = P.attacks[-1] if P.attacks else f"uniform_{P.eps_255:g}"
 k = curves[show].states.shape[1]
 trajectories.scrubber(curves[show], world.images[:k])
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %% [markdown]
 # ## Other samplers and SSIM (Table S5)
@@ -227,6 +250,9 @@ for m in PURIFIERS:
 table_s5 = pd.DataFrame(rows).T
 table_s5
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %%
 print(f"SSIM to the clean image: {attack} {s5['before']['ssim'][0]:.3f}, uniform noise of the "
       f"same size {uniform_ssim:.3f}, DiffPure-purified {s5['ddpm']['ssim'][0]:.3f}"
@@ -245,6 +271,9 @@ rows = [
                    for m in PURIFIERS}),
 ]
 claims.frame(rows)
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %% [markdown]
 # **What it says here.** The figure and the tables answer the paper's question for this world:

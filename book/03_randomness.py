@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,mystnb,-all
 #     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
@@ -50,7 +51,7 @@ if "google.colab" in sys.modules:
 # %% tags=["parameters"]
 params_file = "params/digits.yaml"
 
-# %%
+# %% tags=["hide-input"]
 from diffrob import params
 P = params.load_notebook(params_file, globals())   # picks up papermill -p overrides
 
@@ -64,6 +65,9 @@ world = worlds.from_params(P)
 paper = claims.paper("sec32")
 paper_world = P.world if P.world in paper else "cifar10"
 paper_label = f"paper ({paper_world})"
+
+from diffrob.figures import Reproduce, glue
+reproduce = Reproduce(P, params_file, "03_randomness")
 
 # %% [markdown]
 # ## Three ways to vary the purification
@@ -98,13 +102,16 @@ if P.eps_255 != ball:
 corr = pd.DataFrame(rows).T.fillna("")
 corr
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %% [markdown]
 # ## Fig. 2a/b: correlation matrices of the first image
 # Each entry is the correlation between two purified directions f(x) - x0 of the first test
 # image: across inputs with one seed (left), across seeds with one input (middle), both varying
 # (right).
 
-# %%
+# %% mystnb={"figure": {"caption": "Correlation matrices of the purified directions f(x) - x0 of the first image across seeds and across inputs; reproduces the paper's Fig. 2a/b.", "name": "fig-randomness-corr"}}
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
 for ax, c in zip(axes, ["fixed seed", "fixed input", "both vary"]):
     im = ax.imshow(r.example[c], vmin=-1, vmax=1, cmap="RdBu_r")
@@ -113,6 +120,9 @@ for ax, c in zip(axes, ["fixed seed", "fixed input", "both vary"]):
     ax.set_ylabel("draw")
 fig.colorbar(im, ax=axes, shrink=0.8, label="correlation")
 plt.show()
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %% [markdown]
 # ## Fig. 2f: distance to the centroid
@@ -130,6 +140,9 @@ ax.legend()
 plt.show()
 spread = {c: float(r.centroid[c].mean()) for c in order}
 pd.Series(spread, name="mean l2 to centroid").round(4).to_frame()
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %%
 # Criteria and sources: paper_data/sec32.yaml. Intervals: bootstrap over the images (each
@@ -149,6 +162,9 @@ rows = [
                                                                per_image["perturbation"])}),
 ]
 claims.frame(rows)
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %% [markdown]
 # **What it says here.** The table puts our two correlations beside the paper's 0.2368 and

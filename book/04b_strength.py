@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,mystnb,-all
 #     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
@@ -45,7 +46,7 @@ if "google.colab" in sys.modules:
 # %% tags=["parameters"]
 params_file = "params/digits.yaml"
 
-# %%
+# %% tags=["hide-input"]
 from diffrob import params
 P = params.load_notebook(params_file, globals())   # picks up papermill -p overrides
 
@@ -64,6 +65,9 @@ paper_protocol = strength.protocol(world, None, "constant", "last")
 print(f"{P.world}: eps = {P.eps_255:g}/255, {len(base.images)} images, "
       f"{P.strength_steps} steps x {P.strength_eot} EOT samples, r = {P.strength_evals}")
 
+from diffrob.figures import Reproduce, glue
+reproduce = Reproduce(P, params_file, "04b_strength")
+
 # %% [markdown]
 # ## Are the gradients right?
 # The full gradient of PGD against central finite differences along random directions with
@@ -74,6 +78,9 @@ print(f"{P.world}: eps = {P.eps_255:g}/255, {len(base.images)} images, "
 
 # %%
 gradcheck.checks(world, n_images=1, eot=2, directions=3)
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %% [markdown]
 # ## Step size, schedule and iterate
@@ -93,13 +100,16 @@ print("strongest protocol here:", strong)
 print("best minus last iterate (points, constant step):",
       {f"{r:.3g}": round(float(best[r] - last[r]), 1) for r in last.index})
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %% [markdown]
 # ## Robust accuracy against steps, EOT samples and eps
 # Under the strongest protocol, accuracy should not rise with more steps or EOT samples, and
 # should reach ~0 % as eps grows for every attack; the transfer attack (PGD on the bare
 # classifier, judged on the purified system) must stay weaker than the white-box ones.
 
-# %%
+# %% mystnb={"figure": {"caption": "Robust accuracy against attack steps, EOT samples and eps (no figure of the paper; the protocol of Lee & Kim 2023).", "name": "fig-strength-curves"}}
 steps = strength.curve(world, "pgd-eot", "attack_steps",
                        sorted({*P.strength_step_grid, P.strength_steps}), **strong)
 eots = strength.curve(world, "pgd-eot", "eot", sorted({*P.strength_eot_grid, P.strength_eot}),
@@ -125,6 +135,9 @@ axes[2].set_xlabel("eps (1/255)")
 axes[2].legend(fontsize=7)
 axes[0].set_ylabel("robust accuracy (%)")
 plt.show()
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %% [markdown]
 # ## Side by side at equal budget
@@ -155,6 +168,9 @@ side = strength.compare(world, {
 }, reference="PGD-EOT, strongest protocol")
 side.astype(float).round(1)
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %%
 acc = side["accuracy"].astype(float).drop(index="worst case")
 best_name = acc.idxmin()
@@ -184,6 +200,9 @@ pd.DataFrame({"AutoAttack's own robust accuracy (1 evaluation)": [aa["own"]],
                   [aa["accuracy"]],
               "interval": [f"[{aa['low']:.1f}, {aa['high']:.1f}]"],
               f"its examples, N = r ({P.strength_evals})": [aa["m=0"]]}).round(1).T
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %%
 print(f"chapter run time: {time.perf_counter() - started:.0f} s")

@@ -4,6 +4,7 @@ tests/test_book.py executes the chapters and checks the reproduce line under eve
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -28,3 +29,75 @@ def test_reproduce_names_the_chapter_params_and_overrides() -> None:
                              f"ARGS=\"-p eot {base.eot + 1} -p uniform_eps_255 '[8, 16]'\"")
     assert line.digest != other.digest and line.digest in line.line.data
     assert line.line.data.startswith("<small>" + figures.REPRODUCE_MARK)
+
+
+SKIPPED_CALLS = {"print", "display", "reproduce", "Markdown", "glue"}
+
+
+def _name(call: ast.Call) -> str:
+    f = call.func
+    return f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+
+
+def shows_result(cell) -> bool:
+    """Whether a code cell shows a table, figure or widget: it calls ``plt.show()`` or
+    ``display(x)`` with ``x`` other than Markdown, or ends in an expression that is not a call of
+    print, display, Markdown, glue or reproduce."""
+    tags = cell.metadata.get("tags", [])
+    if cell.cell_type != "code" or "remove-cell" in tags or "parameters" in tags:
+        return False
+    tree = ast.parse(cell.source)
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        if (_name(node) == "show" and isinstance(node.func, ast.Attribute)
+                and getattr(node.func.value, "id", "") == "plt"):
+            return True
+        if _name(node) == "display" and node.args and not (
+                isinstance(node.args[0], ast.Call) and _name(node.args[0]) == "Markdown"):
+            return True
+    last = tree.body[-1] if tree.body else None
+    return isinstance(last, ast.Expr) and not (isinstance(last.value, ast.Call)
+                                               and _name(last.value) in SKIPPED_CALLS)
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+def test_every_table_and_figure_has_a_reproduce_line_under_it(chapter: Path) -> None:
+    cells = jupytext.read(chapter).cells
+    setup = [c for c in cells if f'Reproduce(P, params_file, "{chapter.stem}")' in c.source]
+    assert len(setup) == 1, f"{chapter.name}: make the line once, Reproduce(P, params_file, ...)"
+    missing = [i for i, c in enumerate(cells) if shows_result(c) and not (
+        i + 1 < len(cells) and cells[i + 1].source.strip() == "reproduce()"
+        and "remove-input" in cells[i + 1].metadata.get("tags", []))]
+    assert not missing, (f"{chapter.name}: cells {missing} show a table or figure without a "
+                         "`reproduce()` cell (tagged remove-input) right after them")
+
+
+def test_the_result_rule_recognises_results() -> None:
+    code = lambda src: jupytext.reads(f"# %%\n{src}\n", fmt="py:percent").cells[0]
+    assert shows_result(code("x = 1\nplt.show()"))
+    assert shows_result(code("table"))
+    assert shows_result(code("display(table.round(1))"))
+    assert not shows_result(code("display(Markdown('text'))"))
+    assert not shows_result(code("x = 1"))
+    assert not shows_result(code("print(x)"))
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+def test_set_up_is_hidden_and_figures_are_captioned(chapter: Path) -> None:
+    """Results first: the set-up cell's code is collapsed; a figure cell with a caption shows
+    one figure (myst-nb wraps every output of the cell in the figure) and names a figure of the
+    paper or says it has none."""
+    nb = jupytext.read(chapter)
+    assert "mystnb" in nb.metadata["jupytext"]["cell_metadata_filter"], (
+        f"{chapter.name}: the header's cell_metadata_filter must keep `mystnb` (figure captions)")
+    code = [c for c in nb.cells if c.cell_type == "code"
+            and not {"remove-cell", "parameters"} & set(c.metadata.get("tags", []))]
+    assert "hide-input" in code[0].metadata.get("tags", []), f"{chapter.name}: set-up cell shown"
+    captioned = [c for c in code if "mystnb" in c.metadata]
+    assert captioned, f"{chapter.name}: no numbered figure"
+    for c in captioned:
+        figure = c.metadata["mystnb"]["figure"]
+        assert figure["name"].startswith("fig-") and c.source.count("plt.show()") == 1
+        assert re.search(r"paper's (Fig|Appendix)|no figure of the paper|the paper shows",
+                         figure["caption"]), figure["caption"]
