@@ -180,10 +180,18 @@ plt.show()
 # %% tags=["remove-input"]
 reproduce()
 
+# %% tags=["remove-input"]
+# The numbers of "What it says here", glued into its text (issue 14).
+glue("setup_bare", f"{100 * bare:.1f} %")
+glue("setup_ddpm", f"{100 * accuracy['ddpm']:.1f} %")
+glue("setup_samplers", ", ".join(f"{m} {100 * accuracy[m]:.1f} %" for m in PURIFIERS))
+
 # %% [markdown]
 # **What it says here.** The first table compares our world with the paper's. The accuracy
-# table shows whether purification costs clean accuracy here as it does in the paper, and how
-# the four samplers compare; the grid shows that the purified images are not the clean images
+# table shows whether purification costs clean accuracy here as it does in the paper: the bare
+# classifier is right on {glue:text}`setup_bare` of the test images, DiffPure's purified images
+# on {glue:text}`setup_ddpm` (the samplers: {glue:text}`setup_samplers`; the paper's numbers are
+# in the table's second column); the grid shows that the purified images are not the clean images
 # back: the forward process drowns the small perturbation in much larger noise, and the reverse
 # process lands on a nearby plausible image. How far from the clean image it lands is the topic
 # of the next chapter.

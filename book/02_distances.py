@@ -275,18 +275,27 @@ claims.frame(rows)
 # %% tags=["remove-input"]
 reproduce()
 
+# %% tags=["remove-input"]
+# The numbers of "What it says here", glued into its text (issue 14).
+glue("dist_ratios", ", ".join(f"{label(n)} {end[n] / init[n]:.2f}" for n in same_size))
+glue("dist_floor", f"{end[smallest]:.3f}")
+glue("dist_floor_name", label(smallest))
+glue("dist_ssim", f"{s5['before']['ssim'][0]:.3f} -> {s5['ddpm']['ssim'][0]:.3f}")
+
 # %% [markdown]
 # **What it says here.** The figure and the tables answer the paper's question for this world:
 # whether the purified image ends farther from the clean image than the perturbed input
-# (end / init above 1), whether the four attacks end where uniform noise of their size ends, and
+# (end / init above 1; here, l2: {glue:text}`dist_ratios`), whether the four attacks end where uniform noise of their size ends, and
 # from which uniform size on the purification shrinks the distance instead. The scrubber shows
 # where the distance comes from: the forward process adds far more noise than the perturbation,
 # and the reverse process removes it towards *a* plausible image, not towards *the* clean one.
 # The floor table says when the attacks' distance must grow: in the paper's CIFAR-10 numbers the
-# floor is about 3.5 times the attacks' length and end / init follows floor / init to within
-# 0.1; in a world whose attack radius reaches its floor, the same mechanism gives a ratio near 1.
+# floor is several times the attacks' length and end / init follows floor / init; in a world
+# whose attack radius reaches its floor, the same mechanism gives a ratio near 1 (here the floor,
+# the end l2 of {glue:text}`dist_floor_name`, is {glue:text}`dist_floor`).
 # Table S5 repeats the measurement for the other samplers and adds SSIM. In the paper the SSIM
-# to the clean image falls after purification (0.963 -> 0.791 for DiffPure), which the paper's
+# to the clean image falls after purification (0.963 -> 0.791 for DiffPure; here
+# {glue:text}`dist_ssim`), which the paper's
 # text calls a 20 % *decrease in perceptual distance*; SSIM is a similarity, so a lower SSIM
 # means the purified images are perceptually *less* like the clean ones, in line with the l2
 # and l_inf growth rather than against it.

@@ -166,9 +166,15 @@ claims.frame(rows)
 # %% tags=["remove-input"]
 reproduce()
 
+# %% tags=["remove-input"]
+# The numbers of "What it says here", glued into its text (issue 14).
+glue("rand_seeds", f"{r.correlation['fixed input'].mean():.4f}")
+glue("rand_inputs", f"{r.correlation['fixed seed'].mean():.4f}")
+
 # %% [markdown]
-# **What it says here.** The table puts our two correlations beside the paper's 0.2368 and
-# 0.9954: if the seed decides the purified state, the fixed-seed directions correlate far more
+# **What it says here.** The table puts our two correlations, {glue:text}`rand_seeds` across
+# seeds and {glue:text}`rand_inputs` across inputs, beside the paper's 0.2368 and 0.9954
+# (Fig. 2a/b, {numref}`fig-randomness-corr` here): if the seed decides the purified state, the fixed-seed directions correlate far more
 # than the fixed-input ones. The last row (when present) shows how far that holds for a ball
 # of this world's attack radius: the larger the ball, the more the input matters. The histogram is Fig. 2f: the fixed-seed outputs should sit closer
 # to their centroid than the inputs did (the purifier compresses the neighbourhood, the topic of

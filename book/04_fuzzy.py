@@ -241,9 +241,15 @@ claims.frame(rows)
 # %% tags=["remove-input"]
 reproduce()
 
+# %% tags=["remove-input"]
+# The numbers of "What it says here", glued into its text (issue 14).
+glue("fuzzy_rows", "; ".join(
+    f"{s}: standard {ours.loc[s, 'standard']:.1f} %, m = 0 {ours.loc[s, 'm=0']:.1f} %, "
+    f"m = 1 {ours.loc[s, 'm=1']:.1f} %" for s in attacks) or "no attacks in this world")
+
 # %% [markdown]
-# **What it says here.** The table above is computed on this world; read the verdicts row by
-# row. Where the grades spread (the histograms) the classical single-number robustness hides a
+# **What it says here.** The table above is computed on this world ({glue:text}`fuzzy_rows`);
+# read the verdicts row by row. Where the grades spread (the histograms) the classical single-number robustness hides a
 # continuum: the m = 0 and m = 1 columns bracket the standard robustness from below and above,
 # and which examples one calls adversarial depends on alpha, which is what the CFR curves show
 # in one picture. A deterministic reading would need m = 0 = standard and m = 1 = 100 % -

@@ -101,3 +101,35 @@ def test_set_up_is_hidden_and_figures_are_captioned(chapter: Path) -> None:
         assert figure["name"].startswith("fig-") and c.source.count("plt.show()") == 1
         assert re.search(r"paper's (Fig|Appendix)|no figure of the paper|the paper shows",
                          figure["caption"]), figure["caption"]
+
+
+PAPER_DATA = "\n".join(p.read_text() for p in (ROOT / "lib" / "diffrob" / "paper_data").glob("*.yaml"))
+GLUE_ROLE = re.compile(r"\{glue:(?:text|md|any)\}`([^`:]+)(?::[^`]*)?`")
+
+
+def said_here(cells) -> list[str]:
+    """The "What it says here" paragraphs of a chapter, as Markdown (written in a markdown
+    cell, or by a code cell through Markdown(...), as the Summary does)."""
+    return [c.source for c in cells if "What it says here" in c.source]
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+def test_glued_names_are_glued_by_the_chapter(chapter: Path) -> None:
+    cells = jupytext.read(chapter).cells
+    used = {m for c in cells if c.cell_type == "markdown" for m in GLUE_ROLE.findall(c.source)}
+    glued = {m for c in cells if c.cell_type == "code"
+             for m in re.findall(r"""\bglue\(\s*["']([^"']+)["']""", c.source)}
+    assert used <= glued, f"{chapter.name}: {{glue:text}} names never glued: {sorted(used - glued)}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+def test_what_it_says_here_types_no_number_of_ours(chapter: Path) -> None:
+    """A decimal number in "What it says here" is glued from the run or is the paper's (it
+    appears in lib/diffrob/paper_data/); the Summary writes its paragraph from the run."""
+    paragraphs = said_here(jupytext.read(chapter).cells)
+    assert paragraphs, f"{chapter.name}: no 'What it says here' paragraph"
+    for text in paragraphs:
+        text = GLUE_ROLE.sub("", text)
+        text = re.sub(r"\{[^}]*\}|f\"[^\"]*\"", "", text)  # f-strings are computed text
+        typed = [x for x in re.findall(r"(?<![\w.])\d+\.\d+", text) if x not in PAPER_DATA]
+        assert not typed, f"{chapter.name}: hand-typed numbers in 'What it says here': {typed}"
