@@ -71,7 +71,7 @@ reproduce = Reproduce(P, params_file, "02_distances")
 # the purified system and kept in the results store: computed here only if missing), and
 # uniform noise U(-eps, eps) per pixel for each level in `uniform_eps_255` plus the attack's own
 # eps. Every input is purified by DiffPure (`ddpm`, t* forward and t* reverse steps, base seed
-# `base_seed`, eq. 9's batch indices), and we measure its distance to the clean image at every
+# `base_seed`, {ref}`eq. (9) <eq9>`'s batch indices), and we measure its distance to the clean image at every
 # one of the 2 t* + 1 states.
 
 # %%
@@ -283,7 +283,7 @@ glue("dist_floor_name", label(smallest))
 glue("dist_ssim", f"{s5['before']['ssim'][0]:.3f} -> {s5['ddpm']['ssim'][0]:.3f}")
 
 # %% [markdown]
-# **What it says here.** The figure and the tables answer the paper's question for this world:
+# **What it says here.** The figure ({numref}`fig-distances`) and the tables answer the paper's question for this world:
 # whether the purified image ends farther from the clean image than the perturbed input
 # (end / init above 1; here, l2: {glue:text}`dist_ratios`), whether the four attacks end where uniform noise of their size ends, and
 # from which uniform size on the purification shrinks the distance instead. The scrubber shows

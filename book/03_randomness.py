@@ -17,7 +17,7 @@
 # %% [markdown]
 # # 3.2 Randomness largely determines the purified states
 # **What the paper claims.** A diffusion purifier is a random map y = f_eps(x); fixing its
-# noise eps (its seeds, eq. 9) makes it deterministic. Two experiments on CIFAR-10 (sec. 3.2,
+# noise eps (its seeds, {ref}`eq. (9) <eq9>`) makes it deterministic. Two experiments on CIFAR-10 (sec. 3.2,
 # Fig. 2): pass one fixed input through DiffPure 100 times with different seeds, or pass 100
 # inputs drawn uniformly from the l_inf ball of 8/255 around the clean image through it with one
 # fixed seed. The purified directions are only weakly correlated across seeds (mean correlation
@@ -71,7 +71,7 @@ reproduce = Reproduce(P, params_file, "03_randomness")
 
 # %% [markdown]
 # ## Three ways to vary the purification
-# For each of the first `randomness_images` test images x0 (batch index of eq. 9 kept):
+# For each of the first `randomness_images` test images x0 (batch index of {ref}`eq. (9) <eq9>` kept):
 # *fixed seed*: `n_neighbours` inputs x0 + eta_k (eta uniform in the l_inf ball of
 # `randomness_eps_255`/255, the paper's 8/255, clipped to [0,1]) under base seed `base_seed`;
 # *fixed input*: x0 under base seeds 0 .. `n_seeds` - 1; *both vary*: x0 + eta_k under base

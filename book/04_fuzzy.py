@@ -81,6 +81,28 @@ from diffrob.figures import Reproduce, glue
 reproduce = Reproduce(P, params_file, "04_fuzzy")
 
 # %% [markdown]
+# ## Definitions 1 and 2: fuzzy adversarial examples
+# For a classification system with randomness s(x), a perturbed example xi_i within eps of x_i is a
+# fuzzy adversarial example with grade m, its probability of fooling the system (Definition 1):
+#
+# ```{math}
+# :name: def1
+# m(\boldsymbol{\xi}_i) = P\big(s(\boldsymbol{\xi}_i) \neq y_i\big), \quad \|\boldsymbol{\xi}_i - \boldsymbol{x}_i\|_p \le \epsilon \tag{Def. 1}
+# ```
+#
+# and it is alpha-fuzzy adversarial when m >= alpha; these examples form the alpha-cut of the fuzzy
+# set (Definition 2):
+#
+# ```{math}
+# :name: def2
+# \Xi_{\alpha} = \{ \boldsymbol{\xi}_i \in U \mid m(\boldsymbol{\xi}_i) \geq \alpha \} \tag{Def. 2}
+# ```
+#
+# We estimate m by the fraction of the r re-evaluations that misclassify the example, each under its
+# own base seed of {ref}`eq. (9) <eq9>`. Implemented by `diffrob.fuzzy.grades` (Definition 1) and
+# `diffrob.fuzzy.robust_fraction` (Definition 2), whose docstrings cite them.
+
+# %% [markdown]
 # ## The attacks and the r re-evaluations
 # Every batch is read from the results store when it is there and computed (with a progress
 # bar) when it is not; the wall time below is what this run spent, near zero for a stage that
@@ -249,10 +271,10 @@ glue("fuzzy_rows", "; ".join(
 
 # %% [markdown]
 # **What it says here.** The table above is computed on this world ({glue:text}`fuzzy_rows`);
-# read the verdicts row by row. Where the grades spread (the histograms) the classical single-number robustness hides a
+# read the verdicts row by row. Where the grades spread (the histograms, {numref}`fig-fuzzy-grades`) the classical single-number robustness hides a
 # continuum: the m = 0 and m = 1 columns bracket the standard robustness from below and above,
 # and which examples one calls adversarial depends on alpha, which is what the CFR curves show
-# in one picture. A deterministic reading would need m = 0 = standard and m = 1 = 100 % -
+# in one picture ({numref}`fig-fuzzy-cumulative`). A deterministic reading would need m = 0 = standard and m = 1 = 100 % -
 # standard; the gap between them is the share of examples whose fate the purifier's randomness
 # decides. The attacks' order (BPDA weaker than the full gradient, EOT stronger than a single
 # sample) is the paper's, when the verdicts above say it holds.
@@ -287,9 +309,9 @@ reproduce()
 # Here: the full-gradient PGD-EOT of Table S1 and the r re-evaluations above, with the
 # one-step purifier at the same t*; accuracy is the mean over the r runs.
 #
-# **Fixed noise** (review thread; appendix B, eq. 9): DiffPure and reverse-only purification with
+# **Fixed noise** (review thread; appendix B, {ref}`eq. (9) <eq9>`): DiffPure and reverse-only purification with
 # the purifier's noise fixed, attacked by BPDA and BPDA-EOT. Which reading: appendix B fixes the
-# randomness by seeding every Gaussian draw with eq. 9 under one base seed, which "will keep the
+# randomness by seeding every Gaussian draw with {ref}`eq. (9) <eq9>` under one base seed, which "will keep the
 # randomness the same through the entire purification process if encountering the same data
 # batch". Taken literally, the purifier becomes one deterministic map: every purification of a
 # batch, by the attack (each PGD step, each EOT sample) and by the evaluation, draws with base

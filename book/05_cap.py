@@ -84,6 +84,33 @@ print(f"{P.world}: d = {d}, {len(world.images)} test images, {n_correct} classif
       f"{P.attack_steps} steps")
 
 # %% [markdown]
+# ## The model's equations
+# An adversarial direction is one along which some logit changes far more than along a random
+# direction (Definition 3):
+#
+# ```{math}
+# :name: def3
+# r_i(\boldsymbol{\eta}, \epsilon) = \sup_{\gamma_1 \in [0, \epsilon)} g_i\big(\boldsymbol{x}_0 + \gamma_1 \tfrac{\boldsymbol{\eta}}{\|\boldsymbol{\eta}\|_2}\big) - \inf_{\gamma_2 \in [0, \epsilon)} g_i\big(\boldsymbol{x}_0 + \gamma_2 \tfrac{\boldsymbol{\eta}}{\|\boldsymbol{\eta}\|_2}\big), \qquad \mathbb{E}_{\boldsymbol{\eta}_{rand}}\, r_i(\boldsymbol{\eta}_{rand}) = o\big(r_i(\boldsymbol{\eta}_{adv})\big) \tag{Def. 3}
+# ```
+#
+# The share of the l2 ball of radius eps that lies beyond the decision boundary at distance gamma
+# (the cap) is eq. (7), and the transition of the decisions across the boundary is fitted with the
+# psychometric function of eq. (8):
+#
+# ```{math}
+# :name: eq7
+# \frac{V_{cap}}{V_{ball}} = \frac{1}{2} I_{1-\bar{\beta}^2} \left( \frac{d+1}{2}, \frac{1}{2} \right) = \frac{1}{2} \left( 1 - I_{\bar{\beta}^2} \left( \frac{d+1}{2}, \frac{1}{2} \right) \right), \quad \bar{\beta} = \gamma / \epsilon \tag{7}
+# ```
+#
+# ```{math}
+# :name: eq8
+# S(x) = \frac{1}{1 + e^{-k(x - x_0)}} \tag{8}
+# ```
+#
+# Implemented by `diffrob.cap.logit_ranges` (Definition 3), `diffrob.cap.cap_volume_ratio`
+# (eq. 7) and `diffrob.cap.fit_psychometric` (eq. 8), whose docstrings cite them.
+
+# %% [markdown]
 # ## The disc radius
 #
 # The paper chose R = 3 on CIFAR-10, "larger than the typical length of adversarial

@@ -33,7 +33,7 @@
 # examples (Fig. 6c).
 #
 # Here: the same analyses on the world the parameters name, with the purifier's randomness fixed
-# by eq. 9 (base seed `base_seed`), the Jacobian computed exactly by batched vector-Jacobian
+# by {ref}`eq. (9) <eq9>` (base seed `base_seed`), the Jacobian computed exactly by batched vector-Jacobian
 # products through every diffusion step.
 
 # %% tags=["remove-cell"]
@@ -274,7 +274,7 @@ reproduce()
 # for robust, 1.23 for non-robust examples) match PGD-EOT's 1.19 of Table S2. With
 # `compression_attack = fixed-pgd` they are instead made by PGD through the very purifier that
 # judges them. Either way the judge is the purifier with one fixed randomness: batch i goes
-# through `purifier(x, base_seed, i)` (eq. 9), and an example is *robust* when the classifier is
+# through `purifier(x, base_seed, i)` ({ref}`eq. (9) <eq9>`), and an example is *robust* when the classifier is
 # still right on its purified adversarial image f(x_adv). For each image whose purified clean
 # image f(x0) is classified correctly, the critical threshold gamma is measured as Assumption 2 /
 # appendix A.1 define it: from f(x0) along an adversarial direction *of the classifier at f(x0)*,

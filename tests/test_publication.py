@@ -133,3 +133,47 @@ def test_what_it_says_here_types_no_number_of_ours(chapter: Path) -> None:
         text = re.sub(r"\{[^}]*\}|f\"[^\"]*\"", "", text)  # f-strings are computed text
         typed = [x for x in re.findall(r"(?<![\w.])\d+\.\d+", text) if x not in PAPER_DATA]
         assert not typed, f"{chapter.name}: hand-typed numbers in 'What it says here': {typed}"
+
+
+# The paper's equations the book uses (issue 14, item 3), by label.
+EQUATIONS = {"eq1": "eq. 1", "eq2": "eq. 2", "eq7": "eq. 7", "eq8": "eq. 8", "eq9": "eq. 9",
+             "eq10": "eq. 10", "def1": "Definition 1", "def2": "Definition 2",
+             "def3": "Definition 3"}
+MATH = re.compile(r"```\{math\}\n:name: (\w+)\n(.*?)\n```", re.S)
+TEXT = {c.stem: "\n".join(cell.source for cell in jupytext.read(c).cells
+                          if cell.cell_type == "markdown") for c in CHAPTERS}
+
+
+def test_every_equation_is_numbered_as_in_the_paper_and_implemented() -> None:
+    """Each equation is a MyST math block named ``eqN``/``defN`` whose ``\\tag`` is the paper's
+    number, followed in its cell by the library functions implementing it, whose docstrings
+    cite it back."""
+    import importlib
+
+    blocks = {name: (stem, tex) for stem, text in TEXT.items() for name, tex in MATH.findall(text)}
+    assert sorted(blocks) == sorted(EQUATIONS), f"equation blocks: {sorted(blocks)}"
+    for name, (stem, tex) in blocks.items():
+        number = re.sub(r"\D", "", name)
+        assert tex.rstrip().endswith(f"\\tag{{{'Def. ' if name.startswith('def') else ''}{number}}}"), name
+        cell = next(c.source for c in jupytext.read(ROOT / "book" / f"{stem}.py").cells
+                    if f":name: {name}\n" in c.source)
+        functions = re.findall(r"`(diffrob\.[\w.]+)`", cell.split(f":name: {name}\n", 1)[1])
+        citing = []
+        for dotted in functions:
+            module, attr = dotted.rsplit(".", 1)
+            citing += [dotted] * (EQUATIONS[name].lower()
+                                  in (getattr(importlib.import_module(module), attr).__doc__ or "").lower())
+        assert citing, f"{name}: none of {functions} (after its block) cites {EQUATIONS[name]!r}"
+
+
+def test_references_resolve_to_equations_and_figures() -> None:
+    """Every {ref} and {numref} of a chapter names an equation block or a captioned figure of
+    the book (an unresolved one would also fail `jb build -W`, but only at build time)."""
+    names = {n for text in TEXT.values() for n, _ in MATH.findall(text)}
+    for chapter in CHAPTERS:
+        names |= {c.metadata["mystnb"]["figure"]["name"] for c in jupytext.read(chapter).cells
+                  if "mystnb" in c.metadata}
+    for stem, text in TEXT.items():
+        refs = re.findall(r"\{(?:ref|numref)\}`(?:[^`<]*<)?([\w-]+)>?`", text)
+        assert set(refs) <= names, f"{stem}: unresolved references {sorted(set(refs) - names)}"
+    assert "{ref}`eq. (9) <eq9>`" in TEXT["03_randomness"]
