@@ -270,9 +270,15 @@ display(pd.DataFrame(sensitivity).T.rename_axis("C").round(3))
 # %% tags=["remove-input"]
 reproduce()
 
+# %% tags=["remove-input"]
+# The numbers of "What it says here", glued into its text (issue 14).
+sharp = fits.slope[fits.boundary]
+glue("cap_slopes", f"{sharp.mean():.2f} ± {sharp.std():.2f} over {len(sharp)} slices, "
+     f"{(sharp > 6).mean():.0%} above 6" if len(sharp) else "no slice crosses the boundary")
+
 # %% [markdown]
-# **What it says here.** The table puts our slopes beside the paper's: the mean and
-# spread of k, the share above 6, how many slices are perfectly separable (no point
+# **What it says here.** The table puts our slopes ({glue:text}`cap_slopes`) beside the
+# paper's: the mean and spread of k, the share above 6, how many slices are perfectly separable (no point
 # on the wrong side of the fitted threshold) and the median sharpness. With the
 # paper's fit, a slope near the ceiling means the boundary is as sharp as the fit
 # can tell; the aligned average (f) shows the same thing from the data without a

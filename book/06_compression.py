@@ -430,9 +430,13 @@ if has_jacobian:
 # %% tags=["remove-input"]
 reproduce()
 
+# %% tags=["remove-input"]
+# The numbers of "What it says here", glued into its text (issue 14).
+glue("comp_rate", f"{rate:.3f}")
+
 # %% [markdown]
 # **What it says here.** The tables above put our numbers beside the paper's. The compression
-# rate and the PCA spectrum show whether this world's purifier shrinks a random neighbourhood
+# rate (here {glue:text}`comp_rate`) and the PCA spectrum show whether this world's purifier shrinks a random neighbourhood
 # around f(x0); the Jacobian's spectrum says along how many directions it shrinks and whether any
 # direction is stretched (eigenvalues or singular values above 1). The robust/non-robust
 # comparison checks Fig. 6's account with a gamma measured from the classifier alone: whether
