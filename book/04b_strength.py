@@ -35,14 +35,18 @@
 
 # %% tags=["remove-cell"]
 # Colab: fetch and install the project (a GPU runtime can run params/cifar10.yaml).
+# Written by scripts/build_book.py from _config.yml (repository); edit it there.
 import os, subprocess, sys
 if "google.colab" in sys.modules:
     if not os.path.exists("/content/diffrob"):
         subprocess.run(["git", "clone", "-b", "main", "https://github.com/diffrob-book/diffusion-robustness", "/content/diffrob"], check=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/diffrob[paper]"], check=True)
+        # Colab's own torch stays: the other requirements at the tested versions, then the project
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", "/content/diffrob/requirements-colab.txt"], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", "/content/diffrob"], check=True)
     os.chdir("/content/diffrob")
     sys.path.insert(0, "/content/diffrob/lib")
-
+    print("Colab: results are stored in this runtime only (results/); the Summary lists the "
+          "chapters run in this runtime.")
 # %% tags=["parameters"]
 params_file = "params/digits.yaml"
 
