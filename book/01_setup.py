@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,mystnb,-all
 #     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
@@ -18,8 +19,8 @@
 # **What the paper uses.** A classifier that is not robust on its own and a diffusion model in
 # front of it (Appendix B, Table S1): on CIFAR-10 the first 1000 test images, RobustBench's
 # `Standard` WideResNet-28-10 (94.78 % clean accuracy) and the DDPM CIFAR-10 checkpoint with
-# t* = 0.1, i.e. 100 forward (eq. 1) and 100 reverse (eq. 2) steps; on ImageNet a ResNet-50 and
-# guided diffusion with t* = 0.15. Every Gaussian draw is seeded by eq. 9 (base seed, batch
+# t* = 0.1, i.e. 100 forward ({ref}`eq. (1) <eq1>`) and 100 reverse ({ref}`eq. (2) <eq2>`) steps; on ImageNet a ResNet-50 and
+# guided diffusion with t* = 0.15. Every Gaussian draw is seeded by {ref}`eq. (9) <eq9>` (base seed, batch
 # index, step). Purification costs clean accuracy: DiffPure keeps 85.75 ± 0.82 % on CIFAR-10
 # (Table 1), and the other samplers of Table S5 (reverse-only, DDIM, one-step denoising) keep
 # comparable clean accuracy (DDIM 87.9 %, one-step 85.2 % in the review thread). Fig. S3 shows
@@ -45,7 +46,7 @@ if "google.colab" in sys.modules:
 # %% tags=["parameters"]
 params_file = "params/digits.yaml"
 
-# %%
+# %% tags=["hide-input"]
 from diffrob import params
 P = params.load_notebook(params_file, globals())   # picks up papermill -p overrides
 
@@ -60,6 +61,9 @@ world = worlds.from_params(P)
 paper = claims.paper("setup")
 paper_world = P.world if P.world in paper else "cifar10"
 paper_label = f"paper ({paper_world})"
+
+from diffrob.figures import Reproduce, glue
+reproduce = Reproduce(P, params_file, "01_setup")
 
 # %% [markdown]
 # ## The world
@@ -85,16 +89,56 @@ facts = pd.DataFrame({
           "attack eps (l_inf)", "batch size (eq. 9's batch)"])
 facts
 
-# %%
+# %% tags=["remove-input"]
+reproduce()
+
+# %% mystnb={"figure": {"caption": "The first test images of this world and their labels (the paper shows CIFAR-10's in Fig. S3).", "name": "fig-setup-images"}}
 k = min(10, len(world.images))
 fig = trajectories.image_grid({"clean": world.images[:k]})
 fig.suptitle("first test images, labels " + " ".join(str(int(y)) for y in world.labels[:k]),
              fontsize="small")
 plt.show()
 
+# %% tags=["remove-input"]
+reproduce()
+
+# %% [markdown]
+# ## The purifiers' equations
+# DiffPure (`ddpm`) runs t* steps of the forward process, eq. (1) of the paper,
+#
+# ```{math}
+# :name: eq1
+# \boldsymbol{x}_{t} = \sqrt{\alpha_{t}}\,\boldsymbol{x}_{t-1} + \sqrt{1 - \alpha_{t}}\,\boldsymbol{\epsilon}, \quad \boldsymbol{\epsilon} \sim \mathcal{N}(\boldsymbol{0}, \boldsymbol{I}) \tag{1}
+# ```
+#
+# and then t* steps of the reverse process, eq. (2),
+#
+# ```{math}
+# :name: eq2
+# \boldsymbol{x}_{t-1} = \frac{1}{\sqrt{\alpha_t}} \left( \boldsymbol{x}_t - \frac{1 - \alpha_t}{\sqrt{1 - \bar{\alpha}_t}} \boldsymbol{\epsilon}_{\theta}(\boldsymbol{x}_t, t) \right) + \sigma_t \boldsymbol{z}, \quad \boldsymbol{z} \sim \mathcal{N}(\boldsymbol{0}, \boldsymbol{I}) \tag{2}
+# ```
+#
+# `ddim` replaces eq. (2) by the deterministic step of DDIM {cite}`song2021ddim`, eq. (10),
+#
+# ```{math}
+# :name: eq10
+# \boldsymbol{x}_{t-1} = \sqrt{\bar{\alpha}_{t-1}}\, \hat{\boldsymbol{x}}_0 + \sqrt{1 - \bar{\alpha}_{t-1}}\, \boldsymbol{\epsilon}_{\theta}(\boldsymbol{x}_t, t), \quad \hat{\boldsymbol{x}}_0 = \frac{\boldsymbol{x}_t - \sqrt{1 - \bar{\alpha}_t}\, \boldsymbol{\epsilon}_{\theta}(\boldsymbol{x}_t, t)}{\sqrt{\bar{\alpha}_t}} \tag{10}
+# ```
+#
+# Every Gaussian draw (the eps of eq. (1), the z of eq. (2)) of step t for batch i under base seed s
+# is seeded as in eq. (9):
+#
+# ```{math}
+# :name: eq9
+# \operatorname{Seed}(s,i,t) = \begin{cases} 10^4 s + 2 \times (10^3 i + t) + 1, & \text{forward process} \\ 10^4 s + 2 \times (10^3 i + t), & \text{reverse process} \end{cases} \tag{9}
+# ```
+#
+# Implemented by `diffrob.purifiers.Purifier` (eqs. 1, 2, 10) and `diffrob.purifiers.seed_for`
+# (eq. 9), whose docstrings cite them.
+
 # %% [markdown]
 # ## Clean accuracy with and without purification
-# Each purifier runs once over the test images with base seed `base_seed` and eq. 9's batch
+# Each purifier runs once over the test images with base seed `base_seed` and {ref}`eq. (9) <eq9>`'s batch
 # indices; the bare classifier is deterministic. The paper's numbers are CIFAR-10's (or
 # ImageNet's), labelled "paper"; the review-thread reverse-only number was measured at t = 150
 # with fixed noise, not at t* = 100.
@@ -127,6 +171,9 @@ acc_table = pd.DataFrame(
     index=["bare classifier"] + [f"purified: {m}" for m in PURIFIERS])
 acc_table
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %% [markdown]
 # ## The claims, judged
 # Each claim's criterion is fixed in `paper_data/setup.yaml` with its source in the paper;
@@ -142,6 +189,9 @@ rows = [claims.record(P, "setup", "purification_costs_accuracy",
                       verdicts.spread_of_means(np.stack([correct[m] for m in PURIFIERS], 1)))]
 claims.frame(rows)
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %% [markdown]
 # ## What purification does to an image (Fig. S3)
 # Columns are test images. Rows: the clean image, the image with uniform noise of the attack's
@@ -149,7 +199,7 @@ claims.frame(rows)
 # scrubber), DiffPure's intermediate states (noised by the forward process up to t*, then
 # denoised), and the purified images of each sampler for the same perturbed input.
 
-# %%
+# %% mystnb={"figure": {"caption": "Clean and perturbed images, DiffPure's intermediate states and each sampler's purified images; reproduces the paper's Fig. S3.", "name": "fig-setup-purified"}}
 k = min(6, len(world.images))
 perturbed = trajectories.uniform_inputs(world, P.eps, seed=P.base_seed)
 curves = trajectories.distance_curves(world, perturbed, "ddpm", keep=k)
@@ -161,10 +211,21 @@ for m in PURIFIERS:
 trajectories.image_grid(rows)
 plt.show()
 
+# %% tags=["remove-input"]
+reproduce()
+
+# %% tags=["remove-input"]
+# The numbers of "What it says here", glued into its text (issue 14).
+glue("setup_bare", f"{100 * bare:.1f} %")
+glue("setup_ddpm", f"{100 * accuracy['ddpm']:.1f} %")
+glue("setup_samplers", ", ".join(f"{m} {100 * accuracy[m]:.1f} %" for m in PURIFIERS))
+
 # %% [markdown]
 # **What it says here.** The first table compares our world with the paper's. The accuracy
-# table shows whether purification costs clean accuracy here as it does in the paper, and how
-# the four samplers compare; the grid shows that the purified images are not the clean images
+# table shows whether purification costs clean accuracy here as it does in the paper: the bare
+# classifier is right on {glue:text}`setup_bare` of the test images, DiffPure's purified images
+# on {glue:text}`setup_ddpm` (the samplers: {glue:text}`setup_samplers`; the paper's numbers are
+# in the table's second column); the grid ({numref}`fig-setup-purified`) shows that the purified images are not the clean images
 # back: the forward process drowns the small perturbation in much larger noise, and the reverse
 # process lands on a nearby plausible image. How far from the clean image it lands is the topic
 # of the next chapter.

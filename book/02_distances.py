@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,mystnb,-all
 #     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
@@ -45,7 +46,7 @@ if "google.colab" in sys.modules:
 # %% tags=["parameters"]
 params_file = "params/digits.yaml"
 
-# %%
+# %% tags=["hide-input"]
 from diffrob import params
 P = params.load_notebook(params_file, globals())   # picks up papermill -p overrides
 
@@ -61,13 +62,16 @@ paper = claims.paper("sec31")
 paper_world = P.world if P.world in paper else "cifar10"
 paper_label = f"paper ({paper_world})"
 
+from diffrob.figures import Reproduce, glue
+reproduce = Reproduce(P, params_file, "02_distances")
+
 # %% [markdown]
 # ## The perturbed inputs
 # The adversarial examples of each attack in `attacks` (eps = `eps_255`/255, made against
 # the purified system and kept in the results store: computed here only if missing), and
 # uniform noise U(-eps, eps) per pixel for each level in `uniform_eps_255` plus the attack's own
 # eps. Every input is purified by DiffPure (`ddpm`, t* forward and t* reverse steps, base seed
-# `base_seed`, eq. 9's batch indices), and we measure its distance to the clean image at every
+# `base_seed`, {ref}`eq. (9) <eq9>`'s batch indices), and we measure its distance to the clean image at every
 # one of the 2 t* + 1 states.
 
 # %%
@@ -87,7 +91,7 @@ same_size = [*P.attacks, f"uniform_{P.eps_255:g}"]
 # noise of the same size; right: uniform noise of growing size. The dotted line is t*, where the
 # forward process ends and the reverse process begins.
 
-# %%
+# %% mystnb={"figure": {"caption": "l2 and l_inf distance to the clean image along DiffPure's purification, mean \u00b1 one standard deviation over the test images; reproduces the paper's Fig. 1c/d and Fig. S1.", "name": "fig-distances"}}
 label = lambda name: f"uniform {name[8:]}/255" if name.startswith("uniform_") else name
 fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
 for row, metric in enumerate(("l2", "linf")):
@@ -98,6 +102,9 @@ for row, metric in enumerate(("l2", "linf")):
                              f"{metric}: uniform noise of growing size")
 fig.tight_layout()
 plt.show()
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %% [markdown]
 # ## Tables S2 and S3: init (t = 0), max (t = t*), end (t = 2 t*)
@@ -137,9 +144,15 @@ def table(metric):
 table_l2 = table("l2")
 table_l2
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %%
 table_linf = table("linf")
 table_linf
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %%
 end = {n: c.l2[-1].double().mean().item() for n, c in curves.items()}
@@ -162,6 +175,10 @@ rows = [
 ]
 print("end/init l2:", {n: round(end[n] / init[n], 2) for n in curves})
 claims.frame(rows)
+
+# %% tags=["remove-input"]
+reproduce()
+
 
 # %% [markdown]
 # ## The purifier's own distance sets the ratio
@@ -190,6 +207,9 @@ if paper_uniform and all(a in ref_l2 for a in P.attacks):
                     paper_uniform[0], P.attacks))
 pd.concat(parts, axis=1).round(3)
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %% [markdown]
 # ## Scrub through a purification
 # The slider moves through DiffPure's states for a few test images of the strongest attack
@@ -201,6 +221,9 @@ pd.concat(parts, axis=1).round(3)
 show = P.attacks[-1] if P.attacks else f"uniform_{P.eps_255:g}"
 k = curves[show].states.shape[1]
 trajectories.scrubber(curves[show], world.images[:k])
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %% [markdown]
 # ## Other samplers and SSIM (Table S5)
@@ -227,6 +250,9 @@ for m in PURIFIERS:
 table_s5 = pd.DataFrame(rows).T
 table_s5
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %%
 print(f"SSIM to the clean image: {attack} {s5['before']['ssim'][0]:.3f}, uniform noise of the "
       f"same size {uniform_ssim:.3f}, DiffPure-purified {s5['ddpm']['ssim'][0]:.3f}"
@@ -246,18 +272,30 @@ rows = [
 ]
 claims.frame(rows)
 
+# %% tags=["remove-input"]
+reproduce()
+
+# %% tags=["remove-input"]
+# The numbers of "What it says here", glued into its text (issue 14).
+glue("dist_ratios", ", ".join(f"{label(n)} {end[n] / init[n]:.2f}" for n in same_size))
+glue("dist_floor", f"{end[smallest]:.3f}")
+glue("dist_floor_name", label(smallest))
+glue("dist_ssim", f"{s5['before']['ssim'][0]:.3f} -> {s5['ddpm']['ssim'][0]:.3f}")
+
 # %% [markdown]
-# **What it says here.** The figure and the tables answer the paper's question for this world:
+# **What it says here.** The figure ({numref}`fig-distances`) and the tables answer the paper's question for this world:
 # whether the purified image ends farther from the clean image than the perturbed input
-# (end / init above 1), whether the four attacks end where uniform noise of their size ends, and
+# (end / init above 1; here, l2: {glue:text}`dist_ratios`), whether the four attacks end where uniform noise of their size ends, and
 # from which uniform size on the purification shrinks the distance instead. The scrubber shows
 # where the distance comes from: the forward process adds far more noise than the perturbation,
 # and the reverse process removes it towards *a* plausible image, not towards *the* clean one.
 # The floor table says when the attacks' distance must grow: in the paper's CIFAR-10 numbers the
-# floor is about 3.5 times the attacks' length and end / init follows floor / init to within
-# 0.1; in a world whose attack radius reaches its floor, the same mechanism gives a ratio near 1.
+# floor is several times the attacks' length and end / init follows floor / init; in a world
+# whose attack radius reaches its floor, the same mechanism gives a ratio near 1 (here the floor,
+# the end l2 of {glue:text}`dist_floor_name`, is {glue:text}`dist_floor`).
 # Table S5 repeats the measurement for the other samplers and adds SSIM. In the paper the SSIM
-# to the clean image falls after purification (0.963 -> 0.791 for DiffPure), which the paper's
+# to the clean image falls after purification (0.963 -> 0.791 for DiffPure; here
+# {glue:text}`dist_ssim`), which the paper's
 # text calls a 20 % *decrease in perceptual distance*; SSIM is a similarity, so a lower SSIM
 # means the purified images are perceptually *less* like the clean ones, in line with the l2
 # and l_inf growth rather than against it.

@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,mystnb,-all
 #     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
@@ -16,7 +17,7 @@
 # %% [markdown]
 # # 3.2 Randomness largely determines the purified states
 # **What the paper claims.** A diffusion purifier is a random map y = f_eps(x); fixing its
-# noise eps (its seeds, eq. 9) makes it deterministic. Two experiments on CIFAR-10 (sec. 3.2,
+# noise eps (its seeds, {ref}`eq. (9) <eq9>`) makes it deterministic. Two experiments on CIFAR-10 (sec. 3.2,
 # Fig. 2): pass one fixed input through DiffPure 100 times with different seeds, or pass 100
 # inputs drawn uniformly from the l_inf ball of 8/255 around the clean image through it with one
 # fixed seed. The purified directions are only weakly correlated across seeds (mean correlation
@@ -50,7 +51,7 @@ if "google.colab" in sys.modules:
 # %% tags=["parameters"]
 params_file = "params/digits.yaml"
 
-# %%
+# %% tags=["hide-input"]
 from diffrob import params
 P = params.load_notebook(params_file, globals())   # picks up papermill -p overrides
 
@@ -65,9 +66,12 @@ paper = claims.paper("sec32")
 paper_world = P.world if P.world in paper else "cifar10"
 paper_label = f"paper ({paper_world})"
 
+from diffrob.figures import Reproduce, glue
+reproduce = Reproduce(P, params_file, "03_randomness")
+
 # %% [markdown]
 # ## Three ways to vary the purification
-# For each of the first `randomness_images` test images x0 (batch index of eq. 9 kept):
+# For each of the first `randomness_images` test images x0 (batch index of {ref}`eq. (9) <eq9>` kept):
 # *fixed seed*: `n_neighbours` inputs x0 + eta_k (eta uniform in the l_inf ball of
 # `randomness_eps_255`/255, the paper's 8/255, clipped to [0,1]) under base seed `base_seed`;
 # *fixed input*: x0 under base seeds 0 .. `n_seeds` - 1; *both vary*: x0 + eta_k under base
@@ -98,13 +102,16 @@ if P.eps_255 != ball:
 corr = pd.DataFrame(rows).T.fillna("")
 corr
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %% [markdown]
 # ## Fig. 2a/b: correlation matrices of the first image
 # Each entry is the correlation between two purified directions f(x) - x0 of the first test
 # image: across inputs with one seed (left), across seeds with one input (middle), both varying
 # (right).
 
-# %%
+# %% mystnb={"figure": {"caption": "Correlation matrices of the purified directions f(x) - x0 of the first image across seeds and across inputs; reproduces the paper's Fig. 2a/b.", "name": "fig-randomness-corr"}}
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
 for ax, c in zip(axes, ["fixed seed", "fixed input", "both vary"]):
     im = ax.imshow(r.example[c], vmin=-1, vmax=1, cmap="RdBu_r")
@@ -113,6 +120,9 @@ for ax, c in zip(axes, ["fixed seed", "fixed input", "both vary"]):
     ax.set_ylabel("draw")
 fig.colorbar(im, ax=axes, shrink=0.8, label="correlation")
 plt.show()
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %% [markdown]
 # ## Fig. 2f: distance to the centroid
@@ -130,6 +140,9 @@ ax.legend()
 plt.show()
 spread = {c: float(r.centroid[c].mean()) for c in order}
 pd.Series(spread, name="mean l2 to centroid").round(4).to_frame()
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %%
 # Criteria and sources: paper_data/sec32.yaml. Intervals: bootstrap over the images (each
@@ -150,9 +163,18 @@ rows = [
 ]
 claims.frame(rows)
 
+# %% tags=["remove-input"]
+reproduce()
+
+# %% tags=["remove-input"]
+# The numbers of "What it says here", glued into its text (issue 14).
+glue("rand_seeds", f"{r.correlation['fixed input'].mean():.4f}")
+glue("rand_inputs", f"{r.correlation['fixed seed'].mean():.4f}")
+
 # %% [markdown]
-# **What it says here.** The table puts our two correlations beside the paper's 0.2368 and
-# 0.9954: if the seed decides the purified state, the fixed-seed directions correlate far more
+# **What it says here.** The table puts our two correlations, {glue:text}`rand_seeds` across
+# seeds and {glue:text}`rand_inputs` across inputs, beside the paper's 0.2368 and 0.9954
+# (Fig. 2a/b, {numref}`fig-randomness-corr` here): if the seed decides the purified state, the fixed-seed directions correlate far more
 # than the fixed-input ones. The last row (when present) shows how far that holds for a ball
 # of this world's attack radius: the larger the ball, the more the input matters. The histogram is Fig. 2f: the fixed-seed outputs should sit closer
 # to their centroid than the inputs did (the purifier compresses the neighbourhood, the topic of

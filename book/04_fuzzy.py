@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,mystnb,-all
 #     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
@@ -52,7 +53,7 @@ if "google.colab" in sys.modules:
 # %% tags=["parameters"]
 params_file = "params/digits.yaml"
 
-# %%
+# %% tags=["hide-input"]
 from diffrob import params
 P = params.load_notebook(params_file, globals())   # picks up papermill -p overrides
 
@@ -76,6 +77,31 @@ if P.world == "imagenet":  # the paper ran no full-gradient PGD on ImageNet (app
 sources = ["clean", *attacks]
 labels = world.labels.cpu().numpy()
 
+from diffrob.figures import Reproduce, glue
+reproduce = Reproduce(P, params_file, "04_fuzzy")
+
+# %% [markdown]
+# ## Definitions 1 and 2: fuzzy adversarial examples
+# For a classification system with randomness s(x), a perturbed example xi_i within eps of x_i is a
+# fuzzy adversarial example with grade m, its probability of fooling the system (Definition 1):
+#
+# ```{math}
+# :name: def1
+# m(\boldsymbol{\xi}_i) = P\big(s(\boldsymbol{\xi}_i) \neq y_i\big), \quad \|\boldsymbol{\xi}_i - \boldsymbol{x}_i\|_p \le \epsilon \tag{Def. 1}
+# ```
+#
+# and it is alpha-fuzzy adversarial when m >= alpha; these examples form the alpha-cut of the fuzzy
+# set (Definition 2):
+#
+# ```{math}
+# :name: def2
+# \Xi_{\alpha} = \{ \boldsymbol{\xi}_i \in U \mid m(\boldsymbol{\xi}_i) \geq \alpha \} \tag{Def. 2}
+# ```
+#
+# We estimate m by the fraction of the r re-evaluations that misclassify the example, each under its
+# own base seed of {ref}`eq. (9) <eq9>`. Implemented by `diffrob.fuzzy.grades` (Definition 1) and
+# `diffrob.fuzzy.robust_fraction` (Definition 2), whose docstrings cite them.
+
 # %% [markdown]
 # ## The attacks and the r re-evaluations
 # Every batch is read from the results store when it is there and computed (with a progress
@@ -96,6 +122,9 @@ pd.DataFrame({"seconds": seconds, "images": len(labels), "re-evaluations r": P.n
               "EOT samples": [np.nan] + [P.eot if a.endswith("eot") else 1 for a in attacks]},
              index=sources).round(1)
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %% [markdown]
 # **The same stages at the paper's settings.** `diffrob plan` counts their work before anything
 # runs, with the real architectures on PyTorch's meta device (no weights, no data): diffusion
@@ -107,6 +136,9 @@ paper_cost = pd.concat({world_name: plan.table(params.load(f"params/{world_name}
                         for world_name in ("cifar10", "imagenet")})
 paper_cost = paper_cost[~paper_cost.index.get_level_values(1).str.startswith("compression/")]
 paper_cost[["images", "diffusion evaluations", "PFLOP", plan.hours_column(100)]].round(1)
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %% [markdown]
 # ## Table 1: standard, fuzzy and majority-vote robustness
@@ -122,12 +154,15 @@ both = pd.concat({"ours": ours.round(2),
                   f"paper ({paper_table['caption'].split(' on ')[1]})": theirs}, axis=1)
 both.loc[[s for s in both.index if s in sources]]
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %% [markdown]
 # ## Fig. 3b: the grades are not 0 or 1
 # The grade of each example (the fraction of the r runs it fools), one histogram per source.
 # A deterministic system would put every example at 0 or 1 (the outer bars).
 
-# %%
+# %% mystnb={"figure": {"caption": "The fuzzy grades (Definition 1) of the adversarial examples; reproduces the paper's Fig. 3b.", "name": "fig-fuzzy-grades"}}
 grades = {s: fuzzy.grades(preds[s], labels) for s in sources}
 half = 0.5 / P.n_evals  # grades are multiples of 1/r: m = 0 and m = 1 get bars of their own
 bins = np.unique(np.r_[-half, np.linspace(half, 1 - half, min(P.n_evals, 20) + 1), 1 + half])
@@ -140,6 +175,9 @@ for ax, s in zip(np.atleast_1d(axes), sources):
 np.atleast_1d(axes)[0].set_ylabel("examples")
 plt.show()
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %% [markdown]
 # ## Fig. 3c: cumulative fuzzy robustness
 # CFR(alpha) = fraction of examples whose grade is below alpha, for alpha in (0, 1]. A higher
@@ -147,7 +185,7 @@ plt.show()
 # at its accuracy; the curve's left end is the m = 0 column and the value just below alpha = 1
 # is 100 % minus the m = 1 column.
 
-# %%
+# %% mystnb={"figure": {"caption": "Cumulative fuzzy robustness against the grade threshold alpha (Definition 2); reproduces the paper's Fig. 3c.", "name": "fig-fuzzy-cumulative"}}
 alphas = np.linspace(0.01, 1, 100)
 curves = {s: fuzzy.cfr(grades[s], alphas) for s in sources}
 
@@ -169,6 +207,9 @@ def cfr_figure(alpha=None):
 cfr_figure()
 plt.show()
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %% [markdown]
 # ## Choosing alpha
 # Move the slider: each view marks every source's robustness at that alpha on its CFR curve
@@ -178,6 +219,9 @@ plt.show()
 cut_alphas = np.round(np.linspace(0.1, 1.0, 10), 2)
 views = [cfr_figure(a) for a in cut_alphas]
 figures.slider_stack(views, "alpha", labels=[f"alpha = {a:.1f}" for a in cut_alphas])
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %% [markdown]
 # ## The paper's claims, here
@@ -216,12 +260,21 @@ rows = [
 ]
 claims.frame(rows)
 
+# %% tags=["remove-input"]
+reproduce()
+
+# %% tags=["remove-input"]
+# The numbers of "What it says here", glued into its text (issue 14).
+glue("fuzzy_rows", "; ".join(
+    f"{s}: standard {ours.loc[s, 'standard']:.1f} %, m = 0 {ours.loc[s, 'm=0']:.1f} %, "
+    f"m = 1 {ours.loc[s, 'm=1']:.1f} %" for s in attacks) or "no attacks in this world")
+
 # %% [markdown]
-# **What it says here.** The table above is computed on this world; read the verdicts row by
-# row. Where the grades spread (the histograms) the classical single-number robustness hides a
+# **What it says here.** The table above is computed on this world ({glue:text}`fuzzy_rows`);
+# read the verdicts row by row. Where the grades spread (the histograms, {numref}`fig-fuzzy-grades`) the classical single-number robustness hides a
 # continuum: the m = 0 and m = 1 columns bracket the standard robustness from below and above,
 # and which examples one calls adversarial depends on alpha, which is what the CFR curves show
-# in one picture. A deterministic reading would need m = 0 = standard and m = 1 = 100 % -
+# in one picture ({numref}`fig-fuzzy-cumulative`). A deterministic reading would need m = 0 = standard and m = 1 = 100 % -
 # standard; the gap between them is the share of examples whose fate the purifier's randomness
 # decides. The attacks' order (BPDA weaker than the full gradient, EOT stronger than a single
 # sample) is the paper's, when the verdicts above say it holds.
@@ -242,6 +295,9 @@ display(Markdown(
     f"the mean standard robustness, N = r the m = 0 column."))
 pd.concat([ours.loc[attacks], strength.table1_additions(world, strong)]).round(2)
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %% [markdown]
 # ## Variants: one-step denoising and fixed noise
 # Two experiments the paper reports only in its review thread (the numbers in
@@ -253,9 +309,9 @@ pd.concat([ours.loc[attacks], strength.table1_additions(world, strong)]).round(2
 # Here: the full-gradient PGD-EOT of Table S1 and the r re-evaluations above, with the
 # one-step purifier at the same t*; accuracy is the mean over the r runs.
 #
-# **Fixed noise** (review thread; appendix B, eq. 9): DiffPure and reverse-only purification with
+# **Fixed noise** (review thread; appendix B, {ref}`eq. (9) <eq9>`): DiffPure and reverse-only purification with
 # the purifier's noise fixed, attacked by BPDA and BPDA-EOT. Which reading: appendix B fixes the
-# randomness by seeding every Gaussian draw with eq. 9 under one base seed, which "will keep the
+# randomness by seeding every Gaussian draw with {ref}`eq. (9) <eq9>` under one base seed, which "will keep the
 # randomness the same through the entire purification process if encountering the same data
 # batch". Taken literally, the purifier becomes one deterministic map: every purification of a
 # batch, by the attack (each PGD step, each EOT sample) and by the evaluation, draws with base
@@ -285,6 +341,9 @@ display(Markdown(f"{int(variant_table['n'].iloc[0])} images, {variant_seconds:.0
                  f"paper's numbers are its {variant_paper['onestep']['dataset']} "
                  f"ones{' (fixed noise: ImageNet)' if P.world == 'imagenet' else ''}."))
 variant_shown
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %%
 vt = variant_table.set_index(["variant", "source"])

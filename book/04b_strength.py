@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,mystnb,-all
 #     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
@@ -49,7 +50,7 @@ if "google.colab" in sys.modules:
 # %% tags=["parameters"]
 params_file = "params/digits.yaml"
 
-# %%
+# %% tags=["hide-input"]
 from diffrob import params
 P = params.load_notebook(params_file, globals())   # picks up papermill -p overrides
 
@@ -68,6 +69,9 @@ paper_protocol = strength.protocol(world, None, "constant", "last")
 print(f"{P.world}: eps = {P.eps_255:g}/255, {len(base.images)} images, "
       f"{P.strength_steps} steps x {P.strength_eot} EOT samples, r = {P.strength_evals}")
 
+from diffrob.figures import Reproduce, glue
+reproduce = Reproduce(P, params_file, "04b_strength")
+
 # %% [markdown]
 # ## Are the gradients right?
 # The full gradient of PGD against central finite differences along random directions with
@@ -78,6 +82,9 @@ print(f"{P.world}: eps = {P.eps_255:g}/255, {len(base.images)} images, "
 
 # %%
 gradcheck.checks(world, n_images=1, eot=2, directions=3)
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %% [markdown]
 # ## Step size, schedule and iterate
@@ -97,13 +104,16 @@ print("strongest protocol here:", strong)
 print("best minus last iterate (points, constant step):",
       {f"{r:.3g}": round(float(best[r] - last[r]), 1) for r in last.index})
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %% [markdown]
 # ## Robust accuracy against steps, EOT samples and eps
 # Under the strongest protocol, accuracy should not rise with more steps or EOT samples, and
 # should reach ~0 % as eps grows for every attack; the transfer attack (PGD on the bare
 # classifier, judged on the purified system) must stay weaker than the white-box ones.
 
-# %%
+# %% mystnb={"figure": {"caption": "Robust accuracy against attack steps, EOT samples and eps (no figure of the paper; the protocol of Lee & Kim 2023).", "name": "fig-strength-curves"}}
 steps = strength.curve(world, "pgd-eot", "attack_steps",
                        sorted({*P.strength_step_grid, P.strength_steps}), **strong)
 eots = strength.curve(world, "pgd-eot", "eot", sorted({*P.strength_eot_grid, P.strength_eot}),
@@ -129,6 +139,9 @@ axes[2].set_xlabel("eps (1/255)")
 axes[2].legend(fontsize=7)
 axes[0].set_ylabel("robust accuracy (%)")
 plt.show()
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %% [markdown]
 # ## Side by side at equal budget
@@ -159,6 +172,9 @@ side = strength.compare(world, {
 }, reference="PGD-EOT, strongest protocol")
 side.astype(float).round(1)
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %%
 acc = side["accuracy"].astype(float).drop(index="worst case")
 best_name = acc.idxmin()
@@ -188,6 +204,9 @@ pd.DataFrame({"AutoAttack's own robust accuracy (1 evaluation)": [aa["own"]],
                   [aa["accuracy"]],
               "interval": [f"[{aa['low']:.1f}, {aa['high']:.1f}]"],
               f"its examples, N = r ({P.strength_evals})": [aa["m=0"]]}).round(1).T
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %%
 print(f"chapter run time: {time.perf_counter() - started:.0f} s")

@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,mystnb,-all
 #     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
@@ -50,9 +51,12 @@ if "google.colab" in sys.modules:
 # %% tags=["parameters"]
 params_file = "params/digits.yaml"
 
-# %%
+# %% tags=["hide-input"]
 from diffrob import params
 P = params.load_notebook(params_file, globals())   # picks up papermill -p overrides
+
+from diffrob.figures import Reproduce, glue
+reproduce = Reproduce(P, params_file, "05_cap")
 
 # %%
 import math
@@ -80,6 +84,33 @@ print(f"{P.world}: d = {d}, {len(world.images)} test images, {n_correct} classif
       f"{P.attack_steps} steps")
 
 # %% [markdown]
+# ## The model's equations
+# An adversarial direction is one along which some logit changes far more than along a random
+# direction (Definition 3):
+#
+# ```{math}
+# :name: def3
+# r_i(\boldsymbol{\eta}, \epsilon) = \sup_{\gamma_1 \in [0, \epsilon)} g_i\big(\boldsymbol{x}_0 + \gamma_1 \tfrac{\boldsymbol{\eta}}{\|\boldsymbol{\eta}\|_2}\big) - \inf_{\gamma_2 \in [0, \epsilon)} g_i\big(\boldsymbol{x}_0 + \gamma_2 \tfrac{\boldsymbol{\eta}}{\|\boldsymbol{\eta}\|_2}\big), \qquad \mathbb{E}_{\boldsymbol{\eta}_{rand}}\, r_i(\boldsymbol{\eta}_{rand}) = o\big(r_i(\boldsymbol{\eta}_{adv})\big) \tag{Def. 3}
+# ```
+#
+# The share of the l2 ball of radius eps that lies beyond the decision boundary at distance gamma
+# (the cap) is eq. (7), and the transition of the decisions across the boundary is fitted with the
+# psychometric function of eq. (8):
+#
+# ```{math}
+# :name: eq7
+# \frac{V_{cap}}{V_{ball}} = \frac{1}{2} I_{1-\bar{\beta}^2} \left( \frac{d+1}{2}, \frac{1}{2} \right) = \frac{1}{2} \left( 1 - I_{\bar{\beta}^2} \left( \frac{d+1}{2}, \frac{1}{2} \right) \right), \quad \bar{\beta} = \gamma / \epsilon \tag{7}
+# ```
+#
+# ```{math}
+# :name: eq8
+# S(x) = \frac{1}{1 + e^{-k(x - x_0)}} \tag{8}
+# ```
+#
+# Implemented by `diffrob.cap.logit_ranges` (Definition 3), `diffrob.cap.cap_volume_ratio`
+# (eq. 7) and `diffrob.cap.fit_psychometric` (eq. 8), whose docstrings cite them.
+
+# %% [markdown]
 # ## The disc radius
 #
 # The paper chose R = 3 on CIFAR-10, "larger than the typical length of adversarial
@@ -103,6 +134,9 @@ radius_table = pd.DataFrame({
           "slices without a boundary in the disc"])
 display(radius_table.map(lambda v: f"{v:.3g}" if isinstance(v, float) else v))
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %% [markdown]
 # How the radius changes the picture, on the first few sliced images: a larger disc
 # adds points far from the boundary (which lowers the regularised slope, see below)
@@ -124,6 +158,9 @@ for r in (0.75 * P.cap_radius, P.cap_radius, 1.5 * P.cap_radius):
         "adversarial share, near half": s_r.adversarial[:, s_r.projection >= 0].mean()}
 display(pd.DataFrame(rows).T.round(3))
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %% [markdown]
 # ## Slices (Fig. 4b, 4c)
 #
@@ -134,7 +171,7 @@ display(pd.DataFrame(rows).T.round(3))
 # classifier accepts any input; a radius of a few l2 units reaches outside the
 # image cube in most directions, as in the paper's R = 3 on CIFAR-10.
 
-# %%
+# %% mystnb={"figure": {"caption": "Two-dimensional slices through an adversarial and a random direction; reproduces the paper's Fig. 4b, 4c.", "name": "fig-cap-slices"}}
 example = int(np.flatnonzero(fits.boundary)[0]) if fits.boundary.any() else 0
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
 cap.plot_slice(axes[0], slices, example, fits, world.class_names)
@@ -144,6 +181,9 @@ axes[1].set_title("(c) two adversarial directions", fontsize=10)
 fig.tight_layout()
 plt.show()
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %% [markdown]
 # **Slice browser.** Every sliced image (up to 24), its slice and its psychometric
 # fit; the slider works in the static page.
@@ -152,6 +192,9 @@ plt.show()
 views = [cap.slice_figure(slices, i, fits, world.class_names)
          for i in range(min(24, len(slices.index)))]
 figures.slider_stack(views, "slice", labels=[f"image {j}" for j in slices.index[:len(views)]])
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %% [markdown]
 # ## Psychometric fits (Fig. 4d-f)
@@ -171,7 +214,7 @@ figures.slider_stack(views, "slice", labels=[f"image {j}" for j in slices.index[
 # **sharpness** k / ceiling, which does not depend on N, R or C: 1 is a perfectly
 # sharp boundary, small values a boundary tilted in the plane or curved.
 
-# %%
+# %% mystnb={"figure": {"caption": "Psychometric fits (eq. (8)) along the adversarial direction; reproduces the paper's Fig. 4d-f.", "name": "fig-cap-psychometric"}}
 fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
 cap.plot_psychometric(axes[0], slices, example, fits)
 axes[0].set_title("(d) one slice", fontsize=10)
@@ -196,6 +239,9 @@ axes[2].set_title("(f) aligned at the threshold and averaged", fontsize=10)
 fig.tight_layout()
 plt.show()
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %%
 ours = cap.slope_summary(fits, ceiling, above=paper["slope"]["most_above"])
 ours2 = cap.slope_summary(fits2, above=paper["slope"]["most_above"])
@@ -206,6 +252,9 @@ slope_table = pd.DataFrame({
     "ours (adv. + random)": ours, "ours (two adv.)": ours2}).T
 display(slope_table.map(lambda v: f"{v:.3g}" if isinstance(v, float) else v)
         .replace("nan", "-"))
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %% [markdown]
 # **How much the slope owes to C.** The fitted slope, and even the sharpness ratio, depend on the
@@ -218,9 +267,18 @@ display(slope_table.map(lambda v: f"{v:.3g}" if isinstance(v, float) else v)
 sensitivity = cap.slope_sensitivity(slices.projection, slices.adversarial, (0.1, 1.0, 10.0, 100.0))
 display(pd.DataFrame(sensitivity).T.rename_axis("C").round(3))
 
+# %% tags=["remove-input"]
+reproduce()
+
+# %% tags=["remove-input"]
+# The numbers of "What it says here", glued into its text (issue 14).
+sharp = fits.slope[fits.boundary]
+glue("cap_slopes", f"{sharp.mean():.2f} ± {sharp.std():.2f} over {len(sharp)} slices, "
+     f"{(sharp > 6).mean():.0%} above 6" if len(sharp) else "no slice crosses the boundary")
+
 # %% [markdown]
-# **What it says here.** The table puts our slopes beside the paper's: the mean and
-# spread of k, the share above 6, how many slices are perfectly separable (no point
+# **What it says here.** The table puts our slopes ({glue:text}`cap_slopes`) beside the
+# paper's: the mean and spread of k, the share above 6, how many slices are perfectly separable (no point
 # on the wrong side of the fitted threshold) and the median sharpness. With the
 # paper's fit, a slope near the ceiling means the boundary is as sharp as the fit
 # can tell; the aligned average (f) shows the same thing from the data without a
@@ -245,7 +303,7 @@ display(pd.DataFrame(sensitivity).T.rename_axis("C").round(3))
 # in the d-ball, drawn as a Gaussian direction (z1 over the norm, with the other d - 1
 # squared coordinates summed as one chi-square draw) times a radius U^(1/d).
 
-# %%
+# %% mystnb={"figure": {"caption": "The cap's share of the ball (eq. (7)) and the GAAS count; reproduces the computation of the paper's Appendix A.2 and A.3.", "name": "fig-cap-volume"}}
 eps_l2 = cap.linf_ball_l2_radius(P.eps, d)
 alpha = thresholds[thresholds > 0] / eps_l2
 gaas = cap.gaas_k(alpha, d)
@@ -276,6 +334,9 @@ ax.set_ylabel("V_cap / V_ball (eq. 7)")
 ax.legend(fontsize=8)
 fig.tight_layout()
 plt.show()
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %% [markdown]
 # ```{admonition} Erratum: the second equality of eq. 7
@@ -326,6 +387,9 @@ if with_x0.any():
         if np.std(orthogonal[with_x0]) > 0 and np.std(gaas_formula[with_x0]) > 0 else float("nan")
     print(f"correlation of measured and formula counts over images: {agreement:.2f}")
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %% [markdown]
 # ## Definition 3: logit ranges along adversarial and random directions
 #
@@ -354,6 +418,9 @@ display(pd.DataFrame({"value": {
     "median largest logit range, adversarial": f"{r_adv.amax(1).median():.3f}",
     "median largest logit range, random (mean of 16)": f"{r_rand.amax(1).median():.3f}"}}))
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %%
 # Criteria and sources: paper_data/sec5.yaml (the review thread's mean ± std; "most larger
 # than 6"). Over the slices with a boundary: a bootstrap interval for the mean slope, a Wilson
@@ -364,3 +431,6 @@ rows = [claims.record(P, "sec5", "mean_slope", verdicts.mean(slopes) if len(slop
         claims.record(P, "sec5", "sharp_transitions",
                       verdicts.proportion(above_six) if len(slopes) else None)]
 claims.frame(rows)
+
+# %% tags=["remove-input"]
+reproduce()

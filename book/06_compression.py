@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,mystnb,-all
 #     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
@@ -32,7 +33,7 @@
 # examples (Fig. 6c).
 #
 # Here: the same analyses on the world the parameters name, with the purifier's randomness fixed
-# by eq. 9 (base seed `base_seed`), the Jacobian computed exactly by batched vector-Jacobian
+# by {ref}`eq. (9) <eq9>` (base seed `base_seed`), the Jacobian computed exactly by batched vector-Jacobian
 # products through every diffusion step.
 
 # %% tags=["remove-cell"]
@@ -52,7 +53,7 @@ if "google.colab" in sys.modules:
 # %% tags=["parameters"]
 params_file = "params/digits.yaml"
 
-# %%
+# %% tags=["hide-input"]
 from diffrob import params
 P = params.load_notebook(params_file, globals())   # picks up papermill -p overrides
 
@@ -77,6 +78,9 @@ has_jacobian = dim <= compression.EXACT_JACOBIAN_MAX_DIM
 mean_std = lambda t: f"{t.double().mean():.3f} ± {t.double().std():.3f}" if len(t) > 1 else (
     f"{t.double().mean():.3f}" if len(t) else "none")
 
+from diffrob.figures import Reproduce, glue
+reproduce = Reproduce(P, params_file, "06_compression")
+
 # %% [markdown]
 # ## The neighbourhood before and after purification (Fig. 5b)
 # `pca_samples` points drawn uniformly from the Linf ball of radius eps around the first test
@@ -90,7 +94,7 @@ mean_std = lambda t: f"{t.double().mean():.3f} ± {t.double().std():.3f}" if len
 # is. The inputs' top components therefore sit above 1 even for an isotropic ball, and pixels
 # clipped at 0 or 1 (varying on one side only) add to the spread.
 
-# %%
+# %% mystnb={"figure": {"caption": "A random neighbourhood of a clean image before and after purification; reproduces the paper's Fig. 5b.", "name": "fig-compression-neighbourhood"}}
 x0 = world.images[:1]
 f = compression.fixed_purifier(purifier, P.base_seed, 0)
 hood = compression.pca_spectra(f, x0, P.eps, P.pca_samples, P.pca_components,
@@ -106,6 +110,9 @@ ax.set(xlabel="principal component", ylabel="variance / input per-direction vari
        title=f"PCA of {P.pca_samples} points, Linf eps = {P.eps_255:g}/255 (cf. Fig. 5b)")
 ax.legend()
 plt.show()
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %% [markdown]
 # ## The compression rate of random perturbations
@@ -128,6 +135,9 @@ display(pd.DataFrame({
            "its square root: largest compression factor of a direction (first image)"]))
 # Criterion and source: paper_data/sec6.yaml; interval: bootstrap over images.
 claims.frame([claims.record(P, "sec6", "compression_rate", verdicts.mean(rate_per_image))])
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %% [markdown]
 # ## The Jacobian and its spectrum (Fig. 5c)
@@ -159,6 +169,9 @@ else:
     display(Markdown(f"*The exact {dim} x {dim} Jacobian is out of reach for this world; the "
                      "paper, too, computes it on CIFAR-10 only. The next section estimates the "
                      "top of its singular-value spectrum without forming it.*"))
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %% [markdown]
 # The paper's counts are out of 3072 dimensions; the fractions compare across worlds. The last
@@ -196,6 +209,9 @@ else:   # the exact spectrum is out of reach here: the claims are not tested in 
     display(claims.frame([claims.record(P, "sec6", c, None)
                           for c in ("top_eigenvalue", "eigenvalues_below_quarter")]))
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %% [markdown]
 # ## The top of the spectrum without forming J (an extension)
 # The exact Jacobian needs `dim` vector-Jacobian products per image. Its largest singular values
@@ -231,6 +247,9 @@ if has_jacobian:
     rows["largest relative error vs the exact values"] = f"{error.max():.1e}"
 display(pd.DataFrame({"ours": rows}))
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %% [markdown]
 # What the two cost at the paper's settings, counted by `diffrob plan` on the real architectures
 # (PyTorch's meta device, nothing downloaded): the exact spectrum of CIFAR-10's `jacobian_images`
@@ -244,6 +263,9 @@ paper_cost = paper_cost[paper_cost.index.get_level_values(1).str.startswith("com
 paper_cost[["images", "diffusion evaluations", "PFLOP", plan.hours_column(100),
             "rows per call", "GB per call"]].round(1)
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %% [markdown]
 # ## What decides robust vs non-robust (Fig. 6)
 # Adversarial examples: those of the attack `compression_attack` (Linf eps = `eps_255`/255).
@@ -252,7 +274,7 @@ paper_cost[["images", "diffusion evaluations", "PFLOP", plan.hours_column(100),
 # for robust, 1.23 for non-robust examples) match PGD-EOT's 1.19 of Table S2. With
 # `compression_attack = fixed-pgd` they are instead made by PGD through the very purifier that
 # judges them. Either way the judge is the purifier with one fixed randomness: batch i goes
-# through `purifier(x, base_seed, i)` (eq. 9), and an example is *robust* when the classifier is
+# through `purifier(x, base_seed, i)` ({ref}`eq. (9) <eq9>`), and an example is *robust* when the classifier is
 # still right on its purified adversarial image f(x_adv). For each image whose purified clean
 # image f(x0) is classified correctly, the critical threshold gamma is measured as Assumption 2 /
 # appendix A.1 define it: from f(x0) along an adversarial direction *of the classifier at f(x0)*,
@@ -299,6 +321,9 @@ agree_ray = (robust == (length < ray)).double().mean().item() if len(robust) els
 display(Markdown(f"Robust exactly when the purified attack is shorter than gamma: "
                  f"**{agree:.1%}** of the examples (shorter than the distance along its own ray: "
                  f"{agree_ray:.1%}, near 100 % by construction)."))
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %% [markdown]
 # The distributions of the two lengths (Fig. 6b, 6c) and their ROC curves for telling robust
@@ -361,6 +386,9 @@ else:
     display(claims.frame([claims.record(P, "sec6", c, None)
                           for c in ("critical_threshold_auc", "purified_length_auc")]))
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %% [markdown]
 # ## Jacobian spectra of robust and non-robust examples (sec. 6)
 # The paper finds that the Jacobian spectra of robust and non-robust examples do not differ, so
@@ -399,9 +427,16 @@ if has_jacobian:
                          f"purified clean image is right, {int(j_robust[j_keep].sum())} are "
                          "robust; both groups are needed.*"))
 
+# %% tags=["remove-input"]
+reproduce()
+
+# %% tags=["remove-input"]
+# The numbers of "What it says here", glued into its text (issue 14).
+glue("comp_rate", f"{rate:.3f}")
+
 # %% [markdown]
 # **What it says here.** The tables above put our numbers beside the paper's. The compression
-# rate and the PCA spectrum show whether this world's purifier shrinks a random neighbourhood
+# rate (here {glue:text}`comp_rate`) and the PCA spectrum show whether this world's purifier shrinks a random neighbourhood
 # around f(x0); the Jacobian's spectrum says along how many directions it shrinks and whether any
 # direction is stretched (eigenvalues or singular values above 1). The robust/non-robust
 # comparison checks Fig. 6's account with a gamma measured from the classifier alone: whether

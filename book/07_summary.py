@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: tags,-all
+#     cell_metadata_filter: tags,mystnb,-all
 #     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
@@ -47,7 +47,7 @@ if "google.colab" in sys.modules:
 # %% tags=["parameters"]
 params_file = "params/digits.yaml"
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
@@ -59,6 +59,9 @@ P = params.load_notebook(params_file, globals())
 digest = claims.params_digest(P)
 rows = pd.DataFrame(claims.table(P), columns=["section", "claim", *claims.COLUMNS])
 rows["section"] = rows["section"].map(claims.SECTION_NAMES)
+
+from diffrob.figures import Reproduce, glue
+reproduce = Reproduce(P, params_file, "07_summary")
 
 # %% [markdown]
 # ## The parameter set
@@ -90,11 +93,14 @@ Markdown("\n".join(lines))
                                            f"digest {digest}")
  .set_properties(**{"text-align": "left", "vertical-align": "top"}))
 
+# %% tags=["remove-input"]
+reproduce()
+
 # %% [markdown]
 # ## Verdicts by section
 # The sections in the table's order, from the top.
 
-# %%
+# %% mystnb={"figure": {"caption": "The verdicts of the paper's claims in this world, by section (no figure of the paper).", "name": "fig-summary-verdicts"}}
 order = [n for n in claims.SECTION_NAMES.values() if n in set(rows["section"])]
 counts = (rows.groupby([pd.Categorical(rows["section"], categories=order), "verdict"],
                        observed=False).size().unstack(fill_value=0)
@@ -114,6 +120,9 @@ ax.set_xlabel("claims")
 ax.set_ylabel("section")
 ax.set_title(f"Claims of the paper tested in the {P.world} world")
 plt.show()
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %% [markdown]
 # ## What it says here
@@ -146,6 +155,9 @@ across = claims.cross_world(P.results_dir, {w: digests[w] for w in (*WORLDS, P.w
 across = across.rename(index=claims.SECTION_NAMES, level="section")
 (across.style.set_properties(**{"text-align": "left", "vertical-align": "top"})
  if len(across) else Markdown("*No claims recorded in any world yet.*"))
+
+# %% tags=["remove-input"]
+reproduce()
 
 # %% [markdown]
 # A claim that holds in the `digits` world shows that the mechanism appears in a small

@@ -57,7 +57,8 @@ WIDGET_JS = {
                                           "*.eot", "*.svg"),
     "requirejs": ("require.js",),
 }
-# Our own glue: tells require.js where html-manager's files are.
+# Our own glue: tells require.js where html-manager's files are; its folder also holds the
+# book's stylesheet (book.css, _config.yml's html_css_files), copied with it.
 WIDGET_CONFIG = Path(__file__).resolve().parent / "widgets_js" / "widgets_config.js"
 
 
@@ -406,7 +407,8 @@ def widget_js(dest: Path, node_modules: Path = NODE) -> Path:
             for f in sorted((node_modules / pkg).glob(pattern)):
                 if not (dest / f.name).exists() or (dest / f.name).stat().st_mtime < f.stat().st_mtime:
                     shutil.copy2(f, dest / f.name)
-    shutil.copy2(WIDGET_CONFIG, dest / WIDGET_CONFIG.name)
+    for own in sorted(WIDGET_CONFIG.parent.iterdir()):  # widgets_config.js, book.css
+        shutil.copy2(own, dest / own.name)
     return dest
 
 

@@ -38,7 +38,7 @@ def test_make_chapter_reports_a_typo_before_any_kernel(tmp_path):
     import subprocess
 
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_book.py"), "--chapter",
-                           "04", "--no-html", "-p", "n_image", "4"], capture_output=True,
+                           "04_fuzzy", "--no-html", "-p", "n_image", "4"], capture_output=True,
                           text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 2
     assert "did you mean 'n_images'" in done.stderr and "Traceback" not in done.stderr

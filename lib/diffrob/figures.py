@@ -3,16 +3,92 @@
 Widgets are built so that they keep working in the static HTML book: every view
 is precomputed, and a slider is linked to a ``Stack`` on the JavaScript side
 (``jslink``), so moving it needs no kernel.
+
+Importing this module sets figures on a white background (:data:`WHITE`), so they stay
+readable in the book theme's dark mode; :class:`Reproduce` writes the line under every
+table and figure of a chapter that says how to regenerate it (issue 14).
 """
 
 from __future__ import annotations
 
 import io
+import shlex
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import ipywidgets as widgets
+import matplotlib as mpl
 import matplotlib.pyplot as plt
+from IPython.display import Markdown, display
 from matplotlib.figure import Figure
+
+from . import claims, params
+from .params import Params
+
+# Figures are drawn and saved on white: the book's dark mode keeps them readable.
+WHITE = {"figure.facecolor": "white", "savefig.facecolor": "white", "axes.facecolor": "white"}
+mpl.rcParams.update(WHITE)
+# The Markdown line under every table and figure starts with this (tests/test_book.py looks for it).
+REPRODUCE_MARK = "Reproduce:"
+
+
+class Reproduce:
+    """The line under every table and figure of a chapter (issue 14, item 6): the command that
+    regenerates it and the digest of the parameters it was computed with.
+
+    ``reproduce = Reproduce(P, params_file, "04_fuzzy")`` once per chapter; then
+    ``reproduce(table)`` shows ``table`` and the line under it, and ``reproduce()`` after
+    ``plt.show()`` shows the line alone. The command is ``make chapter`` with ``-p KEY VALUE``
+    for every parameter in which ``P`` differs from ``params_file`` (papermill's overrides); the
+    digest is :func:`diffrob.claims.params_digest`, the one the Summary chapter files claims under.
+    """
+
+    def __init__(self, p: Params, params_file: str | Path, chapter: str) -> None:
+        base = params.load(params_file).as_dict()
+        overrides = {k: v for k, v in p.as_dict().items() if base.get(k) != v}
+        self.command = f"make chapter CH={chapter} PARAMS={params_file}"
+        if overrides:
+            args = " ".join(f"-p {k} {shlex.quote(_plain(v))}" for k, v in overrides.items())
+            self.command += f' ARGS="{args}"'
+        self.digest = claims.params_digest(p)
+        self.line = Markdown(f"<small>{REPRODUCE_MARK} `{self.command}` (parameter digest "
+                             f"`{self.digest}`)</small>")
+
+    def __call__(self, *results: Any) -> None:
+        """Display each of ``results`` (tables, figures, widgets), then the reproduce line."""
+        for result in results:
+            display(result)
+        display(self.line)
+
+
+# myst-nb's mark for a glued value that is stored but not shown (myst_nb.ext.glue.GLUE_PREFIX).
+GLUE_PREFIX = "application/papermill.record/"
+
+
+def glue(name: str, text: str) -> None:
+    """Store ``text`` in the executed notebook under ``name``, for the prose's
+    ``{glue:text}`name``` role (issue 14, item 2): the numbers in a chapter's "What it says
+    here" come from the run, never typed by hand.
+
+    Writes what ``myst_nb.glue(name, text, display=False)`` writes, without importing myst-nb,
+    so that the chapters also run where Jupyter Book is not installed (Colab).
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"glue {name!r}: expected the formatted text, got {type(text).__name__}")
+    display({GLUE_PREFIX + "text/plain": repr(text)}, raw=True,
+            metadata={"scrapbook": {"name": name, "mime_prefix": GLUE_PREFIX}})
+
+
+def _plain(value: Any) -> str:
+    """A parameter value as ``-p`` takes it (:func:`diffrob.params.parse_override`)."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_plain(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def figure_widget(fig: Figure, dpi: int = 90) -> widgets.Image:

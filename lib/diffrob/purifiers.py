@@ -99,7 +99,9 @@ class Schedule:
 
 
 class Purifier:
-    """A diffusion purifier f(x) of one method and t*, differentiable on request.
+    """A diffusion purifier f(x) of one method and t*, differentiable on request: t* forward
+    steps of eq. 1, then t* reverse steps of eq. 2 (DDPM) or eq. 10 (DDIM), or the reverse
+    process alone, or one-step denoising (module docstring); noise seeded by eq. 9.
 
     ``model(x_t, k)`` returns eps (C channels) or eps and the learned-variance
     interpolation v (2C channels, guided diffusion's learned range); objects
