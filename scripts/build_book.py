@@ -357,12 +357,12 @@ def record_execution(chapter: str, params_file: str, overrides: dict[str, Any], 
     import json
 
     import diffrob
-    from diffrob import params, store
+    from diffrob import claims, params
 
     path = Path(params_file)
     p = params.load(path if path.is_absolute() else root / path, **overrides)
     record = {"chapter": chapter, "params_file": params_file, "overrides": overrides,
-              "digest": store.digest(p.as_dict())[:12], "seconds": round(seconds, 1),
+              "digest": claims.params_digest(p), "seconds": round(seconds, 1),
               "diffrob": diffrob.__version__, "commit": git_commit(root),
               "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     logs.mkdir(parents=True, exist_ok=True)

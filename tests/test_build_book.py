@@ -176,12 +176,12 @@ def test_the_bibliography_has_every_work_with_title_authors_year_and_venue():
 
 
 def test_execution_records_make_the_execution_page(tmp_path):
-    from diffrob import params, store
+    from diffrob import claims, params
 
     record = build_book.record_execution("04_fuzzy", "params/smoke.yaml", {"eot": 2}, 61.4,
                                          logs=tmp_path)
     assert record.name == "04_fuzzy.json"
-    digest = store.digest(params.load(ROOT / "params/smoke.yaml", eot=2).as_dict())[:12]
+    digest = claims.params_digest(params.load(ROOT / "params/smoke.yaml", eot=2))
     template = (ROOT / "book" / "execution.md").read_text()
     page = build_book.execution_page(template, ["04_fuzzy", "05_cap"], tmp_path)
     assert build_book.EXECUTION_MARK not in page
