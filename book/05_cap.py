@@ -303,7 +303,7 @@ glue("cap_slopes", f"{sharp.mean():.2f} ± {sharp.std():.2f} over {len(sharp)} s
 # in the d-ball, drawn as a Gaussian direction (z1 over the norm, with the other d - 1
 # squared coordinates summed as one chi-square draw) times a radius U^(1/d).
 
-# %% mystnb={"figure": {"caption": "The cap's share of the ball (eq. (7)) and the GAAS count; reproduces the computation of the paper's Appendix A.2 and A.3.", "name": "fig-cap-volume"}}
+# %%
 eps_l2 = cap.linf_ball_l2_radius(P.eps, d)
 alpha = thresholds[thresholds > 0] / eps_l2
 gaas = cap.gaas_k(alpha, d)
@@ -324,6 +324,10 @@ appendix = pd.DataFrame({
            "paper: orthogonal directions (Tramer et al.)"])
 display(appendix.map(lambda v: f"{v:.3g}"))
 
+# %% tags=["remove-input"]
+reproduce()
+
+# %% mystnb={"figure": {"caption": "The cap's share of the ball (eq. (7)) and the GAAS count; reproduces the computation of the paper's Appendix A.2 and A.3.", "name": "fig-cap-volume"}}
 fig, ax = plt.subplots(figsize=(6, 3.5))
 beta = np.linspace(0, 1, 201)
 for dim in sorted({d, 3072, 3 * 224 * 224}):

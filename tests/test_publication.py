@@ -99,6 +99,10 @@ def test_set_up_is_hidden_and_figures_are_captioned(chapter: Path) -> None:
     for c in captioned:
         figure = c.metadata["mystnb"]["figure"]
         assert figure["name"].startswith("fig-") and c.source.count("plt.show()") == 1
+        # myst-nb puts every output of a captioned cell in the figure: a second output (a
+        # table) repeats the figure's name, which `jb build -W` refuses
+        assert not re.search(r"^\s*display\(|^\S.*\.style\b", c.source, re.M), (
+            f"{chapter.name}: captioned cell {figure['name']} shows more than its figure")
         assert re.search(r"paper's (Fig|Appendix)|no figure of the paper|the paper shows",
                          figure["caption"]), figure["caption"]
 
