@@ -227,6 +227,7 @@ def test_paper_marks_cover_every_chapter() -> None:
 # World outermost, chapters in order inside it: each world's Summary runs after its chapters.
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
 @pytest.mark.parametrize("world", WORLDS)
+@pytest.mark.timeout(1800)  # a loaded CI machine: chapter 4b on the fake ImageNet world
 def test_chapter_runs_on_the_papers_params(world: str, chapter: Path, request: pytest.FixtureRequest,
                                            paper_results: Path, tmp_path: Path) -> None:
     fake = request.getfixturevalue(f"fake_{world}")
