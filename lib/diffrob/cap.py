@@ -378,8 +378,10 @@ def logit_ranges(classifier: Callable[[Tensor], Tensor], x0: Tensor, direction: 
         raise ValueError(f"logit_ranges: expected equal shapes, radius > 0, grid >= 2, got "
                          f"{tuple(x0.shape)}, {tuple(direction.shape)}, {radius}, {grid}")
     u = direction / direction.flatten(1).norm(dim=1).clamp_min(1e-30).view(-1, *[1] * (x0.ndim - 1))
-    gammas = torch.arange(grid, dtype=torch.float64) * (radius / grid)
-    z = torch.stack([classifier(x0 + float(g) * u) for g in gammas])     # (grid, B, classes)
+    gammas = (torch.arange(grid, dtype=torch.float64) * (radius / grid)).to(x0)
+    points = (x0[None] + gammas.view(-1, *[1] * x0.ndim) * u[None]).flatten(0, 1)
+    z = torch.cat([classifier(points[i:i + 256]) for i in range(0, len(points), 256)])
+    z = z.view(grid, len(x0), -1)                                        # (grid, B, classes)
     return (z.amax(0) - z.amin(0)).double()
 
 
