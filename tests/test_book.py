@@ -288,6 +288,7 @@ def demo_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("demo_book")
     (root / "book").mkdir()
     shutil.copy(ROOT / "_config.yml", root)
+    shutil.copy(ROOT / "book" / "references.bib", root / "book")  # _config.yml's bibtex_bibfiles
     shutil.copytree(ROOT / "params", root / "params")
     (root / "node_modules").symlink_to(ROOT / "node_modules")
     (root / "_toc.yml").write_text("format: jb-book\nroot: book/index\nchapters:\n"

@@ -151,4 +151,4 @@ def test_the_cpu_switch_installs_torch_from_the_cpu_index_with_the_projects_vers
     assert "install_torch.py --index-url https://download.pytorch.org/whl/cpu" in cpu[steps[0]]
     assert "pip install -e" in cpu[steps[1]] and "install_torch.py" not in default
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert install_torch.torch_requirements() == [d for d in deps if d.startswith("torch")]
+    assert install_torch.torch_requirements() == [d for d in deps if re.match(r"torch(vision)?[<>=]", d)]

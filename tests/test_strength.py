@@ -49,10 +49,11 @@ def test_worst_case_takes_per_example_the_attack_with_the_highest_grade():
     assert (g >= fuzzy.grades(a, LABELS)).all() and (g >= fuzzy.grades(b, LABELS)).all()
 
 
-def test_bootstrap_interval_brackets_the_mean():
+def test_summarised_accuracy_is_in_percent_with_an_interval_around_it():
     v = np.random.default_rng(0).random(50)
-    lo, hi = strength._bootstrap(v)
-    assert lo < v.mean() < hi and hi - lo < 0.5
+    row = strength.summarise(v)
+    assert row["low"] < 100 * v.mean() == pytest.approx(row["accuracy"]) < row["high"]
+    assert row["high"] - row["low"] < 50
 
 
 @pytest.fixture(scope="module")
