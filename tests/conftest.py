@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import save_file
 
-from diffrob.worlds import adm, cifar10, imagenet
+from diffrob.worlds import adm, cifar10, digits, imagenet
 from diffrob.worlds.checkpoints import import_robustbench
 
 # One intra-op thread per test process: tiny models gain nothing from more, and
@@ -123,3 +124,14 @@ def make_fake_imagenet(root: Path) -> dict:
 def fake_imagenet(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """:func:`make_fake_imagenet` in a temporary folder, once per test session."""
     return make_fake_imagenet(tmp_path_factory.mktemp("imagenet"))
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """Randomly initialised (seeded) digits models saved where `digits.load` looks."""
+    root = tmp_path_factory.mktemp("models")
+    (root / "digits").mkdir()
+    torch.manual_seed(0)
+    save_file(digits.DigitsCNN().state_dict(), root / "digits" / digits.CLASSIFIER_FILE)
+    save_file(digits.build_unet().state_dict(), root / "digits" / digits.UNET_FILE)
+    return root

@@ -8,7 +8,6 @@ import time
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from diffrob import params
 from diffrob.worlds import digits, mnist
@@ -16,17 +15,6 @@ from diffrob.worlds import digits, mnist
 # 8 batches of one image, small enough for seconds, slow enough to be killed mid-run
 TINY = ["-p", "n_images", "8", "-p", "batch_size", "1", "-p", "t_star", "2",
         "-p", "attack_steps", "6", "-p", "eot", "2", "-p", "n_evals", "3"]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """Randomly initialised (seeded) digits models saved where `digits.load` looks."""
-    root = tmp_path_factory.mktemp("models")
-    (root / "digits").mkdir()
-    torch.manual_seed(0)
-    save_file(digits.DigitsCNN().state_dict(), root / "digits" / digits.CLASSIFIER_FILE)
-    save_file(digits.build_unet().state_dict(), root / "digits" / digits.UNET_FILE)
-    return root
 
 
 def command(stage, results, model_dir, *extra):

@@ -20,10 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from diffrob import fuzzy, purifiers, stages, store
-from diffrob.worlds import digits
 from test_stages import tiny_world
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,16 +152,6 @@ RUN = ("import os, sys; from diffrob import cli, stages; f = stages.attack_batch
        "    out = f(world, attack, x, y, i, *a, **k)\n"
        "    open(os.environ['COMPUTED'], 'a').write(f'{i}\\n'); return out\n"
        "stages.attack_batch = logged; cli.main(sys.argv[1:])")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    (root / "digits").mkdir()
-    torch.manual_seed(0)
-    save_file(digits.DigitsCNN().state_dict(), root / "digits" / digits.CLASSIFIER_FILE)
-    save_file(digits.build_unet().state_dict(), root / "digits" / digits.UNET_FILE)
-    return root
 
 
 def start(results, model_dir, computed, *extra):
