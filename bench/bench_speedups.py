@@ -24,10 +24,9 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from diffrob import attacks, params, stages, worlds
+from diffrob import attacks, params, stages, verdicts, worlds
 
 SETTINGS = {  # name -> (params overrides, torch threads or 0 for the default)
     "float32 (reference)": ({}, 0),
@@ -57,13 +56,6 @@ def step_seconds(p: params.Params, images: int, steps: int, threads: int) -> flo
         torch.set_num_threads(default)
 
 
-def bootstrap(values: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95 % percentile bootstrap interval of the mean over the rows of ``values``."""
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (n, len(values)))].mean(axis=1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
-
-
 def strength(p: params.Params, images: int, steps: int, eot: int, evals: int) -> dict:
     """Robust accuracy after PGD-EOT made in float32 and in bf16 (same seeds), both judged by
     the float32 system; their paired difference with a bootstrap interval over images."""
@@ -77,10 +69,12 @@ def strength(p: params.Params, images: int, steps: int, eot: int, evals: int) ->
         preds = stages.predict_purified(judge, x, 0, list(range(evals)))
         per_image[name] = (preds == judge.labels.cpu().numpy()[None]).mean(axis=0)
     diff = per_image["bf16"] - per_image["float32"]
-    out = {f"robust_{k}": float(v.mean()) for k, v in per_image.items()}
-    out.update({f"robust_{k}_ci": bootstrap(v) for k, v in per_image.items()})
-    out.update(difference=float(diff.mean()), difference_ci=bootstrap(diff),
-               images=images, steps=steps, eot=eot, evals=evals)
+    out = {}
+    for k, v in {**per_image, "difference": diff}.items():
+        e = verdicts.mean(v)
+        name = k if k == "difference" else f"robust_{k}"
+        out.update({name: e.value, f"{name}_ci": (e.lo, e.hi)})
+    out.update(images=images, steps=steps, eot=eot, evals=evals)
     return out
 
 
