@@ -6,7 +6,9 @@ What it measures, on one world (default ``params/mnist.yaml``, the 784-d embedde
    checkpointed diffusion step and the classifier) under each setting below, as a ratio to
    the float32 reference (torch's default threads, batch ``batch_size``, every EOT sample
    folded into one call) timed in the same process: bf16 autocast of the diffusion model
-   (this CPU has AMX-BF16 / AVX-512 BF16), channels_last, both, ``torch.compile`` of the UNet,
+   (this CPU has AMX-BF16 / AVX-512 BF16), channels_last, both, no activation checkpointing
+   (``checkpointing: false``: the reverse steps' activations are kept instead of recomputed),
+   ``torch.compile`` of the UNet,
    fewer EOT samples per call (``eot_batch``), a smaller batch, one thread.
 2. Attack strength with and without bf16: a short PGD-EOT from the same seeds in float32 and
    in bf16, both sets re-evaluated by the same float32 system under base seeds 0..r-1; the
@@ -33,6 +35,8 @@ SETTINGS = {  # name -> (params overrides, torch threads or 0 for the default)
     "bf16 autocast": ({"autocast": "bf16"}, 0),
     "channels_last": ({"channels_last": True}, 0),
     "bf16 + channels_last": ({"autocast": "bf16", "channels_last": True}, 0),
+    "no checkpointing": ({"checkpointing": False}, 0),
+    "bf16, no checkpointing": ({"autocast": "bf16", "checkpointing": False}, 0),
     "eot_batch 5": ({"eot_batch": 5}, 0),
     "bf16, eot_batch 5": ({"autocast": "bf16", "eot_batch": 5}, 0),
     "batch 32": ({"batch_size": 32}, 0),

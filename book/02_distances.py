@@ -52,7 +52,6 @@ P = params.load_notebook(params_file, globals())   # picks up papermill -p overr
 
 import matplotlib.pyplot as plt
 import pandas as pd
-import torch
 
 from diffrob import claims, metrics, stages, trajectories, verdicts, worlds
 from diffrob.params import PURIFIERS
@@ -70,18 +69,23 @@ reproduce = Reproduce(P, params_file, "02_distances")
 # The adversarial examples of each attack in `attacks` (eps = `eps_255`/255, made against
 # the purified system and kept in the results store: computed here only if missing), and
 # uniform noise U(-eps, eps) per pixel for each level in `uniform_eps_255` plus the attack's own
-# eps. Every input is purified by DiffPure (`ddpm`, t* forward and t* reverse steps, base seed
+# eps, unclipped as in the paper (see the conventions below) and clipped to [0,1]. Every input is purified by DiffPure (`ddpm`, t* forward and t* reverse steps, base seed
 # `base_seed`, {ref}`eq. (9) <eq9>`'s batch indices), and we measure its distance to the clean image at every
 # one of the 2 t* + 1 states.
 
 # %%
 inputs = {a: stages.adversarial(world, a) for a in P.attacks}
 levels = sorted(set(P.uniform_eps_255) | {P.eps_255})
-for e in levels:
-    inputs[f"uniform_{e:g}"] = trajectories.uniform_inputs(world, e / 255, seed=P.base_seed)
 if not P.attacks:
     print("No attacks in `attacks` for this world: only uniform noise is measured.")
 curves = {name: trajectories.distance_curves(world, x, "ddpm") for name, x in inputs.items()}
+clipped = {}  # uniform noise clipped to [0,1], our other convention
+for e in levels:
+    name = f"uniform_{e:g}"
+    inputs[name] = trajectories.uniform_inputs(world, e / 255, seed=P.base_seed, clip=False)
+    curves[name] = trajectories.distance_curves(world, inputs[name], "ddpm", unclipped=True)
+    clipped[name] = trajectories.distance_curves(
+        world, trajectories.uniform_inputs(world, e / 255, seed=P.base_seed), "ddpm")
 t_star = next(iter(curves.values())).t_star
 same_size = [*P.attacks, f"uniform_{P.eps_255:g}"]
 
@@ -116,25 +120,18 @@ reproduce()
 # Conventions. *Init* is the input itself (state 0 of the trajectory), also in a world whose
 # diffusion model works at another size (ImageNet 224 <-> 256): the bilinear round trip would
 # shrink uniform 4/255 noise from l2 3.51 to 1.99 before purification starts. *Uniform noise*:
-# the paper's init values match unclipped noise (Table S2's 16.051 ± 0.129 is eps sqrt(3072 / 3)
-# for 128/255), while the purifier takes [0,1] images, so we purify the clipped inputs and show
-# the unclipped init beside ours ("init, unclipped"); end / init uses what was purified.
+# the paper's init values are those of unclipped noise (Table S2's 16.051 ± 0.129 is
+# eps sqrt(3072 / 3) for 128/255), so the rows `uniform_*` and the claims below purify unclipped
+# noise, as the paper did (the model's input 2x - 1 then leaves [-1, 1] a little); the rows
+# `uniform_*, clipped` purify the same draw clipped to [0,1], the inputs an attacker could submit.
 
 # %%
-unclipped = {f"uniform_{e:g}": trajectories.uniform_noise(world, e / 255, seed=P.base_seed)
-             for e in levels}
-
-
 def table(metric):
     rows = {}
-    for name, c in curves.items():
+    for name, c in [*curves.items(), *((f"{n}, clipped", c) for n, c in clipped.items())]:
         ours = trajectories.init_max_end(getattr(c, metric), t_star)
         ref = paper[paper_world][metric].get(name, {})
         row = {f"ours {col}": f"{m:.3f} ± {s:.3f}" for col, (m, s) in ours.items()}
-        if name in unclipped:
-            noise = unclipped[name]
-            row["ours init, unclipped"] = metrics.format_mean_std(
-                getattr(metrics, metric)(noise, torch.zeros_like(noise)))
         row["ours end / init"] = f"{ours['end'][0] / ours['init'][0]:.2f}"
         row.update({f"{paper_label} {col}": f"{m:.3f} ± {s:.3f}" for col, (m, s) in ref.items()})
         rows[name] = row
@@ -236,7 +233,8 @@ reproduce()
 attack = "pgd-eot" if "pgd-eot" in P.attacks else (P.attacks[-1] if P.attacks else u)
 if attack != "pgd-eot":
     print(f"pgd-eot is not among this world's attacks: Table S5 uses {attack}.")
-s5 = trajectories.before_after(world, inputs[attack], list(PURIFIERS))
+after = {m: trajectories.purify(world, inputs[attack], m) for m in PURIFIERS}
+s5 = trajectories.before_after(world, inputs[attack], after)
 ref = paper[paper_world].get("sampling", {})
 uniform_ssim = metrics.ssim(inputs[u], world.images).mean().item()
 rows = {}
@@ -258,8 +256,7 @@ print(f"SSIM to the clean image: {attack} {s5['before']['ssim'][0]:.3f}, uniform
       f"same size {uniform_ssim:.3f}, DiffPure-purified {s5['ddpm']['ssim'][0]:.3f}"
       + (f"  (paper: {ref['before']['ssim']}, {ref['uniform_ssim']}, {ref['ddpm']['ssim']})"
          if ref else ""))
-# Per image, for the claims: the same purifications as Table S5 (same seeds), kept per image.
-after = {m: trajectories.purify(world, inputs[attack], m) for m in PURIFIERS}
+# Per image, for the claims: the purifications of Table S5.
 before_l2 = metrics.l2(inputs[attack], world.images)
 before_ssim = metrics.ssim(inputs[attack], world.images)
 rows = [

@@ -336,9 +336,8 @@ if both_classes:
     crit_roc = compression.roc(crit, robust)
     length_roc = compression.roc(-length, robust)
     ray_roc = compression.roc(ray, robust)
-    # AUCs with 95 % bootstrap intervals over examples (for the claim cells: crit_auc, length_auc)
-    crit_auc = compression.auc_interval(crit, robust, seed=P.base_seed)
-    length_auc = compression.auc_interval(-length, robust, seed=P.base_seed)
+    # AUCs with 95 % stratified bootstrap intervals over examples (diffrob.verdicts)
+    crit_auc, length_auc = verdicts.auc(crit, robust), verdicts.auc(-length, robust)
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     panels = ((crit.clamp(max=P.critical_max), np.linspace(0, P.critical_max, 26),
                "critical threshold (Fig. 6b)"),
@@ -371,15 +370,15 @@ if both_classes:
     plt.show()
 
     display(pd.DataFrame({"ours (95 % bootstrap interval)": [
-        f"{a:.3f} [{lo:.3f}, {hi:.3f}]" for a, lo, hi in (crit_auc, length_auc)] + [
+        f"{e.value:.3f} [{e.lo:.3f}, {e.hi:.3f}]" for e in (crit_auc, length_auc)] + [
         f"{ray_roc[2]:.3f}"],
         "paper (cifar10)": [paper["critical"]["auc"], pa["auc"], ""]},
         index=["AUC, critical threshold gamma", "AUC, purified attack length",
                "AUC, distance along the purified attack's own ray (circular)"]))
     # Criteria and sources: paper_data/sec6.yaml; intervals: stratified bootstrap over images.
     display(claims.frame([
-        claims.record(P, "sec6", "critical_threshold_auc", verdicts.auc(crit, robust)),
-        claims.record(P, "sec6", "purified_length_auc", verdicts.auc(-length, robust))]))
+        claims.record(P, "sec6", "critical_threshold_auc", crit_auc),
+        claims.record(P, "sec6", "purified_length_auc", length_auc)]))
 else:
     display(Markdown(f"*No ROC: all {len(robust)} correctly classified examples are "
                      f"{'robust' if bool(robust.all()) else 'non-robust'} here.*"))
@@ -413,7 +412,7 @@ if has_jacobian:
                        "above 1": f"{v['above_high']:.1f} of {dim}"}
         display(pd.DataFrame(rows).T)
         display(pd.DataFrame({"AUC [95 % interval]": {
-            k: f"{a:.2f} [{lo:.2f}, {hi:.2f}]" for k, (a, lo, hi) in spectra_compared.items()
+            k: f"{e.value:.2f} [{e.lo:.2f}, {e.hi:.2f}]" for k, e in spectra_compared.items()
             if k.startswith("auc")}}))
         fig, ax = plt.subplots(figsize=(6, 3.5))
         for g, m in (("robust", j_robust[j_keep]), ("non-robust", ~j_robust[j_keep])):

@@ -57,6 +57,10 @@ WIDGET_JS = {
                                           "*.eot", "*.svg"),
     "requirejs": ("require.js",),
 }
+# MathJax 3 served by the book too, so equations render offline (_config.yml, mathjax_path):
+# the combined TeX component (every TeX extension inside, nothing loaded on demand) and
+# its CommonHTML fonts, at their paths relative to mathjax/es5.
+MATHJAX = ("tex-chtml-full.js", "output/chtml/fonts/woff-v2/*.woff")
 # Our own glue: tells require.js where html-manager's files are; its folder also holds the
 # book's stylesheet (book.css, _config.yml's html_css_files), copied with it.
 WIDGET_CONFIG = Path(__file__).resolve().parent / "widgets_js" / "widgets_config.js"
@@ -393,8 +397,9 @@ def execution_page(template: str, names: list[str], logs: Path = LOGS) -> str:
 
 
 def widget_js(dest: Path, node_modules: Path = NODE) -> Path:
-    """Copy the widget JavaScript (html-manager, require.js) into ``dest``; ``npm ci`` if missing."""
-    if not all((node_modules / pkg).is_dir() for pkg in WIDGET_JS):
+    """Copy the widget JavaScript (html-manager, require.js) and MathJax into ``dest``;
+    ``npm ci`` if missing."""
+    if not all((node_modules / pkg).is_dir() for pkg in [*WIDGET_JS, "mathjax/es5"]):
         npm = shutil.which("npm")
         if npm is None:
             raise RuntimeError("the book serves the ipywidgets JavaScript itself: install "
@@ -407,6 +412,11 @@ def widget_js(dest: Path, node_modules: Path = NODE) -> Path:
             for f in sorted((node_modules / pkg).glob(pattern)):
                 if not (dest / f.name).exists() or (dest / f.name).stat().st_mtime < f.stat().st_mtime:
                     shutil.copy2(f, dest / f.name)
+    for pattern in MATHJAX:
+        for f in sorted((node_modules / "mathjax/es5").glob(pattern)):
+            target = dest / "mathjax" / f.relative_to(node_modules / "mathjax/es5")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, target)
     for own in sorted(WIDGET_CONFIG.parent.iterdir()):  # widgets_config.js, book.css
         shutil.copy2(own, dest / own.name)
     return dest
@@ -454,6 +464,31 @@ def build_html(src: Path = SOURCE, root: Path = ROOT) -> Path:
     subprocess.run([str(jb) if jb.exists() else "jb", "build", str(src), "--path-output",
                     str(root), "--builder", "html", "-W", "--keep-going"], check=True)
     return root / "_build" / "html"
+
+
+def check_pages(html: Path = HTML, root: Path = ROOT) -> bool | None:
+    """Open every built page as a reader's browser would (``scripts/check_pages.mjs``: a
+    1300-px headless Chromium, offline): widgets move their views, equations are typeset,
+    no table is wider than the page. Screenshots go to ``_build/screenshots/``. Returns
+    whether every page passed, or None (with the reason printed) where Node.js, Debian's
+    chromium or playwright-core is missing."""
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    node = shutil.which("node")
+    if not node or not Path(chromium).exists() or not (root / "node_modules/playwright-core").is_dir():
+        print("== page check skipped: it needs node, chromium and `npm ci`'s playwright-core")
+        return None
+    shots = root / "_build" / "screenshots"
+    run = subprocess.run([node, str(root / "scripts" / "check_pages.mjs"), str(html)],
+                         capture_output=True, text=True,
+                         env={**os.environ, "CHROMIUM": chromium, "SCREENSHOTS": str(shots)})
+    for line in run.stdout.splitlines():
+        if line.startswith("{") and '"ok":true' not in line:
+            print(f"== page check: {line}", file=sys.stderr)
+    if run.returncode not in (0, 1):
+        print(run.stderr[-2000:], file=sys.stderr)
+    print(f"== page check: {'passed' if run.returncode == 0 else 'FAILED'}; "
+          f"screenshots in {shots.relative_to(root)}/")
+    return run.returncode == 0
 
 
 def check_parameters(params_file: str, overrides: dict[str, Any], root: Path = ROOT) -> None:
@@ -535,6 +570,8 @@ def main(argv: list[str] | None = None) -> int:
         html = build_html(src)
         seconds["jb build"] = time.perf_counter() - start
         print(f"== HTML in {html.relative_to(ROOT)}")
+        if check_pages(html) is False:
+            return 1
     for name, took in seconds.items():
         print(f"   {name:<20} {took:7.0f} s")
     print(f"   {'total':<20} {time.perf_counter() - begin:7.0f} s")

@@ -257,6 +257,9 @@ def test_chapter_runs_on_mnist(chapter: Path, mnist_results: Path, tmp_path: Pat
 
 DEMO = '''# %% [markdown]
 # # {title}
+#
+# $$ \\boldsymbol{{x}}_t = \\sqrt{{\\bar\\alpha_t}}\\,\\boldsymbol{{x}}_0 \\tag{{1}} $$
+# {markdown}
 
 # %% tags=["parameters"]
 params_file = "params/smoke.yaml"
@@ -272,9 +275,15 @@ for k in range(n):
     ax.plot([0, 1], [0, k])
     views.append(fig)
 {widget}
+
+# %%
+import pandas as pd
+pd.DataFrame([[f"a wide cell number {{i}}" for i in range(30)]])
 '''
 LINKED = 'slider_stack(views, "step", labels=[f"distance {k}" for k in range(n)])'
-# The control: the same views, but the slider drives nothing.
+# The controls: the same views, but the slider drives nothing; and a table in the prose, outside
+# the sideways-scrolling output box of book.css, wider than the page.
+WIDE = "<table><tr>" + "".join(f"<td>a_wide_unbreakable_cell_{i}</td>" for i in range(30)) + "</tr></table>"
 UNLINKED = ('from diffrob.figures import figure_widget\n'
             'widgets.VBox([widgets.IntSlider(0, 0, n - 1), '
             'widgets.Stack([figure_widget(v) for v in views], selected_index=0)])')
@@ -294,8 +303,8 @@ def demo_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "_toc.yml").write_text("format: jb-book\nroot: book/index\nchapters:\n"
                                    "  - file: book/01_linked\n  - file: book/02_unlinked\n")
     (root / "book" / "index.md").write_text("# Demo\n\nTwo pages of widgets.\n")
-    for name, widget in [("01_linked", LINKED), ("02_unlinked", UNLINKED)]:
-        text = DEMO.format(title=name, widget=widget)
+    for name, widget, markdown in [("01_linked", LINKED, ""), ("02_unlinked", UNLINKED, WIDE)]:
+        text = DEMO.format(title=name, widget=widget, markdown=markdown)
         jupytext.write(jupytext.reads(text, fmt="py:percent"), root / "book" / f"{name}.ipynb")
         build_book.execute(root / "book" / f"{name}.py", root / "_build" / "notebooks" / f"{name}.ipynb",
                            "params/smoke.yaml", {"n": 4}, cwd=root, progress=False)
@@ -307,6 +316,10 @@ def test_built_page_loads_widget_js_from_the_book_and_links_colab(demo_book: Pat
     page = (demo_book / "book" / "01_linked.html").read_text()
     for script in ("require.js", "widgets_config.js", "embed-amd.js"):
         assert f'src="../_static/{script}' in page and (demo_book / "_static" / script).is_file()
+    # MathJax too (the page has an equation), with the fonts it asks for.
+    mathjax = CONFIG["sphinx"]["config"]["mathjax_path"]
+    assert f'src="../_static/{mathjax}' in page and (demo_book / "_static" / mathjax).is_file()
+    assert list((demo_book / "_static" / "mathjax" / "output" / "chtml" / "fonts").rglob("*.woff"))
     assert "cdn.jsdelivr.net" not in page and "cdnjs.cloudflare.com" not in page
     repo = CONFIG["repository"]
     colab = (f"colab.research.google.com/github/{repo['url'].removeprefix('https://github.com/')}"
@@ -323,13 +336,13 @@ def test_built_page_loads_widget_js_from_the_book_and_links_colab(demo_book: Pat
 
 
 @pytest.mark.browser
-def test_slider_changes_the_view_in_headless_chromium(demo_book: Path) -> None:
+def test_pages_work_offline_in_a_1300_px_headless_chromium(demo_book: Path) -> None:
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(chromium).exists():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     if not (ROOT / "node_modules" / "playwright-core").is_dir() or not shutil.which("node"):
         pytest.skip("node or playwright-core missing (npm ci)")
-    script = ROOT / "scripts" / "check_widgets.mjs"
+    script = ROOT / "scripts" / "check_pages.mjs"
     run = subprocess.run(["node", str(script), str(demo_book), "book/01_linked.html",
                           "book/02_unlinked.html"], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "CHROMIUM": chromium})
@@ -338,7 +351,10 @@ def test_slider_changes_the_view_in_headless_chromium(demo_book: Path) -> None:
     assert set(pages) == {"book/01_linked.html", "book/02_unlinked.html"}, run.stderr
     linked, unlinked = pages["book/01_linked.html"], pages["book/02_unlinked.html"]
     assert linked["ok"] and linked["sliders"] == [{"from": "0.0", "to": "1.0", "viewChanged": True}]
+    assert linked["math"] == {"blocks": 1, "typeset": 1}, "the equation was not typeset offline"
+    assert linked["width"] == {"tooWide": 0, "pageScrolls": False}, "a wide output table must scroll"
     assert unlinked["sliders"] and not unlinked["ok"], "the check must fail a slider that drives nothing"
+    assert unlinked["width"]["tooWide"] > 0, "the check must fail a table wider than the page"
     assert not any("outsideRequests" in r for r in lines), lines
     assert run.returncode == 1  # because of the unlinked control page
 

@@ -60,9 +60,11 @@ def test_init_max_end(world):
 
 def test_before_after_rows(world):
     x = trajectories.uniform_inputs(world, 8 / 255)
-    t = trajectories.before_after(world, x, ["ddpm", "onestep"])
+    after = {m: trajectories.purify(world, x, m) for m in ("ddpm", "onestep")}
+    t = trajectories.before_after(world, x, after)
     assert set(t) == {"before", "ddpm", "onestep"}
     assert t["before"]["l2"][0] == pytest.approx(metrics.l2(x, world.images).mean().item())
+    assert t["onestep"]["l2"][0] == pytest.approx(metrics.l2(after["onestep"], world.images).mean().item())
     assert 0 < t["before"]["ssim"][0] < 1
 
 
@@ -102,12 +104,19 @@ def test_randomness_rejects_bad_sizes(world):
         trajectories.randomness(world, 0.1, n_images=2, n_seeds=1, n_neighbours=2)
 
 
-def test_uniform_noise_is_the_unclipped_noise_of_the_inputs(world):
+def test_unclipped_uniform_inputs_are_the_same_draw_and_purify(world):
     x = trajectories.uniform_inputs(world, 64 / 255, seed=3)
-    noise = trajectories.uniform_noise(world, 64 / 255, seed=3)
-    torch.testing.assert_close(x, (world.images + noise).clamp(0, 1))
-    assert noise.abs().max() <= 64 / 255 and (x - world.images).abs().max() <= 64 / 255
+    raw = trajectories.uniform_inputs(world, 64 / 255, seed=3, clip=False)
+    torch.testing.assert_close(x, raw.clamp(0, 1))
+    noise = raw - world.images
+    assert noise.abs().max() <= 64 / 255 and (raw.min() < 0 or raw.max() > 1)
     # clipping shrinks the perturbation: the unclipped l2 is eps sqrt(D / 3) on average
     d = world.images[0].numel()
-    assert metrics.l2(noise, 0 * noise).mean() == pytest.approx(64 / 255 * (d / 3) ** 0.5, rel=0.05)
-    assert metrics.l2(x, world.images).mean() < metrics.l2(noise, 0 * noise).mean()
+    assert metrics.l2(raw, world.images).mean() == pytest.approx(64 / 255 * (d / 3) ** 0.5, rel=0.05)
+    assert metrics.l2(x, world.images).mean() < metrics.l2(raw, world.images).mean()
+    # the purifier refuses inputs outside [0,1] unless told they are unclipped on purpose
+    with pytest.raises(ValueError, match=r"\[0,1\]"):
+        trajectories.distance_curves(world, raw)
+    curves = trajectories.distance_curves(world, raw, unclipped=True)
+    torch.testing.assert_close(curves.l2[0], metrics.l2(raw, world.images))
+    assert torch.isfinite(curves.l2).all()

@@ -57,8 +57,10 @@ ITERATES = ("last", "best")
 SCHEDULES = ("constant", "cosine")
 
 
-def uniform(x: Tensor, eps: float, generator: torch.Generator | None = None) -> Tensor:
-    """``x + U(-eps, eps)`` per pixel, clipped to [0,1] (the noise baseline of sec. 3.1).
+def uniform(x: Tensor, eps: float, generator: torch.Generator | None = None,
+            clip: bool = True) -> Tensor:
+    """``x + U(-eps, eps)`` per pixel, clipped to [0,1] (the noise baseline of sec. 3.1);
+    ``clip=False`` leaves it unclipped (the paper's convention in Tables S2-S4).
 
     The noise is drawn on the generator's device (CPU by default) and moved to
     ``x``'s, so a seed gives the same noise on every machine.
@@ -68,7 +70,8 @@ def uniform(x: Tensor, eps: float, generator: torch.Generator | None = None) -> 
     device = generator.device if generator is not None else torch.device("cpu")
     noise = torch.empty(x.shape, dtype=x.dtype, device=device)
     noise.uniform_(-eps, eps, generator=generator)
-    return (x + noise.to(x.device)).clamp(0, 1)
+    x = x + noise.to(x.device)
+    return x.clamp(0, 1) if clip else x
 
 
 def pgd(logits_fn: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, eps: float, steps: int,

@@ -160,10 +160,10 @@ def slice_world(world, second: str = "random", n_images: int | None = None,
     seed ``base_seed``); the adversarial direction is untargeted PGD at ``eps``,
     ``attack_steps``, ``step_size``. ``second="adversarial"`` takes v from a second
     PGD run with another random start (Fig. 4c); ``"random"`` a Gaussian direction
-    (Fig. 4b). Batch j (``batch_size`` sliced images) draws with its own generator
-    seeded ``10^4 seed + j``, so with ``cache`` finished batches are read from the
-    results store (``<store_dir>/cap/<second>-<hash of the settings>``) and a rerun
-    computes only the rest.
+    (Fig. 4b). Batch j (``batch_size`` sliced images) draws on the CPU (the same numbers
+    on every device) with its own generator seeded ``10^4 seed + j``, so with ``cache``
+    finished batches are read from the results store
+    (``<store_dir>/cap/<second>-<hash of the settings>``) and a rerun computes only the rest.
     """
     from . import store
 
@@ -186,7 +186,7 @@ def slice_world(world, second: str = "random", n_images: int | None = None,
         data = store.read(p, stage, j, key) if cache else None
         if data is None:
             data = _slice_batch(world, index[start:start + p.batch_size], points, second,
-                                torch.Generator(device=world.device).manual_seed(10**4 * seed + j))
+                                torch.Generator().manual_seed(10**4 * seed + j))
             if cache:
                 store.write(p, stage, j, data, key)
         rows.append(data.cpu())
@@ -206,7 +206,7 @@ def _slice_batch(world, rows: Tensor, points: Tensor, second: str,
             other = pgd_directions(world.classifier, x, y, p.eps, p.attack_steps, p.step_size,
                                    gen)
     if second == "random":
-        other = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+        other = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
     u, v = plane(adv, other)
     pred = decisions(world.classifier, x, u, v, points, POINT_BATCH)
     length = adv.flatten(1).norm(dim=1, keepdim=True)

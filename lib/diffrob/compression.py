@@ -14,8 +14,8 @@ one base seed and batch index), which makes ``f`` a deterministic map of images:
 - :func:`boundary_distance` (the critical threshold gamma of Assumption 2 / App. A.1:
   the distance from f(x0) to the classifier's boundary along the classifier's own
   adversarial direction at f(x0)), :func:`critical_threshold` (the distance along a
-  given ray), :func:`robust_factors`, :func:`roc` and :func:`auc_interval`: what
-  separates robust from non-robust examples (Fig. 6b, 6c);
+  given ray), :func:`robust_factors` and :func:`roc`: what separates robust from non-robust
+  examples (Fig. 6b, 6c; their AUC intervals are :func:`diffrob.verdicts.auc`);
 - :func:`compare_spectra`: the Jacobian spectra of robust and non-robust examples (sec. 6).
 
 The maps ``f`` taken as arguments work on batches (N, C, H, W) -> (N, C, H, W)
@@ -38,7 +38,7 @@ from torch.autograd import forward_ad
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
-from . import attacks, stages, store
+from . import attacks, stages, store, verdicts
 from .purifiers import Purifier, seed_for
 
 ImageMap = Callable[[Tensor], Tensor]
@@ -490,37 +490,14 @@ def _auc(s: Tensor, pos: Tensor) -> float:
     return (greater + 0.5 * ties).mean().item()
 
 
-def auc_interval(scores: Tensor, positive: Tensor, n_boot: int = 2000, level: float = 0.95,
-                 seed: int = 0) -> tuple[float, float, float]:
-    """The AUC of :func:`roc` and a percentile bootstrap interval over examples.
-
-    ``n_boot`` resamples of the examples with replacement (a seeded generator);
-    resamples with only one class are skipped. Returns (AUC, low, high).
-    """
-    s, pos = scores.double().flatten().cpu(), positive.bool().flatten().cpu()
-    auc = roc(s, pos)[2]
-    if n_boot < 1 or not 0 < level < 1:
-        raise ValueError(f"auc_interval: expected n_boot >= 1 and 0 < level < 1, got "
-                         f"{n_boot}, {level}")
-    g = torch.Generator().manual_seed(seed)
-    values = []
-    for _ in range(n_boot):
-        i = torch.randint(len(s), (len(s),), generator=g)
-        if 0 < int(pos[i].sum()) < len(i):
-            values.append(_auc(s[i], pos[i]))
-    q = torch.tensor(values, dtype=torch.float64).quantile(
-        torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
-    return auc, q[0].item(), q[1].item()
-
-
 def compare_spectra(values: Tensor, robust: Tensor, low: float = 0.25,
-                    high: float = 1.0) -> dict[str, dict[str, float] | tuple[float, float, float]]:
+                    high: float = 1.0) -> dict[str, dict[str, float] | verdicts.Estimate]:
     """Sec. 6: do the Jacobian spectra of robust and non-robust examples differ?
 
     ``values`` (n, D) are per-image spectra (|eigenvalues| or singular values),
     ``robust`` (n,) booleans. Returns :func:`spectrum_summary` of each group and, for
     the largest value and the count below ``low``, the AUC with which it tells robust
-    from non-robust with its bootstrap interval (:func:`auc_interval`): 0.5 means
+    from non-robust with its bootstrap interval (:func:`diffrob.verdicts.auc`): 0.5 means
     no difference (the paper finds none).
     """
     robust = robust.bool().cpu()
@@ -530,8 +507,8 @@ def compare_spectra(values: Tensor, robust: Tensor, low: float = 0.25,
                          f"{int(robust.sum())} of {len(robust)} robust")
     return {"robust": spectrum_summary(v[robust], low, high),
             "non-robust": spectrum_summary(v[~robust], low, high),
-            "auc largest": auc_interval(v.max(1).values, robust),
-            f"auc below {low:g}": auc_interval((v < low).sum(1).double(), robust)}
+            "auc largest": verdicts.auc(v.max(1).values, robust),
+            f"auc below {low:g}": verdicts.auc((v < low).sum(1).double(), robust)}
 
 
 # --- the stages of the chapter on a World (results through the store) -------------------

@@ -53,8 +53,10 @@ def seed_for(base_seed: int, batch_index: int, step: int, forward: bool) -> int:
 
 
 def check_images(x: Tensor, shape: tuple[int, int, int] | None = None,
-                 device: torch.device | None = None, name: str = "images") -> None:
-    """Raise ``ValueError`` unless ``x`` is a floating NCHW batch in [0,1] (on ``device``)."""
+                 device: torch.device | None = None, name: str = "images",
+                 in_range: bool = True) -> None:
+    """Raise ``ValueError`` unless ``x`` is a floating NCHW batch in [0,1] (on ``device``);
+    ``in_range=False`` accepts any finite values (unclipped noise, Tables S2-S4)."""
     if not isinstance(x, Tensor):
         raise ValueError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
@@ -66,7 +68,10 @@ def check_images(x: Tensor, shape: tuple[int, int, int] | None = None,
         raise ValueError(f"{name}: expected at least one image, got an empty batch")
     if device is not None and x.device != device:
         raise ValueError(f"{name}: expected a tensor on {device}, got one on {x.device}")
-    if x.numel() and not (x.min() >= 0 and x.max() <= 1):  # also catches NaN
+    if not in_range:
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{name}: expected finite values, got NaN or inf")
+    elif x.numel() and not (x.min() >= 0 and x.max() <= 1):  # also catches NaN
         raise ValueError(f"{name}: expected values in [0,1], got range "
                          f"[{x.min().item():.4g}, {x.max().item():.4g}]")
 
@@ -151,15 +156,16 @@ class Purifier:
         return self._run(x, base_seeds, batch_index, grad, False, shared_noise)[-1]
 
     def trajectory(self, x: Tensor, base_seeds: int | Sequence[int] = 0,
-                   batch_index: int = 0) -> Tensor:
+                   batch_index: int = 0, unclipped: bool = False) -> Tensor:
         """Every state from the input to the output, mapped to [0,1] units (not clipped).
 
         Shape (S, N, C, H, W): S = 2 t* + 1 for ``ddpm`` and ``ddim``, t* + 1 for
         ``reverse``, 3 for ``onestep``. State 0 is the input ``x`` itself (not its round
         trip through ``model_size``, which alone shrinks a perturbation), the last state
-        the purified image.
+        the purified image. ``unclipped=True`` accepts inputs outside [0,1] (the paper's
+        unclipped uniform noise, Tables S2-S4), mapped by the same 2x - 1.
         """
-        states = self._run(x, base_seeds, batch_index, False, True, False)
+        states = self._run(x, base_seeds, batch_index, False, True, False, unclipped)
         states[0] = x
         return torch.stack(states)
 
@@ -174,8 +180,8 @@ class Purifier:
 
     # -- the processes --------------------------------------------------------------
     def _run(self, x: Tensor, base_seeds, batch_index: int, grad: bool, keep_states: bool,
-             shared_noise: bool) -> list[Tensor]:
-        check_images(x, self.image_shape, self.device)
+             shared_noise: bool, unclipped: bool = False) -> list[Tensor]:
+        check_images(x, self.image_shape, self.device, in_range=not unclipped)
         dtype = next(self.model.parameters()).dtype
         if x.dtype != dtype:
             raise ValueError(f"images: expected {dtype} like the diffusion model's weights "

@@ -26,29 +26,19 @@ from . import attacks, metrics
 from .purifiers import check_images
 
 
-def _check_inputs(world, x: Tensor) -> None:
-    check_images(x, world.image_shape, world.device, name="inputs")
+def _check_inputs(world, x: Tensor, unclipped: bool = False) -> None:
+    check_images(x, world.image_shape, world.device, name="inputs", in_range=not unclipped)
     if len(x) != len(world.images):
         raise ValueError(f"inputs: expected one per test image ({len(world.images)}), "
                          f"got {len(x)}")
 
 
-def uniform_inputs(world, eps: float, seed: int = 0) -> Tensor:
-    """The test images plus uniform noise in [-eps, eps] (clipped to [0,1]), seeded."""
-    return attacks.uniform(world.images, eps, torch.Generator().manual_seed(seed))
-
-
-def uniform_noise(world, eps: float, seed: int = 0) -> Tensor:
-    """The noise of :func:`uniform_inputs` itself, before clipping: U(-eps, eps) per pixel.
-
-    The paper's Table S2 init values are those of *unclipped* noise (uniform 128/255 on
-    CIFAR-10: 16.051 ± 0.129 = eps sqrt(3072 / 3) ± 0.13), while the purifier takes
-    [0,1] images, so the inputs we purify are clipped; this gives the unclipped
-    init column beside the clipped one. Same generator and draw as ``attacks.uniform``.
-    """
-    noise = torch.empty(world.images.shape, dtype=world.images.dtype)
-    noise.uniform_(-eps, eps, generator=torch.Generator().manual_seed(seed))
-    return noise.to(world.device)
+def uniform_inputs(world, eps: float, seed: int = 0, clip: bool = True) -> Tensor:
+    """The test images plus uniform noise U(-eps, eps) per pixel, seeded; clipped to [0,1],
+    or with ``clip=False`` not: the paper's convention in Tables S2-S4, whose init values
+    are those of unclipped noise (uniform 128/255 on CIFAR-10: 16.051 ± 0.129 =
+    eps sqrt(3072 / 3) ± 0.13). The same draw either way."""
+    return attacks.uniform(world.images, eps, torch.Generator().manual_seed(seed), clip=clip)
 
 
 @torch.no_grad()
@@ -80,12 +70,13 @@ class Curves:
 
 @torch.no_grad()
 def distance_curves(world, x: Tensor, method: str | None = None, keep: int = 4,
-                    base_seed: int | None = None) -> Curves:
+                    base_seed: int | None = None, unclipped: bool = False) -> Curves:
     """l2 and linf distance between every purification state and the clean image (sec. 3.1).
 
-    ``keep`` (>= 1) first images keep their states for :func:`scrubber`.
+    ``keep`` (>= 1) first images keep their states for :func:`scrubber`; ``unclipped=True``
+    accepts inputs outside [0,1] (:func:`uniform_inputs` with ``clip=False``).
     """
-    _check_inputs(world, x)
+    _check_inputs(world, x, unclipped)
     if keep < 1:
         raise ValueError(f"keep: expected >= 1 images, got {keep}")
     purifier = world.purifier(method)
@@ -93,7 +84,7 @@ def distance_curves(world, x: Tensor, method: str | None = None, keep: int = 4,
     d2, dinf, kept = [], [], []
     for i, rows in tqdm(world.batches(), desc=f"trajectories ({purifier.method})",
                         unit="batch", leave=False):
-        traj = purifier.trajectory(x[rows], seed, i)
+        traj = purifier.trajectory(x[rows], seed, i, unclipped)
         clean = world.images[rows]
         d2.append(metrics.l2(traj, clean).cpu())
         dinf.append(metrics.linf(traj, clean).cpu())
@@ -112,9 +103,9 @@ def init_max_end(d: Tensor, t_star: int) -> dict[str, tuple[float, float]]:
             "end": metrics.mean_std(d[-1])}
 
 
-def before_after(world, x: Tensor, methods: list[str],
-                 base_seed: int | None = None) -> dict[str, dict[str, tuple[float, float]]]:
-    """Table S5: mean l2, linf and SSIM to the clean images of ``x`` and of f(x) per method.
+def before_after(world, x: Tensor, purified: dict[str, Tensor]) -> dict[str, dict[str, tuple[float, float]]]:
+    """Table S5: mean l2, linf and SSIM to the clean images of ``x`` and of each method's
+    purified ``x`` (``purified``: method -> f(x), from :func:`purify`).
 
     Returns ``{"before": {...}, method: {...}}`` with (mean, std) per metric.
     """
@@ -124,10 +115,7 @@ def before_after(world, x: Tensor, methods: list[str],
                 "linf": metrics.mean_std(metrics.linf(y, c)),
                 "ssim": metrics.mean_std(metrics.ssim(y, c))}
 
-    out = {"before": measure(x)}
-    for m in tqdm(methods, desc="purify (Table S5)", unit="method"):
-        out[m] = measure(purify(world, x, m, base_seed))
-    return out
+    return {"before": measure(x), **{m: measure(y) for m, y in purified.items()}}
 
 
 CONDITIONS = ("fixed seed", "fixed input", "both vary")

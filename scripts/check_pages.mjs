@@ -1,16 +1,21 @@
-// Check that the book's widgets work in the static HTML, with no kernel and no network.
+// Check the built book as a reader's browser shows it: no kernel, no network, a 1300-px window.
 //
-//   node scripts/check_widgets.mjs _build/html [book/02_distances.html ...]
+//   node scripts/check_pages.mjs _build/html [book/02_distances.html ...]
 //
-// Serves the built HTML from a local http server, opens each page (default: every
-// page that carries saved widget state) in headless Chromium (Debian's `chromium`,
-// driven by npm's playwright-core), and for every slider: focuses its handle,
-// presses ArrowRight and checks that the view beside it (the widget box holding
-// the slider) changed. A slider over a single view (min = max) is reported as fixed. Any request that leaves the local server is blocked and
-// counted as a failure, so the widget JavaScript must come from the book itself.
-// Prints one JSON line per page; exits 1 if a page has no working slider, a
-// slider that changes nothing, a page error, a missing file, or an outside request.
-// Environment: CHROMIUM (default /usr/bin/chromium).
+// Serves the built HTML from a local http server and opens each page (default: every
+// page of the book) in headless Chromium (Debian's `chromium`, driven by npm's
+// playwright-core) at 1300 x 900 px. On each page it checks:
+//   - widgets (pages with saved widget state): for every slider, focuses its handle,
+//     presses ArrowRight and checks that the view beside it (the widget box holding the
+//     slider) changed. A slider over a single view (min = max) is reported as fixed;
+//   - equations: every Sphinx math block was typeset by MathJax (served by the book);
+//   - width: no table reaches past the page's content column, unless it sits in a box
+//     that scrolls sideways (book.css), and the page itself does not scroll sideways.
+// Any request that leaves the local server is blocked and counted as a failure, so the
+// JavaScript and fonts must come from the book itself. With SCREENSHOTS=DIR, a full-page
+// PNG of each page is written there (`make book` keeps them in _build/screenshots/).
+// Prints one JSON line per page; exits 1 if any page fails any check.
+// Environment: CHROMIUM (default /usr/bin/chromium), SCREENSHOTS.
 
 import fs from "node:fs";
 import http from "node:http";
@@ -35,14 +40,13 @@ function serve(root) {
   return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
 }
 
-function widgetPages(root) {
+function bookPages(root) {
   const pages = [];
   const walk = (dir) => {
     for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
       const full = path.join(dir, entry.name);
       if (entry.isDirectory() && !entry.name.startsWith("_")) walk(full);
-      else if (entry.name.endsWith(".html") &&
-               fs.readFileSync(full, "utf8").includes("application/vnd.jupyter.widget-state+json"))
+      else if (entry.name.endsWith(".html") && !["genindex.html", "search.html"].includes(entry.name))
         pages.push(path.relative(root, full));
     }
   };
@@ -80,8 +84,12 @@ async function checkPage(context, base, page) {
     if (res.status() >= 400) errors.push(`HTTP ${res.status()} ${res.url()}`);
   });
   await tab.goto(`${base}/${page}`, { waitUntil: "load" });
+  const widgets = await tab.locator('script[type="application/vnd.jupyter.widget-state+json"]').count() > 0;
   // The widget manager renders the saved state after load.
-  await tab.waitForSelector(".widget-slider .noUi-handle", { timeout: 20000 }).catch(() => {});
+  if (widgets)
+    await tab.waitForSelector(".widget-slider .noUi-handle", { timeout: 20000 }).catch(() => {});
+  const math = await tab.evaluate(mathTypeset);
+  const width = await tab.evaluate(tableWidths);
   const count = await tab.locator(".widget-slider .noUi-handle").count();
   const sliders = [];
   for (let i = 0; i < count; i++) {
@@ -98,8 +106,37 @@ async function checkPage(context, base, page) {
     // A slider over a single view (min = max, e.g. in a smoke build) cannot move.
     sliders.push(b.fixed ? { from: b.value, fixed: true } : { from: b.value, to: a.value, viewChanged });
   }
+  if (process.env.SCREENSHOTS) {
+    const file = path.join(process.env.SCREENSHOTS, page.replace(/[\\/]/g, "_").replace(/\.html$/, ".png"));
+    fs.mkdirSync(process.env.SCREENSHOTS, { recursive: true });
+    await tab.screenshot({ path: file, fullPage: true });
+  }
   await tab.close();
-  return { page, sliders, errors };
+  return { page, widgets, sliders, math, width, errors };
+}
+
+// Equations: how many Sphinx math blocks there are and how many MathJax typeset.
+async function mathTypeset() {
+  const blocks = document.querySelectorAll("div.math, span.math");
+  if (blocks.length && window.MathJax && MathJax.startup) await MathJax.startup.promise;
+  const typeset = [...blocks].filter((el) => el.querySelector("mjx-container")).length;
+  return { blocks: blocks.length, typeset };
+}
+
+// Tables whose right edge passes the content column's, not inside a sideways-scrolling box.
+function tableWidths() {
+  const column = document.querySelector("main article, main, article") || document.body;
+  const right = column.getBoundingClientRect().right;
+  const scrolls = (el) => {
+    for (let e = el.parentElement; e && e !== column; e = e.parentElement) {
+      const o = getComputedStyle(e).overflowX;
+      if ((o === "auto" || o === "scroll") && e.getBoundingClientRect().right <= right + 1) return true;
+    }
+    return false;
+  };
+  const tooWide = [...document.querySelectorAll("table")]
+    .filter((t) => t.getBoundingClientRect().right > right + 1 && !scrolls(t)).length;
+  return { tooWide, pageScrolls: document.documentElement.scrollWidth > window.innerWidth };
 }
 
 async function main() {
@@ -109,9 +146,9 @@ async function main() {
     process.exit(2);
   }
   const root = path.resolve(rootArg);
-  const pages = pageArgs.length ? pageArgs : widgetPages(root);
+  const pages = pageArgs.length ? pageArgs : bookPages(root);
   if (!pages.length) {
-    console.error(`no page with saved widget state under ${root}`);
+    console.error(`no page under ${root}`);
     process.exit(1);
   }
   const server = await serve(root);
@@ -120,6 +157,7 @@ async function main() {
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     headless: true,
+    viewport: { width: 1300, height: 900 },
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
       "--disable-background-networking", "--disable-component-update", "--disable-sync",
       // No network beyond the local server: everything else goes to a dead proxy.
@@ -136,8 +174,11 @@ async function main() {
   try {
     for (const page of pages) {
       const result = await checkPage(context, base, page);
-      const pageOk = result.sliders.length > 0 && result.errors.length === 0 &&
-        result.sliders.every((s) => s.fixed || (s.viewChanged && s.from !== s.to));
+      const slidersOk = !result.widgets || (result.sliders.length > 0 &&
+        result.sliders.every((s) => s.fixed || (s.viewChanged && s.from !== s.to)));
+      const pageOk = slidersOk && result.errors.length === 0 &&
+        result.math.typeset === result.math.blocks && result.width.tooWide === 0 &&
+        !result.width.pageScrolls;
       ok = ok && pageOk;
       console.log(JSON.stringify({ ...result, ok: pageOk }));
     }
