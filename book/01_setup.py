@@ -130,7 +130,7 @@ reproduce()
 #
 # ```{math}
 # :name: eq9
-# \operatorname{Seed}(s,i,t) = \begin{cases} 10^4 s + 2 \times (10^3 i + t) + 1, & \text{forward process} \\ 10^4 s + 2 \times (10^3 i + t), & \text{reverse process} \end{cases} \tag{9}
+# \operatorname{Seed}(s,i,t) = \begin{cases} 10^4 s + 2 \times (10^3 i + t) + 1, & \text{forward process} \cr 10^4 s + 2 \times (10^3 i + t), & \text{reverse process} \end{cases} \tag{9}
 # ```
 #
 # Implemented by `diffrob.purifiers.Purifier` (eqs. 1, 2, 10) and `diffrob.purifiers.seed_for`

@@ -8,7 +8,8 @@
 //   - widgets (pages with saved widget state): for every slider, focuses its handle,
 //     presses ArrowRight and checks that the view beside it (the widget box holding the
 //     slider) changed. A slider over a single view (min = max) is reported as fixed;
-//   - equations: every Sphinx math block was typeset by MathJax (served by the book);
+//   - equations: every Sphinx math block was typeset by MathJax (served by the book),
+//     without a TeX error;
 //   - width: no table reaches past the page's content column, unless it sits in a box
 //     that scrolls sideways (book.css), and the page itself does not scroll sideways.
 // Any request that leaves the local server is blocked and counted as a failure, so the
@@ -115,17 +116,20 @@ async function checkPage(context, base, page) {
   return { page, widgets, sliders, math, width, errors };
 }
 
-// Equations: how many Sphinx math blocks there are and how many MathJax typeset.
+// Equations: how many Sphinx math blocks there are, how many MathJax typeset without a
+// TeX error (MathJax shows an error in place of the formula, as <mjx-merror>).
 async function mathTypeset() {
   const blocks = document.querySelectorAll("div.math, span.math");
   if (blocks.length && window.MathJax && MathJax.startup) await MathJax.startup.promise;
-  const typeset = [...blocks].filter((el) => el.querySelector("mjx-container")).length;
+  const typeset = [...blocks].filter((el) => el.querySelector("mjx-container") &&
+    !el.querySelector("mjx-merror")).length;
   return { blocks: blocks.length, typeset };
 }
 
 // Tables whose right edge passes the content column's, not inside a sideways-scrolling box.
 function tableWidths() {
   const column = document.querySelector("main article, main, article") || document.body;
+  if (!column) return { tooWide: 0, pageScrolls: false };   // a redirect page (the root index)
   const right = column.getBoundingClientRect().right;
   const scrolls = (el) => {
     for (let e = el.parentElement; e && e !== column; e = e.parentElement) {

@@ -49,7 +49,8 @@ class Params:
     diffusion_model: str = _p("", "diffusers hub id or local folder; '' = the world's own")
     results_dir: str = _p("results", "root of the results store (one sub-folder per world)")
     device: str = _p("auto", "'auto' (cuda if present), 'cpu', 'cuda', 'cuda:K' or 'mps'")
-    autocast: str = _p("none", "mixed precision of the diffusion model on GPU",
+    autocast: str = _p("none", "mixed precision of the diffusion model (GPU; bf16 also on a "
+                       "CPU with AMX/AVX-512 BF16, bench/bench_speedups.py)",
                        choices=("none", "bf16", "fp16"))
     compile: bool = _p(False, "torch.compile the diffusion model (GPU)")
     channels_last: bool = _p(False, "channels_last memory format (GPU)")
@@ -57,7 +58,8 @@ class Params:
     purifier: str = _p("ddpm", "purification method (Table S5)", choices=PURIFIERS)
     t_star: int = _p(10, "diffusion steps t*: t* forward + t* reverse", lo=1)
     base_seed: int = _p(0, "base seed s of eq. 9 for single-seed stages", lo=0)
-    checkpointing: bool = _p(True, "activation checkpointing per step for full gradients")
+    checkpointing: bool = _p(True, "activation checkpointing per step for full gradients "
+                             "(saves memory; off is faster where the activations fit)")
     # --- attacks (sec. 4, Table S1) --------------------------------------------
     attacks: list[str] = _p(list(ATTACKS[:4]), "attacks run by the attack stage (default: "
                             "Table 1's four)")
