@@ -146,7 +146,7 @@ function tableWidths() {
 async function main() {
   const [rootArg, ...pageArgs] = process.argv.slice(2);
   if (!rootArg) {
-    console.error("usage: node scripts/check_widgets.mjs HTML_ROOT [PAGE.html ...]");
+    console.error("usage: node scripts/check_pages.mjs HTML_ROOT [PAGE.html ...]");
     process.exit(2);
   }
   const root = path.resolve(rootArg);

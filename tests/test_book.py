@@ -125,6 +125,7 @@ def test_config_serves_widgets_locally_and_points_colab_at_main() -> None:
     served.add(build_book.WIDGET_CONFIG.name)
     for url in sphinx["nb_ipywidgets_js"]:
         assert "://" not in url and url in served, f"widget script {url} is not served by the book"
+    assert sphinx["mathjax_path"] == f"mathjax/{build_book.MATHJAX[0]}", "MathJax from a CDN"
     assert not (ROOT / "_static").exists() and not (ROOT / "book" / "_static").exists()
 
 
