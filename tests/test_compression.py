@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from torch.autograd import forward_ad
 
 from diffrob import compression as C
 from diffrob.purifiers import Purifier
@@ -354,3 +355,19 @@ def test_world_compression_rates_cover_every_jacobian_image():
     torch.testing.assert_close(rates[2], C.compression_rate(f, world.images[2:3], pts - world.images[2:3]))
     clean, robust = C.jacobian_robustness(world, world.images)
     assert torch.equal(clean, robust) and clean.shape == (3,)
+
+
+def test_the_fixed_purifier_runs_in_float32_under_bf16_autocast():
+    """Sec. 6's Jacobians need float32, and forward-mode AD has no autocast rules."""
+    from diffrob import worlds
+
+    world = worlds.load("digits", n_images=2, autocast="bf16")
+    bf16 = world.purifier()
+    f = C.fixed_purifier(bf16, 0, 1)
+    x = world.images[:1]
+    plain = worlds.load("digits", n_images=2).purifier()
+    torch.testing.assert_close(f(x), C.fixed_purifier(plain, 0, 1)(x))
+    assert bf16.autocast == "bf16"                       # the caller's purifier is untouched
+    with C.forward_mode():                               # raised a dtype error under autocast
+        out = f(forward_ad.make_dual(x, torch.ones_like(x)))
+        assert torch.isfinite(forward_ad.unpack_dual(out).tangent).all()

@@ -27,6 +27,7 @@ nothing here depends on a particular attack.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -59,10 +60,15 @@ def fixed_purifier(purifier: Purifier, base_seed: int = 0, batch_index: int = 0)
     Every row of a batch gets the noise that a one-image batch gets under
     (``base_seed``, ``batch_index``), so ``f(x)[r]`` depends on ``x[r]`` only
     and is the same function for every row. Gradients flow through every step
-    (checkpointed) whenever autograd is enabled.
+    (checkpointed) whenever autograd is enabled. The diffusion model runs in float32 here
+    whatever the params' ``autocast``: the Jacobian's small eigenvalues (sec. 6) lie below
+    bf16's resolution, and forward-mode AD has no autocast rules.
     """
+    exact = copy.copy(purifier)
+    exact.autocast = "none"
+
     def f(x: Tensor) -> Tensor:
-        return purifier(x, base_seed, batch_index, grad=True, shared_noise=True)
+        return exact(x, base_seed, batch_index, grad=True, shared_noise=True)
     return f
 
 
