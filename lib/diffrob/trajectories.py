@@ -103,7 +103,8 @@ def init_max_end(d: Tensor, t_star: int) -> dict[str, tuple[float, float]]:
             "end": metrics.mean_std(d[-1])}
 
 
-def before_after(world, x: Tensor, purified: dict[str, Tensor]) -> dict[str, dict[str, tuple[float, float]]]:
+def before_after(world, x: Tensor,
+                 purified: dict[str, Tensor]) -> dict[str, dict[str, tuple[float, float]]]:
     """Table S5: mean l2, linf and SSIM to the clean images of ``x`` and of each method's
     purified ``x`` (``purified``: method -> f(x), from :func:`purify`).
 
