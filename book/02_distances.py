@@ -84,8 +84,7 @@ for e in levels:
     name = f"uniform_{e:g}"
     inputs[name] = trajectories.uniform_inputs(world, e / 255, seed=P.base_seed, clip=False)
     curves[name] = trajectories.distance_curves(world, inputs[name], "ddpm", unclipped=True)
-    clipped[name] = trajectories.distance_curves(
-        world, trajectories.uniform_inputs(world, e / 255, seed=P.base_seed), "ddpm")
+    clipped[name] = trajectories.distance_curves(world, inputs[name].clamp(0, 1), "ddpm")
 t_star = next(iter(curves.values())).t_star
 same_size = [*P.attacks, f"uniform_{P.eps_255:g}"]
 

@@ -60,6 +60,7 @@ WIDGET_JS = {
 # MathJax 3 served by the book too, so equations render offline (_config.yml, mathjax_path):
 # the combined TeX component (every TeX extension inside, nothing loaded on demand) and
 # its CommonHTML fonts, at their paths relative to mathjax/es5.
+MATHJAX_DIR = "mathjax/es5"
 MATHJAX = ("tex-chtml-full.js", "output/chtml/fonts/woff-v2/*.woff")
 # Our own glue: tells require.js where html-manager's files are; its folder also holds the
 # book's stylesheet (book.css, _config.yml's html_css_files), copied with it.
@@ -399,7 +400,7 @@ def execution_page(template: str, names: list[str], logs: Path = LOGS) -> str:
 def widget_js(dest: Path, node_modules: Path = NODE) -> Path:
     """Copy the widget JavaScript (html-manager, require.js) and MathJax into ``dest``;
     ``npm ci`` if missing."""
-    if not all((node_modules / pkg).is_dir() for pkg in [*WIDGET_JS, "mathjax/es5"]):
+    if not all((node_modules / pkg).is_dir() for pkg in [*WIDGET_JS, MATHJAX_DIR]):
         npm = shutil.which("npm")
         if npm is None:
             raise RuntimeError("the book serves the ipywidgets JavaScript itself: install "
@@ -413,8 +414,8 @@ def widget_js(dest: Path, node_modules: Path = NODE) -> Path:
                 if not (dest / f.name).exists() or (dest / f.name).stat().st_mtime < f.stat().st_mtime:
                     shutil.copy2(f, dest / f.name)
     for pattern in MATHJAX:
-        for f in sorted((node_modules / "mathjax/es5").glob(pattern)):
-            target = dest / "mathjax" / f.relative_to(node_modules / "mathjax/es5")
+        for f in sorted((node_modules / MATHJAX_DIR).glob(pattern)):
+            target = dest / "mathjax" / f.relative_to(node_modules / MATHJAX_DIR)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, target)
     for own in sorted(WIDGET_CONFIG.parent.iterdir()):  # widgets_config.js, book.css
@@ -466,17 +467,28 @@ def build_html(src: Path = SOURCE, root: Path = ROOT) -> Path:
     return root / "_build" / "html"
 
 
+def page_check_tools(root: Path = ROOT) -> tuple[str, str] | str:
+    """(node, chromium) for ``scripts/check_pages.mjs``, or why it cannot run here."""
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    node = shutil.which("node")
+    if not Path(chromium).exists():
+        return "Debian's chromium is not installed (apt-get install chromium)"
+    if not node or not (root / "node_modules" / "playwright-core").is_dir():
+        return "node or playwright-core missing (npm ci)"
+    return node, chromium
+
+
 def check_pages(html: Path = HTML, root: Path = ROOT) -> bool | None:
     """Open every built page as a reader's browser would (``scripts/check_pages.mjs``: a
     1300-px headless Chromium, offline): widgets move their views, equations are typeset,
     no table is wider than the page. Screenshots go to ``_build/screenshots/``. Returns
     whether every page passed, or None (with the reason printed) where Node.js, Debian's
     chromium or playwright-core is missing."""
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    node = shutil.which("node")
-    if not node or not Path(chromium).exists() or not (root / "node_modules/playwright-core").is_dir():
-        print("== page check skipped: it needs node, chromium and `npm ci`'s playwright-core")
+    tools = page_check_tools(root)
+    if isinstance(tools, str):
+        print(f"== page check skipped: {tools}")
         return None
+    node, chromium = tools
     shots = root / "_build" / "screenshots"
     run = subprocess.run([node, str(root / "scripts" / "check_pages.mjs"), str(html)],
                          capture_output=True, text=True,

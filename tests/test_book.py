@@ -338,13 +338,12 @@ def test_built_page_loads_widget_js_from_the_book_and_links_colab(demo_book: Pat
 
 @pytest.mark.browser
 def test_pages_work_offline_in_a_1300_px_headless_chromium(demo_book: Path) -> None:
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(chromium).exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    if not (ROOT / "node_modules" / "playwright-core").is_dir() or not shutil.which("node"):
-        pytest.skip("node or playwright-core missing (npm ci)")
+    tools = build_book.page_check_tools()
+    if isinstance(tools, str):
+        pytest.skip(tools)
+    node, chromium = tools
     script = ROOT / "scripts" / "check_pages.mjs"
-    run = subprocess.run(["node", str(script), str(demo_book), "book/01_linked.html",
+    run = subprocess.run([node, str(script), str(demo_book), "book/01_linked.html",
                           "book/02_unlinked.html"], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "CHROMIUM": chromium})
     lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
