@@ -9,7 +9,7 @@ What it measures, on one world (default ``params/mnist.yaml``, the 784-d embedde
    (this CPU has AMX-BF16 / AVX-512 BF16), channels_last, both, no activation checkpointing
    (``checkpointing: false``: the reverse steps' activations are kept instead of recomputed),
    ``torch.compile`` of the UNet,
-   fewer EOT samples per call (``eot_batch``), a smaller batch, one thread.
+   fewer EOT samples per call (``eot_batch``), a smaller or larger batch, one thread.
 2. Attack strength with and without bf16: a short PGD-EOT (10 steps of eps / 4, 5 EOT samples)
    from the same seeds in float32 and
    in bf16, both sets re-evaluated by the same float32 system under base seeds 0..r-1; the
@@ -46,7 +46,10 @@ SETTINGS = {  # name -> (params overrides, torch threads or 0 for the default)
     "bf16, no checkpointing, eot_batch 3": ({"autocast": "bf16", "checkpointing": False,
                                              "eot_batch": 3}, 0),
     "batch 32": ({"batch_size": 32}, 0),
+    "batch 128": ({"batch_size": 128}, 0),
+    "no checkpointing, batch 128": ({"checkpointing": False, "batch_size": 128}, 0),
     "one thread": ({}, 1),
+    "one thread, no checkpointing": ({"checkpointing": False}, 1),
 }
 
 

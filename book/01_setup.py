@@ -62,7 +62,7 @@ paper = claims.paper("setup")
 paper_world = P.world if P.world in paper else "cifar10"
 paper_label = f"paper ({paper_world})"
 
-from diffrob.figures import Reproduce, glue
+from diffrob.figures import Reproduce, Table, glue
 reproduce = Reproduce(P, params_file, "01_setup")
 
 # %% [markdown]
@@ -87,7 +87,8 @@ facts = pd.DataFrame({
 }, index=["world", "test images", "image shape (C x H x W)", "classifier",
           "diffusion model", "diffusion training steps T", "t*", "alpha_bar(t*)",
           "attack eps (l_inf)", "batch size (eq. 9's batch)"])
-facts
+Table(facts, "tbl-setup-world", "This world beside the paper's setting (the paper's sec. 2, "
+      "Appendix B and Table S1).")
 
 # %% tags=["remove-input"]
 reproduce()
@@ -169,7 +170,8 @@ acc_table = pd.DataFrame(
      f"{paper_label} (%)": [f"{paper[paper_world]['classifier_clean_accuracy']:.2f}"]
      + [paper_accuracy(m) for m in PURIFIERS]},
     index=["bare classifier"] + [f"purified: {m}" for m in PURIFIERS])
-acc_table
+Table(acc_table, "tbl-setup-accuracy", "Clean accuracy, bare and purified, beside the paper's "
+      "(the paper's Table 1 and Table 2, clean rows; the other samplers from its review thread).")
 
 # %% tags=["remove-input"]
 reproduce()
@@ -187,7 +189,8 @@ rows = [claims.record(P, "setup", "purification_costs_accuracy",
                       verdicts.paired_proportions(correct["bare"], correct["ddpm"])),
         claims.record(P, "setup", "samplers_comparable",
                       verdicts.spread_of_means(np.stack([correct[m] for m in PURIFIERS], 1)))]
-claims.frame(rows)
+Table(claims.frame(rows), "tbl-setup-claims", "The set-up's claims judged (criteria from the "
+      "paper's sec. 2 and Appendix C.2, in paper_data/setup.yaml).")
 
 # %% tags=["remove-input"]
 reproduce()
@@ -221,8 +224,8 @@ glue("setup_ddpm", f"{100 * accuracy['ddpm']:.1f} %")
 glue("setup_samplers", ", ".join(f"{m} {100 * accuracy[m]:.1f} %" for m in PURIFIERS))
 
 # %% [markdown]
-# **What it says here.** The first table compares our world with the paper's. The accuracy
-# table shows whether purification costs clean accuracy here as it does in the paper: the bare
+# **What it says here.** {numref}`tbl-setup-world` compares our world with the paper's.
+# {numref}`tbl-setup-accuracy` shows whether purification costs clean accuracy here as it does in the paper: the bare
 # classifier is right on {glue:text}`setup_bare` of the test images, DiffPure's purified images
 # on {glue:text}`setup_ddpm` (the samplers: {glue:text}`setup_samplers`; the paper's numbers are
 # in the table's second column); the grid ({numref}`fig-setup-purified`) shows that the purified images are not the clean images

@@ -61,7 +61,7 @@ paper = claims.paper("sec31")
 paper_world = P.world if P.world in paper else "cifar10"
 paper_label = f"paper ({paper_world})"
 
-from diffrob.figures import Reproduce, glue
+from diffrob.figures import Reproduce, Table, glue
 reproduce = Reproduce(P, params_file, "02_distances")
 
 # %% [markdown]
@@ -137,15 +137,17 @@ def table(metric):
     return pd.DataFrame(rows).T.fillna("")
 
 
-table_l2 = table("l2")
-table_l2
+Table(table("l2"), "tbl-distances-l2", "l2 distance to the clean image at init, max and end of "
+      "DiffPure's purification, mean ± std over the test images; reproduces the paper's Table S2 "
+      "(Table S4 on ImageNet).")
 
 # %% tags=["remove-input"]
 reproduce()
 
 # %%
-table_linf = table("linf")
-table_linf
+Table(table("linf"), "tbl-distances-linf", "l_inf distance to the clean image at init, max and "
+      "end, mean ± std over the test images; reproduces the paper's Table S3 (Table S4 on "
+      "ImageNet).")
 
 # %% tags=["remove-input"]
 reproduce()
@@ -170,7 +172,8 @@ rows = [
                   {largest: verdicts.ratio_of_means(curves[largest].l2[-1], curves[largest].l2[0])}),
 ]
 print("end/init l2:", {n: round(end[n] / init[n], 2) for n in curves})
-claims.frame(rows)
+Table(claims.frame(rows), "tbl-distances-claims", "Sec. 3.1's claims on distances judged "
+      "(criteria from the paper's sec. 3.1 and Tables S2-S3, in paper_data/sec31.yaml).")
 
 # %% tags=["remove-input"]
 reproduce()
@@ -201,7 +204,8 @@ if paper_uniform and all(a in ref_l2 for a in P.attacks):
     parts[f"{paper_label} (floor: {label(paper_uniform[0])}, l2 {ref_l2[paper_uniform[0]]['end']})"] = (
         floor_table({n: r["init"] for n, r in ref_l2.items()}, {n: r["end"] for n, r in ref_l2.items()},
                     paper_uniform[0], P.attacks))
-pd.concat(parts, axis=1).round(3)
+Table(pd.concat(parts, axis=1).round(3), "tbl-distances-floor", "The purifier's floor against "
+      "each attack's length: floor / init beside end / init, ours and from the paper's Table S2.")
 
 # %% tags=["remove-input"]
 reproduce()
@@ -244,8 +248,8 @@ for m in PURIFIERS:
         row.update({f"{paper_label} {q}": f"{ref['before'][q]:.3f} -> {ref[m][q]:.3f}"
                     for q in ("l2", "linf", "ssim")})
     rows[m] = row
-table_s5 = pd.DataFrame(rows).T
-table_s5
+Table(pd.DataFrame(rows).T, "tbl-distances-samplers", f"Distance and SSIM to the clean image "
+      f"before -> after each sampler, on the {attack} examples; reproduces the paper's Table S5.")
 
 # %% tags=["remove-input"]
 reproduce()
@@ -266,7 +270,8 @@ rows = [
                   {m: verdicts.paired_difference(before_ssim, metrics.ssim(after[m], world.images))
                    for m in PURIFIERS}),
 ]
-claims.frame(rows)
+Table(claims.frame(rows), "tbl-distances-sampler-claims", "Sec. 3.1's claims on samplers and SSIM "
+      "judged (criteria from the paper's sec. 3.1 and Table S5, in paper_data/sec31.yaml).")
 
 # %% tags=["remove-input"]
 reproduce()
@@ -279,17 +284,18 @@ glue("dist_floor_name", label(smallest))
 glue("dist_ssim", f"{s5['before']['ssim'][0]:.3f} -> {s5['ddpm']['ssim'][0]:.3f}")
 
 # %% [markdown]
-# **What it says here.** The figure ({numref}`fig-distances`) and the tables answer the paper's question for this world:
+# **What it says here.** The figure ({numref}`fig-distances`) and the tables
+# ({numref}`tbl-distances-l2`, {numref}`tbl-distances-claims`) answer the paper's question for this world:
 # whether the purified image ends farther from the clean image than the perturbed input
 # (end / init above 1; here, l2: {glue:text}`dist_ratios`), whether the four attacks end where uniform noise of their size ends, and
 # from which uniform size on the purification shrinks the distance instead. The scrubber shows
 # where the distance comes from: the forward process adds far more noise than the perturbation,
 # and the reverse process removes it towards *a* plausible image, not towards *the* clean one.
-# The floor table says when the attacks' distance must grow: in the paper's CIFAR-10 numbers the
+# The floor table ({numref}`tbl-distances-floor`) says when the attacks' distance must grow: in the paper's CIFAR-10 numbers the
 # floor is several times the attacks' length and end / init follows floor / init; in a world
 # whose attack radius reaches its floor, the same mechanism gives a ratio near 1 (here the floor,
 # the end l2 of {glue:text}`dist_floor_name`, is {glue:text}`dist_floor`).
-# Table S5 repeats the measurement for the other samplers and adds SSIM. In the paper the SSIM
+# Table S5 ({numref}`tbl-distances-samplers`) repeats the measurement for the other samplers and adds SSIM. In the paper the SSIM
 # to the clean image falls after purification (0.963 -> 0.791 for DiffPure; here
 # {glue:text}`dist_ssim`), which the paper's
 # text calls a 20 % *decrease in perceptual distance*; SSIM is a similarity, so a lower SSIM

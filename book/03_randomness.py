@@ -66,7 +66,7 @@ paper = claims.paper("sec32")
 paper_world = P.world if P.world in paper else "cifar10"
 paper_label = f"paper ({paper_world})"
 
-from diffrob.figures import Reproduce, glue
+from diffrob.figures import Reproduce, Table, glue
 reproduce = Reproduce(P, params_file, "03_randomness")
 
 # %% [markdown]
@@ -99,8 +99,9 @@ if P.eps_255 != ball:
         "ball (1/255)": f"{P.eps_255:g}", "draws": P.n_neighbours,
         "ours: mean correlation": round(wide.correlation["fixed seed"].mean(), 4),
         "ours: std over images": round(wide.correlation["fixed seed"].std(), 4)}
-corr = pd.DataFrame(rows).T.fillna("")
-corr
+Table(pd.DataFrame(rows).T.fillna(""), "tbl-randomness-corr", "Mean correlation of the purified "
+      "directions under each way of varying the purification; reproduces the numbers of the "
+      "paper's Fig. 2a/b and sec. 3.2.")
 
 # %% tags=["remove-input"]
 reproduce()
@@ -129,7 +130,7 @@ reproduce()
 # For each image, the l2 distance of each of its outputs to the mean of its outputs, pooled over
 # images; "perturbation" is the same for the unpurified inputs (ball `randomness_eps_255`/255).
 
-# %%
+# %% mystnb={"figure": {"caption": "Distance of each output to its image's centroid, pooled over the images; reproduces the paper's Fig. 2f.", "name": "fig-randomness-centroid"}}
 fig, ax = plt.subplots(figsize=(7, 3.8))
 bins = np.linspace(0, max(v.max() for v in r.centroid.values()) * 1.05, 40)
 for c in order:
@@ -138,8 +139,15 @@ ax.set_xlabel("l2 distance to the centroid")
 ax.set_ylabel("count")
 ax.legend()
 plt.show()
+
+# %% tags=["remove-input"]
+reproduce()
+
+# %%
 spread = {c: float(r.centroid[c].mean()) for c in order}
-pd.Series(spread, name="mean l2 to centroid").round(4).to_frame()
+Table(pd.Series(spread, name="mean l2 to centroid").round(4).to_frame(), "tbl-randomness-centroid",
+      "Mean distance to the centroid under each way of varying the purification (the means of "
+      "the paper's Fig. 2f).")
 
 # %% tags=["remove-input"]
 reproduce()
@@ -161,7 +169,8 @@ rows = [
         "both vary - perturbation": verdicts.paired_difference(per_image["both vary"],
                                                                per_image["perturbation"])}),
 ]
-claims.frame(rows)
+Table(claims.frame(rows), "tbl-randomness-claims", "Sec. 3.2's claims judged (criteria from the "
+      "paper's sec. 3.2 and Fig. 2, in paper_data/sec32.yaml).")
 
 # %% tags=["remove-input"]
 reproduce()
@@ -172,11 +181,11 @@ glue("rand_seeds", f"{r.correlation['fixed input'].mean():.4f}")
 glue("rand_inputs", f"{r.correlation['fixed seed'].mean():.4f}")
 
 # %% [markdown]
-# **What it says here.** The table puts our two correlations, {glue:text}`rand_seeds` across
+# **What it says here.** {numref}`tbl-randomness-corr` puts our two correlations, {glue:text}`rand_seeds` across
 # seeds and {glue:text}`rand_inputs` across inputs, beside the paper's 0.2368 and 0.9954
 # (Fig. 2a/b, {numref}`fig-randomness-corr` here): if the seed decides the purified state, the fixed-seed directions correlate far more
 # than the fixed-input ones. The last row (when present) shows how far that holds for a ball
-# of this world's attack radius: the larger the ball, the more the input matters. The histogram is Fig. 2f: the fixed-seed outputs should sit closer
+# of this world's attack radius: the larger the ball, the more the input matters. The histogram ({numref}`fig-randomness-centroid`) is Fig. 2f: the fixed-seed outputs should sit closer
 # to their centroid than the inputs did (the purifier compresses the neighbourhood, the topic of
 # sec. 6), the outputs under varying seeds farther. Together they say why EOT matters for
 # attacking a purifier: a gradient computed under one seed points to a purified state that

@@ -77,7 +77,7 @@ if P.world == "imagenet":  # the paper ran no full-gradient PGD on ImageNet (app
 sources = ["clean", *attacks]
 labels = world.labels.cpu().numpy()
 
-from diffrob.figures import Reproduce, glue
+from diffrob.figures import Reproduce, Table, glue
 reproduce = Reproduce(P, params_file, "04_fuzzy")
 
 # %% [markdown]
@@ -116,11 +116,13 @@ for s in sources:
         stages.adversarial(world, s)
     preds[s] = stages.evaluations(world, s)
     seconds[s] = time.perf_counter() - t
-pd.DataFrame({"seconds": seconds, "images": len(labels), "re-evaluations r": P.n_evals,
-              "eps (1/255)": [np.nan] + [P.eps_255] * len(attacks),
-              "PGD steps": [np.nan] + [P.attack_steps] * len(attacks),
-              "EOT samples": [np.nan] + [P.eot if a.endswith("eot") else 1 for a in attacks]},
-             index=sources).round(1)
+Table(pd.DataFrame({"seconds": seconds, "images": len(labels), "re-evaluations r": P.n_evals,
+                    "eps (1/255)": [np.nan] + [P.eps_255] * len(attacks),
+                    "PGD steps": [np.nan] + [P.attack_steps] * len(attacks),
+                    "EOT samples": [np.nan] + [P.eot if a.endswith("eot") else 1 for a in attacks]},
+                   index=sources).round(1),
+      "tbl-fuzzy-work", "The attacks and re-evaluations of this run, with the wall time each took "
+      "here (the settings of the paper's Table S1).")
 
 # %% tags=["remove-input"]
 reproduce()
@@ -135,7 +137,9 @@ reproduce()
 paper_cost = pd.concat({world_name: plan.table(params.load(f"params/{world_name}.yaml"))
                         for world_name in ("cifar10", "imagenet")})
 paper_cost = paper_cost[~paper_cost.index.get_level_values(1).str.startswith("compression/")]
-paper_cost[["images", "diffusion evaluations", "PFLOP", plan.hours_column(100)]].round(1)
+Table(paper_cost[["images", "diffusion evaluations", "PFLOP", plan.hours_column(100)]].round(1),
+      "tbl-fuzzy-paper-cost", "The work of the same stages at the paper's settings (the paper's Table S1), "
+      "counted by `diffrob plan`.")
 
 # %% tags=["remove-input"]
 reproduce()
@@ -152,7 +156,9 @@ ours = fuzzy.table(preds, labels, alpha=0.5, ks=P.vote_k)
 theirs = pd.DataFrame(paper_table["rows"], index=paper["columns"]).T
 both = pd.concat({"ours": ours.round(2),
                   f"paper ({paper_table['caption'].split(' on ')[1]})": theirs}, axis=1)
-both.loc[[s for s in both.index if s in sources]]
+Table(both.loc[[s for s in both.index if s in sources]], "tbl-fuzzy-table1",
+      "Standard, fuzzy and majority-vote robustness (%), ours beside the paper's; reproduces the "
+      "paper's Table 1 (Table 2 on ImageNet).")
 
 # %% tags=["remove-input"]
 reproduce()
@@ -258,7 +264,8 @@ rows = [
                   {a: verdicts.paired_difference(robust[a], robust[f"{a}-eot"]) for a in eot_pairs}
                   if eot_pairs else None),
 ]
-claims.frame(rows)
+Table(claims.frame(rows), "tbl-fuzzy-claims", "Sec. 4.2's claims judged (criteria from the "
+      "paper's sec. 4.2 and Table 1, in paper_data/sec4.yaml).")
 
 # %% tags=["remove-input"]
 reproduce()
@@ -270,7 +277,7 @@ glue("fuzzy_rows", "; ".join(
     f"m = 1 {ours.loc[s, 'm=1']:.1f} %" for s in attacks) or "no attacks in this world")
 
 # %% [markdown]
-# **What it says here.** The table above is computed on this world ({glue:text}`fuzzy_rows`);
+# **What it says here.** {numref}`tbl-fuzzy-table1` is computed on this world ({glue:text}`fuzzy_rows`);
 # read the verdicts row by row. Where the grades spread (the histograms, {numref}`fig-fuzzy-grades`) the classical single-number robustness hides a
 # continuum: the m = 0 and m = 1 columns bracket the standard robustness from below and above,
 # and which examples one calls adversarial depends on alpha, which is what the CFR curves show
@@ -293,7 +300,9 @@ display(Markdown(
     f"image (broken if any attack breaks it). *N=...*: accuracy under N-evaluation "
     f"(DiffHammer; robust only if all N runs are right, counted after optimising): N = 1 is "
     f"the mean standard robustness, N = r the m = 0 column."))
-pd.concat([ours.loc[attacks], strength.table1_additions(world, strong)]).round(2)
+Table(pd.concat([ours.loc[attacks], strength.table1_additions(world, strong)]).round(2),
+      "tbl-fuzzy-strongest", "Table 1's attack rows beside PGD-EOT under the strongest protocol "
+      "of chapter 4b and the worst case over the attacks (extends the paper's Table 1).")
 
 # %% tags=["remove-input"]
 reproduce()
@@ -340,7 +349,8 @@ variant_shown = pd.DataFrame({
 display(Markdown(f"{int(variant_table['n'].iloc[0])} images, {variant_seconds:.0f} s; the "
                  f"paper's numbers are its {variant_paper['onestep']['dataset']} "
                  f"ones{' (fixed noise: ImageNet)' if P.world == 'imagenet' else ''}."))
-variant_shown
+Table(variant_shown, "tbl-fuzzy-variants", "One-step denoising and fixed noise, ours beside the "
+      "review thread's numbers (no table of the paper).", index=False)
 
 # %% tags=["remove-input"]
 reproduce()

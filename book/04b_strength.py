@@ -69,7 +69,7 @@ paper_protocol = strength.protocol(world, None, "constant", "last")
 print(f"{P.world}: eps = {P.eps_255:g}/255, {len(base.images)} images, "
       f"{P.strength_steps} steps x {P.strength_eot} EOT samples, r = {P.strength_evals}")
 
-from diffrob.figures import Reproduce, glue
+from diffrob.figures import Reproduce, Table, glue
 reproduce = Reproduce(P, params_file, "04b_strength")
 
 # %% [markdown]
@@ -81,7 +81,9 @@ reproduce = Reproduce(P, params_file, "04b_strength")
 # tolerances are fixed in `diffrob.gradcheck`, before any result was seen.
 
 # %%
-gradcheck.checks(world, n_images=1, eot=2, directions=3)
+Table(gradcheck.checks(world, n_images=1, eot=2, directions=3), "tbl-strength-gradients",
+      "Checks of the full gradient: finite differences, checkpointing, EOT folding, no masking "
+      "(no table of the paper; the checks of Carlini et al. 2019).")
 
 # %% tags=["remove-input"]
 reproduce()
@@ -96,7 +98,9 @@ reproduce()
 # %%
 grid = strength.step_grid(world)
 strong = strength.strongest(grid)
-display(grid.round(1))
+display(Table(grid.round(1), "tbl-strength-grid", "PGD-EOT's robust accuracy under each step "
+              "size, schedule and iterate (no table of the paper; its protocol is Table S1's "
+              "first row).", index=False))
 last = grid[grid["iterate"] == "last"].set_index("rel_stepsize")["accuracy"]
 best = grid[(grid["iterate"] == "best") & (grid["schedule"] == "constant")]
 best = best.set_index("rel_stepsize")["accuracy"]
@@ -170,7 +174,8 @@ side = strength.compare(world, {
     "BPDA-EOT, strongest protocol": ("bpda-eot", strong),
     "transfer from the bare classifier": ("transfer", strong),
 }, reference="PGD-EOT, strongest protocol")
-side.astype(float).round(1)
+Table(side.astype(float).round(1), "tbl-strength-side", "The attacks side by side at equal "
+      "budget, paired against our strongest PGD-EOT (no table of the paper).")
 
 # %% tags=["remove-input"]
 reproduce()
@@ -199,11 +204,14 @@ display(Markdown(
 
 # %%
 aa = strength.autoattack_example(base)
-pd.DataFrame({"AutoAttack's own robust accuracy (1 evaluation)": [aa["own"]],
-              f"its examples, standard robust accuracy (r = {P.strength_evals})":
-                  [aa["accuracy"]],
-              "interval": [f"[{aa['low']:.1f}, {aa['high']:.1f}]"],
-              f"its examples, N = r ({P.strength_evals})": [aa["m=0"]]}).round(1).T
+Table(pd.DataFrame({"AutoAttack's own robust accuracy (1 evaluation)": [aa["own"]],
+                    f"its examples, standard robust accuracy (r = {P.strength_evals})":
+                        [aa["accuracy"]],
+                    "interval": [f"[{aa['low']:.1f}, {aa['high']:.1f}]"],
+                    f"its examples, N = r ({P.strength_evals})": [aa["m=0"]]}).round(1).T
+      .rename(columns={0: "%"}),
+      "tbl-strength-autoattack", "AutoAttack's own number beside its examples re-evaluated r "
+      "times (no table of the paper; the point of the paper's sec. 4).")
 
 # %% tags=["remove-input"]
 reproduce()
@@ -212,9 +220,11 @@ reproduce()
 print(f"chapter run time: {time.perf_counter() - started:.0f} s")
 
 # %% [markdown]
-# **What it says here.** Read the tables top down: the gradient checks say whether the
-# full-gradient attacks optimise the right function; the step-size grid and the curves say how
-# far Table S1's protocol is from the strongest one tried; the side-by-side table names the
+# **What it says here.** Read the tables top down: the gradient checks
+# ({numref}`tbl-strength-gradients`) say whether the full-gradient attacks optimise the right
+# function; the step-size grid ({numref}`tbl-strength-grid`) and the curves
+# ({numref}`fig-strength-curves`) say how far Table S1's protocol is from the strongest one
+# tried; the side-by-side table ({numref}`tbl-strength-side`) names the
 # strongest attack and the paired interval says whether its lead is more than noise. Table 1 in
 # chapter 4 keeps the paper's protocol and shows the strongest protocol and the worst case over
-# attacks beside it.
+# attacks beside it ({numref}`tbl-fuzzy-strongest`).

@@ -55,7 +55,7 @@ params_file = "params/digits.yaml"
 from diffrob import params
 P = params.load_notebook(params_file, globals())   # picks up papermill -p overrides
 
-from diffrob.figures import Reproduce, glue
+from diffrob.figures import Reproduce, Table, glue
 reproduce = Reproduce(P, params_file, "05_cap")
 
 # %%
@@ -132,7 +132,9 @@ radius_table = pd.DataFrame({
 }, index=["disc radius R", "median l2 length of the PGD perturbation",
           "median threshold x0 (boundary along u)", "R / attack length",
           "slices without a boundary in the disc"])
-display(radius_table.map(lambda v: f"{v:.3g}" if isinstance(v, float) else v))
+display(Table(radius_table.map(lambda v: f"{v:.3g}" if isinstance(v, float) else v),
+              "tbl-cap-radius", "The slice disc's radius against the attack's length, ours beside "
+              "the paper's (the slices of the paper's Fig. 4b/c; its sec. 5)."))
 
 # %% tags=["remove-input"]
 reproduce()
@@ -156,7 +158,8 @@ for r in (0.75 * P.cap_radius, P.cap_radius, 1.5 * P.cap_radius):
         "adversarial share, far half (projection < 0)":
             s_r.adversarial[:, s_r.projection < 0].mean(),
         "adversarial share, near half": s_r.adversarial[:, s_r.projection >= 0].mean()}
-display(pd.DataFrame(rows).T.round(3))
+display(Table(pd.DataFrame(rows).T.round(3), "tbl-cap-radii", "How the disc's radius changes "
+              "the slopes and the adversarial shares (no table of the paper)."))
 
 # %% tags=["remove-input"]
 reproduce()
@@ -250,8 +253,9 @@ slope_table = pd.DataFrame({
         "slices": paper["slope"]["n"], "mean slope": paper["slope"]["mean"],
         "std slope": paper["slope"]["std"], "fraction slope > 6": "most"},
     "ours (adv. + random)": ours, "ours (two adv.)": ours2}).T
-display(slope_table.map(lambda v: f"{v:.3g}" if isinstance(v, float) else v)
-        .replace("nan", "-"))
+display(Table(slope_table.map(lambda v: f"{v:.3g}" if isinstance(v, float) else v)
+              .replace("nan", "-"), "tbl-cap-slopes", "Psychometric slopes, ours beside the "
+              "paper's (the fits of the paper's Fig. 4d-f; its numbers from the review thread)."))
 
 # %% tags=["remove-input"]
 reproduce()
@@ -265,7 +269,8 @@ reproduce()
 
 # %%
 sensitivity = cap.slope_sensitivity(slices.projection, slices.adversarial, (0.1, 1.0, 10.0, 100.0))
-display(pd.DataFrame(sensitivity).T.rename_axis("C").round(3))
+display(Table(pd.DataFrame(sensitivity).T.rename_axis("C").round(3), "tbl-cap-c",
+              "The slopes on the same slices under other regularisers C (no table of the paper)."))
 
 # %% tags=["remove-input"]
 reproduce()
@@ -277,7 +282,7 @@ glue("cap_slopes", f"{sharp.mean():.2f} ± {sharp.std():.2f} over {len(sharp)} s
      f"{(sharp > 6).mean():.0%} above 6" if len(sharp) else "no slice crosses the boundary")
 
 # %% [markdown]
-# **What it says here.** The table puts our slopes ({glue:text}`cap_slopes`) beside the
+# **What it says here.** {numref}`tbl-cap-slopes` puts our slopes ({glue:text}`cap_slopes`) beside the
 # paper's: the mean and spread of k, the share above 6, how many slices are perfectly separable (no point
 # on the wrong side of the fitted threshold) and the median sharpness. With the
 # paper's fit, a slope near the ceiling means the boundary is as sharp as the fit
@@ -322,7 +327,9 @@ appendix = pd.DataFrame({
            "eq. 7 at the median alpha", "Monte Carlo at the median alpha (200 000 points)",
            "eq. 7 at the median alpha, d = 3072 (CIFAR-10)",
            "paper: orthogonal directions (Tramer et al.)"])
-display(appendix.map(lambda v: f"{v:.3g}"))
+display(Table(appendix.map(lambda v: f"{v:.3g}"), "tbl-cap-volume", "The GAAS count and the "
+              "cap's share of the ball at the fitted thresholds; the computation of the paper's "
+              "Appendix A.2 and A.3."))
 
 # %% tags=["remove-input"]
 reproduce()
@@ -377,7 +384,7 @@ orthogonal = cap.orthogonal_adversarial_count(world.classifier, sliced, world.la
 gaas_formula = np.full(len(slices.index), -1)
 with_x0 = fits.boundary & (fits.threshold > 0)
 gaas_formula[with_x0] = cap.gaas_k(fits.threshold[with_x0] / eps_l2, d)
-display(pd.DataFrame({
+display(Table(pd.DataFrame({
     "measured (GAAS construction)": [np.median(orthogonal), np.mean(orthogonal > 0),
                                      int(with_x0.sum())],
     "A.2 formula from the fitted x0": [np.median(gaas_formula[with_x0]) if with_x0.any() else "-",
@@ -385,7 +392,9 @@ display(pd.DataFrame({
                                        int(with_x0.sum())],
     "paper (Tramer et al., CIFAR-10)": [paper["gaas_orthogonal_directions"], "", ""]},
     index=[f"median number of orthogonal adversarial directions (k <= {P.gaas_max_k})",
-           "fraction of images with at least one", "images with a fitted x0 > 0"]))
+           "fraction of images with at least one", "images with a fitted x0 > 0"]),
+    "tbl-cap-gaas", "Orthogonal adversarial directions, measured and from the formula of the "
+    "paper's Appendix A.2."))
 if with_x0.any():
     agreement = np.corrcoef(orthogonal[with_x0], gaas_formula[with_x0])[0, 1] \
         if np.std(orthogonal[with_x0]) > 0 and np.std(gaas_formula[with_x0]) > 0 else float("nan")
@@ -416,11 +425,13 @@ r_rand = torch.stack([cap.logit_ranges(world.classifier, x_lr,
                                                    device=x_lr.device), eps_l2)
                       for _ in range(16)]).mean(0)
 ratio = (r_adv / r_rand.clamp_min(1e-12)).amax(1)
-display(pd.DataFrame({"value": {
+display(Table(pd.DataFrame({"value": {
     "median over images of max_i r_i(adv) / E r_i(rand)": f"{ratio.median():.2f}",
     "images with a ratio above 1": f"{int((ratio > 1).sum())} of {n_lr}",
     "median largest logit range, adversarial": f"{r_adv.amax(1).median():.3f}",
-    "median largest logit range, random (mean of 16)": f"{r_rand.amax(1).median():.3f}"}}))
+    "median largest logit range, random (mean of 16)": f"{r_rand.amax(1).median():.3f}"}}),
+    "tbl-cap-logit-ranges", "Logit ranges along adversarial and random directions, the test of "
+    "Definition 3 (no table of the paper)."))
 
 # %% tags=["remove-input"]
 reproduce()
@@ -434,7 +445,8 @@ above_six = slopes > paper["slope"]["most_above"]
 rows = [claims.record(P, "sec5", "mean_slope", verdicts.mean(slopes) if len(slopes) else None),
         claims.record(P, "sec5", "sharp_transitions",
                       verdicts.proportion(above_six) if len(slopes) else None)]
-claims.frame(rows)
+Table(claims.frame(rows), "tbl-cap-claims", "Sec. 5's claims judged (criteria from the paper's "
+      "sec. 5 and its review thread, in paper_data/sec5.yaml).")
 
 # %% tags=["remove-input"]
 reproduce()

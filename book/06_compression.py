@@ -78,7 +78,7 @@ has_jacobian = dim <= compression.EXACT_JACOBIAN_MAX_DIM
 mean_std = lambda t: f"{t.double().mean():.3f} ± {t.double().std():.3f}" if len(t) > 1 else (
     f"{t.double().mean():.3f}" if len(t) else "none")
 
-from diffrob.figures import Reproduce, glue
+from diffrob.figures import Reproduce, Table, glue
 reproduce = Reproduce(P, params_file, "06_compression")
 
 # %% [markdown]
@@ -125,16 +125,20 @@ reproduce()
 # %%
 rate_per_image = compression.world_compression_rates(world, P.rate_samples).mean(1)
 rate = rate_per_image.mean().item()
-display(pd.DataFrame({
+display(Table(pd.DataFrame({
     "ours": [f"{mean_std(rate_per_image)} ({len(rate_per_image)} images)",
              f"{rate_per_image.median():.3f}", f"{after.max():.3f}",
              f"{after.sqrt().max():.3f}"],
     "paper (cifar10)": [f"~{paper['compression_rate']}", "", "", ""]},
     index=["compression rate, mean ± sd over images", "compression rate, median over images",
            "largest purified PCA variance / input per-direction variance (first image)",
-           "its square root: largest compression factor of a direction (first image)"]))
+           "its square root: largest compression factor of a direction (first image)"]),
+    "tbl-compression-rate", "The compression rate of random perturbations, ours beside the "
+    "paper's (sec. 6 and the PCA of the paper's Fig. 5b)."))
 # Criterion and source: paper_data/sec6.yaml; interval: bootstrap over images.
-claims.frame([claims.record(P, "sec6", "compression_rate", verdicts.mean(rate_per_image))])
+Table(claims.frame([claims.record(P, "sec6", "compression_rate", verdicts.mean(rate_per_image))]),
+      "tbl-compression-rate-claim", "Sec. 6's compression-rate claim judged (criterion from the "
+      "paper's sec. 6, in paper_data/sec6.yaml).")
 
 # %% tags=["remove-input"]
 reproduce()
@@ -186,7 +190,7 @@ if has_jacobian:
     pj = paper["jacobian"]
     below_paper, above_paper = pj["below_0.25"] / pj["dim"], pj["above_1"] / pj["dim"]
     linear_rate = sv.pow(2).mean(1).sqrt()
-    display(pd.DataFrame({
+    display(Table(pd.DataFrame({
         "ours, |eigenvalues|": [f"{se['top_mean']:.3f} ± {se['top_std']:.3f}",
                                 f"{se['below_low']:.1f} of {dim} ({se['below_low'] / dim:.1%})",
                                 f"{se['above_high']:.1f} of {dim} ({se['above_high'] / dim:.1%})",
@@ -199,15 +203,19 @@ if has_jacobian:
             f"{pj['top_eigenvalue'][0]} ± {pj['top_eigenvalue'][1]}",
             f"{pj['below_0.25']} of {pj['dim']} ({below_paper:.1%})",
             f"{pj['above_1']} of {pj['dim']} ({above_paper:.1%})", f"~{paper['compression_rate']}"]},
-        index=["largest", "below 0.25", "above 1", "rms singular value (linearised rate)"]))
+        index=["largest", "below 0.25", "above 1", "rms singular value (linearised rate)"]),
+        "tbl-compression-spectrum", "The Jacobian's spectrum summarised, ours beside the "
+        "paper's (the numbers of the paper's Fig. 5c)."))
     # Criteria and sources: paper_data/sec6.yaml; intervals: bootstrap over the images.
     small = (eig < 0.25).double().mean(1)        # per image: the share of |eigenvalues| < 0.25
-    display(claims.frame([
+    spectrum_claims = [
         claims.record(P, "sec6", "top_eigenvalue", verdicts.mean(eig.max(1).values)),
-        claims.record(P, "sec6", "eigenvalues_below_quarter", verdicts.mean(small))]))
+        claims.record(P, "sec6", "eigenvalues_below_quarter", verdicts.mean(small))]
 else:   # the exact spectrum is out of reach here: the claims are not tested in this world
-    display(claims.frame([claims.record(P, "sec6", c, None)
-                          for c in ("top_eigenvalue", "eigenvalues_below_quarter")]))
+    spectrum_claims = [claims.record(P, "sec6", c, None)
+                       for c in ("top_eigenvalue", "eigenvalues_below_quarter")]
+display(Table(claims.frame(spectrum_claims), "tbl-compression-spectrum-claims", "Sec. 6's "
+              "spectrum claims judged (criteria from the paper's Fig. 5c, in paper_data/sec6.yaml)."))
 
 # %% tags=["remove-input"]
 reproduce()
@@ -245,7 +253,9 @@ if has_jacobian:
     n_top = len(top)
     error = ((top - sv[:n_top, :k_top]) / sv[:n_top, :k_top]).abs().max(1).values
     rows["largest relative error vs the exact values"] = f"{error.max():.1e}"
-display(pd.DataFrame({"ours": rows}))
+display(Table(pd.DataFrame({"ours": rows}), "tbl-compression-top", "The top singular values "
+              "estimated without forming J (no table of the paper: it stopped at the exact "
+              "spectrum)."))
 
 # %% tags=["remove-input"]
 reproduce()
@@ -260,8 +270,10 @@ reproduce()
 paper_cost = pd.concat({name: plan.table(params.load(f"params/{name}.yaml"))
                         for name in ("cifar10", "imagenet")})
 paper_cost = paper_cost[paper_cost.index.get_level_values(1).str.startswith("compression/")]
-paper_cost[["images", "diffusion evaluations", "PFLOP", plan.hours_column(100),
-            "rows per call", "GB per call"]].round(1)
+Table(paper_cost[["images", "diffusion evaluations", "PFLOP", plan.hours_column(100),
+                  "rows per call", "GB per call"]].round(1),
+      "tbl-compression-cost", "The exact spectrum and its estimate at the paper's settings "
+      "(the paper's sec. 6), counted by `diffrob plan`.")
 
 # %% tags=["remove-input"]
 reproduce()
@@ -302,7 +314,7 @@ robust, crit, length = rf.robust[keep], rf.critical[keep], rf.length[keep]
 ray, attack_length = rf.ray[keep], rf.attack_length[keep]
 groups = {"robust": robust, "non-robust": ~robust}
 pa = paper["purified_attack"]
-display(pd.DataFrame({
+display(Table(pd.DataFrame({
     **{f"ours, {g}": [int(m.sum()), mean_std(crit[m].clamp(max=P.critical_max)),
                       f"{int(torch.isinf(crit[m]).sum())}", mean_std(length[m]),
                       mean_std(attack_length[m]), mean_std(ray[m].clamp(max=P.critical_max))]
@@ -315,7 +327,9 @@ display(pd.DataFrame({
            f"critical threshold gamma at f(x0) (classifier's own direction, capped at "
            f"{P.critical_max:g})", f"gamma: no flip up to {P.critical_max:g}",
            "purified attack length ||f(x_adv) - f(x0)||", "attack length ||x_adv - x0||",
-           "boundary distance along the purified attack's own ray (circular, not evidence)"]))
+           "boundary distance along the purified attack's own ray (circular, not evidence)"]),
+    "tbl-compression-factors", "Critical threshold and purified attack length of robust and "
+    "non-robust examples, ours beside the paper's (sec. 6 and the paper's Fig. 6)."))
 agree = (robust == (length < crit)).double().mean().item() if len(robust) else float("nan")
 agree_ray = (robust == (length < ray)).double().mean().item() if len(robust) else float("nan")
 display(Markdown(f"Robust exactly when the purified attack is shorter than gamma: "
@@ -369,21 +383,25 @@ if both_classes:
     ax.legend()
     plt.show()
 
-    display(pd.DataFrame({"ours (95 % bootstrap interval)": [
+    display(Table(pd.DataFrame({"ours (95 % bootstrap interval)": [
         f"{e.value:.3f} [{e.lo:.3f}, {e.hi:.3f}]" for e in (crit_auc, length_auc)] + [
         f"{ray_roc[2]:.3f}"],
         "paper (cifar10)": [paper["critical"]["auc"], pa["auc"], ""]},
         index=["AUC, critical threshold gamma", "AUC, purified attack length",
-               "AUC, distance along the purified attack's own ray (circular)"]))
+               "AUC, distance along the purified attack's own ray (circular)"]),
+        "tbl-compression-auc", "How well each length tells robust from non-robust examples, ours "
+        "beside the paper's (the ROC curves of the paper's Fig. 6)."))
     # Criteria and sources: paper_data/sec6.yaml; intervals: stratified bootstrap over images.
-    display(claims.frame([
-        claims.record(P, "sec6", "critical_threshold_auc", crit_auc),
-        claims.record(P, "sec6", "purified_length_auc", length_auc)]))
+    auc_claims = [claims.record(P, "sec6", "critical_threshold_auc", crit_auc),
+                  claims.record(P, "sec6", "purified_length_auc", length_auc)]
 else:
     display(Markdown(f"*No ROC: all {len(robust)} correctly classified examples are "
                      f"{'robust' if bool(robust.all()) else 'non-robust'} here.*"))
-    display(claims.frame([claims.record(P, "sec6", c, None)
-                          for c in ("critical_threshold_auc", "purified_length_auc")]))
+    auc_claims = [claims.record(P, "sec6", c, None)
+                  for c in ("critical_threshold_auc", "purified_length_auc")]
+display(Table(claims.frame(auc_claims), "tbl-compression-auc-claims", "Sec. 6's claims on robust "
+              "and non-robust examples judged (criteria from the paper's Fig. 6, in "
+              "paper_data/sec6.yaml)."))
 
 # %% tags=["remove-input"]
 reproduce()
@@ -410,10 +428,12 @@ if has_jacobian:
                        "largest |eigenvalue|": f"{v['top_mean']:.3f} ± {v['top_std']:.3f}",
                        "below 0.25": f"{v['below_low']:.1f} of {dim}",
                        "above 1": f"{v['above_high']:.1f} of {dim}"}
-        display(pd.DataFrame(rows).T)
-        display(pd.DataFrame({"AUC [95 % interval]": {
+        display(Table(pd.DataFrame(rows).T, "tbl-compression-groups", "Jacobian spectra of "
+                      "robust and non-robust examples (the comparison of the paper's sec. 6)."))
+        display(Table(pd.DataFrame({"AUC [95 % interval]": {
             k: f"{e.value:.2f} [{e.lo:.2f}, {e.hi:.2f}]" for k, e in spectra_compared.items()
-            if k.startswith("auc")}}))
+            if k.startswith("auc")}}), "tbl-compression-groups-auc", "How well the spectrum "
+            "tells the groups apart (0.5: not at all; no table of the paper)."))
         fig, ax = plt.subplots(figsize=(6, 3.5))
         for g, m in (("robust", j_robust[j_keep]), ("non-robust", ~j_robust[j_keep])):
             ax.plot(np.arange(1, dim + 1), eig[j_keep][m].mean(0), label=f"{g} ({int(m.sum())})")
@@ -435,10 +455,10 @@ glue("comp_rate", f"{rate:.3f}")
 
 # %% [markdown]
 # **What it says here.** The tables above put our numbers beside the paper's. The compression
-# rate (here {glue:text}`comp_rate`) and the PCA spectrum show whether this world's purifier shrinks a random neighbourhood
+# rate ({numref}`tbl-compression-rate`; here {glue:text}`comp_rate`) and the PCA spectrum show whether this world's purifier shrinks a random neighbourhood
 # around f(x0); the Jacobian's spectrum says along how many directions it shrinks and whether any
 # direction is stretched (eigenvalues or singular values above 1). The robust/non-robust
-# comparison checks Fig. 6's account with a gamma measured from the classifier alone: whether
+# comparison ({numref}`tbl-compression-factors`) checks Fig. 6's account with a gamma measured from the classifier alone: whether
 # examples whose f(x0) lies farther from the classifier's boundary survive the attack more
 # often, and whether the spectra of the two groups differ. The recorded verdicts go to the
 # Summary chapter.

@@ -60,7 +60,7 @@ digest = claims.params_digest(P)
 rows = pd.DataFrame(claims.table(P), columns=["section", "claim", *claims.COLUMNS])
 rows["section"] = rows["section"].map(claims.SECTION_NAMES)
 
-from diffrob.figures import Reproduce, glue
+from diffrob.figures import Reproduce, Table, glue
 reproduce = Reproduce(P, params_file, "07_summary")
 
 # %% [markdown]
@@ -89,16 +89,16 @@ Markdown("\n".join(lines))
 # parts (every attack, every sampler) lists each part and holds only when every part holds.
 
 # %%
-(rows.style.hide(axis="index").set_caption(f"World: {P.world}, parameters: {params_file}, "
-                                           f"digest {digest}")
- .set_properties(**{"text-align": "left", "vertical-align": "top"}))
+Table(rows, "tbl-summary-claims", f"Every claim of the paper in the `{P.world}` world "
+      f"(parameters `{params_file}`, digest `{digest}`): the criterion from the paper's words "
+      "and numbers, the paper's value, ours and the verdict (no table of the paper).", index=False)
 
 # %% tags=["remove-input"]
 reproduce()
 
 # %% [markdown]
 # ## Verdicts by section
-# The sections in the table's order, from the top.
+# The sections in the order of {numref}`tbl-summary-claims`, from the top.
 
 # %% mystnb={"figure": {"caption": "The verdicts of the paper's claims in this world, by section (no figure of the paper).", "name": "fig-summary-verdicts"}}
 order = [n for n in claims.SECTION_NAMES.values() if n in set(rows["section"])]
@@ -153,7 +153,8 @@ digests[P.world] = digest
 across = claims.cross_world(P.results_dir, {w: digests[w] for w in (*WORLDS, P.world)
                                             if w in digests})
 across = across.rename(index=claims.SECTION_NAMES, level="section")
-(across.style.set_properties(**{"text-align": "left", "vertical-align": "top"})
+(Table(across, "tbl-summary-worlds", "The paper's claims across worlds: the paper's value "
+       "(CIFAR-10, d = 3072) and, per world, ours and the verdict (no table of the paper).")
  if len(across) else Markdown("*No claims recorded in any world yet.*"))
 
 # %% tags=["remove-input"]

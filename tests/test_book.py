@@ -158,6 +158,10 @@ def executed_outputs(chapter: Path, out: Path, params_file: str, overrides: dict
     kinds = {k for o in outputs for k in o.get("data", {})}
     assert "image/png" in kinds, f"{chapter.name} produced no figure"
     assert kinds & set(TABLE_OR_WIDGET), f"{chapter.name} produced no table or widget"
+    bare = [o.data["text/html"][:200] for o in outputs if "<table" in o.get("data", {}).get(
+        "text/html", "") and not o.data.get("text/markdown", "").startswith(":::{table}")]
+    assert not bare, (f"{chapter.name}: a table without number and caption (show it as "
+                      f"diffrob.figures.Table): {bare[0]}")
     if "application/vnd.jupyter.widget-view+json" in kinds:
         state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
         views = [o.data["application/vnd.jupyter.widget-view+json"]["model_id"] for o in outputs
@@ -261,6 +265,8 @@ DEMO = '''# %% [markdown]
 #
 # $$ \\boldsymbol{{x}}_t = \\sqrt{{\\bar\\alpha_t}}\\,\\boldsymbol{{x}}_0 \\tag{{1}} $$
 # {markdown}
+#
+# {{numref}}`tbl-wide-{label}` is wide.
 
 # %% tags=["parameters"]
 params_file = "params/smoke.yaml"
@@ -279,7 +285,9 @@ for k in range(n):
 
 # %%
 import pandas as pd
-pd.DataFrame([[f"a wide cell number {{i}}" for i in range(30)]])
+from diffrob.figures import Table
+Table(pd.DataFrame([[f"a wide cell number {{i}}" for i in range(30)]]), "tbl-wide-{label}",
+      "A wide table (no table of the paper).")
 '''
 LINKED = 'slider_stack(views, "step", labels=[f"distance {k}" for k in range(n)])'
 # The controls: the same views, but the slider drives nothing; and a table in the prose, outside
@@ -305,7 +313,7 @@ def demo_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                    "  - file: book/01_linked\n  - file: book/02_unlinked\n")
     (root / "book" / "index.md").write_text("# Demo\n\nTwo pages of widgets.\n")
     for name, widget, markdown in [("01_linked", LINKED, ""), ("02_unlinked", UNLINKED, WIDE)]:
-        text = DEMO.format(title=name, widget=widget, markdown=markdown)
+        text = DEMO.format(title=name, widget=widget, markdown=markdown, label=name[3:])
         jupytext.write(jupytext.reads(text, fmt="py:percent"), root / "book" / f"{name}.ipynb")
         build_book.execute(root / "book" / f"{name}.py", root / "_build" / "notebooks" / f"{name}.ipynb",
                            "params/smoke.yaml", {"n": 4}, cwd=root, progress=False)
@@ -334,6 +342,10 @@ def test_built_page_loads_widget_js_from_the_book_and_links_colab(demo_book: Pat
     assignments = re.findall(r'<span class="n">n</span> <span class="o">=</span> '
                              r'<span class="mi">(\d+)</span>', page)
     assert assignments == ["4"], f"parameter cells shown with n = {assignments}, expected only 4"
+    # The result table is Sphinx's: numbered, captioned, and the prose's {numref} links to it.
+    assert '<span class="caption-number">Table 1 </span>' in page
+    assert re.search(r'<a class="reference internal" href="#tbl-wide-linked">'
+                     r'<span class="std std-numref">Table 1</span></a> is wide', page)
 
 
 @pytest.mark.browser

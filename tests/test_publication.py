@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 
 import jupytext
+import numpy as np
+import pandas as pd
 import pytest
 
 from diffrob import figures, params
@@ -170,13 +172,57 @@ def test_every_equation_is_numbered_as_in_the_paper_and_implemented() -> None:
         assert citing, f"{name}: none of {functions} (after its block) cites {EQUATIONS[name]!r}"
 
 
-def test_references_resolve_to_equations_and_figures() -> None:
-    """Every {ref} and {numref} of a chapter names an equation block or a captioned figure of
-    the book (an unresolved one would also fail `jb build -W`, but only at build time)."""
+def tables(chapter: Path) -> list[tuple[str, str]]:
+    """The ``(name, caption)`` of every ``Table(frame, name, caption)`` call of a chapter, the
+    caption's f-string parts as written."""
+    found = []
+    for cell in jupytext.read(chapter).cells:
+        if cell.cell_type != "code" or cell.source.startswith("%"):
+            continue
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, ast.Call) and _name(node) == "Table":
+                name, caption = node.args[1], node.args[2]
+                parts = caption.values if isinstance(caption, ast.JoinedStr) else [caption]
+                found.append((name.value, "".join(p.value for p in parts
+                                                  if isinstance(p, ast.Constant))))
+    return found
+
+
+def test_tables_are_named_once_and_name_the_papers_table() -> None:
+    """Every result table of the book (tests/test_book.py checks that no other kind is shown)
+    has a label of its own (labels are global in Sphinx) and a caption naming the paper's
+    table, figure, section or appendix it reproduces, or saying it has none."""
+    named = [t for chapter in CHAPTERS for t in tables(chapter)]
+    names = [n for n, _ in named]
+    assert len(named) >= 40 and all(n.startswith("tbl-") for n in names), names
+    assert len(set(names)) == len(names), sorted(n for n in names if names.count(n) > 1)
+    for name, caption in named:
+        assert re.search(r"paper's (Table|Fig|sec|Appendix)|no table of the paper", caption), (
+            f"{name}: the caption names no table, figure or section of the paper: {caption!r}")
+
+
+def test_pipe_table_keeps_labels_values_and_blanks() -> None:
+    frame = pd.DataFrame({("ours", "standard"): [81.54, np.nan], ("paper", "note"): ["a|b", "t* $x_1$"]},
+                         index=pd.Index(["bpda", "pgd"], name="attack"))
+    assert figures.pipe_table(frame).splitlines() == [
+        "| attack | ours / standard | paper / note |", "|:---|---:|:---|",
+        "| bpda | 81.54 | a\\|b |", "| pgd |  | t\\* \\$x\\_1\\$ |"]
+    table = figures.Table(frame, "tbl-x", "A caption.")
+    assert table._repr_markdown_().startswith(":::{table} A caption.\n:name: tbl-x\n\n| attack")
+    assert "<table" in table._repr_html_()
+    with pytest.raises(ValueError, match="'x'"):
+        figures.Table(frame, "x", "A caption.")
+
+
+def test_references_resolve_to_equations_figures_and_tables() -> None:
+    """Every {ref} and {numref} of a chapter names an equation block, a captioned figure or a
+    table of the book (an unresolved one would also fail `jb build -W`, but only at build
+    time)."""
     names = {n for text in TEXT.values() for n, _ in MATH.findall(text)}
     for chapter in CHAPTERS:
         names |= {c.metadata["mystnb"]["figure"]["name"] for c in jupytext.read(chapter).cells
                   if "mystnb" in c.metadata}
+        names |= {name for name, _ in tables(chapter)}
     for stem, text in TEXT.items():
         refs = re.findall(r"\{(?:ref|numref)\}`(?:[^`<]*<)?([\w-]+)>?`", text)
         assert set(refs) <= names, f"{stem}: unresolved references {sorted(set(refs) - names)}"

@@ -6,12 +6,14 @@ is precomputed, and a slider is linked to a ``Stack`` on the JavaScript side
 
 Importing this module sets figures on a white background (:data:`WHITE`), so they stay
 readable in the book theme's dark mode; :class:`Reproduce` writes the line under every
-table and figure of a chapter that says how to regenerate it (issue 14).
+table and figure of a chapter that says how to regenerate it, and :class:`Table` makes a
+result table one that the book numbers, captions and cross-references (issue 14).
 """
 
 from __future__ import annotations
 
 import io
+import re
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +22,8 @@ from typing import Any
 import ipywidgets as widgets
 import matplotlib as mpl
 import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 from IPython.display import Markdown, display
 from matplotlib.figure import Figure
 
@@ -60,6 +64,64 @@ class Reproduce:
         for result in results:
             display(result)
         display(self.line)
+
+
+# What Markdown (MyST, with dollar math) would read as markup in a table cell.
+MARKDOWN_MARKS = re.compile(r"([\\`*_$|<\[\]])")
+
+
+class Table:
+    """A result table that the book numbers and captions, ``{numref}`name``` from the prose
+    (issue 14, item 4): the last expression of a cell, ``Table(frame, "tbl-...", caption)``.
+
+    It shows itself twice. As ``text/markdown`` it is a MyST ``{table}`` directive around a
+    pipe table, which the book renders (``_config.yml``: myst-nb parses Markdown output as
+    MyST and prefers it to HTML), so Sphinx numbers it like a figure. As ``text/html`` it is
+    the DataFrame's own HTML, which Jupyter and Colab show. Values are shown as pandas would
+    (six significant digits); round the frame first for fewer. ``index=False`` leaves the
+    row labels out; a named or multi-level index becomes columns of its own.
+    """
+
+    def __init__(self, frame: pd.DataFrame, name: str, caption: str, index: bool = True) -> None:
+        if not name.startswith("tbl-"):
+            raise ValueError(f"Table name {name!r}: start it with 'tbl-' (the book's convention)")
+        self.frame, self.name, self.caption, self.index = frame, name, caption, index
+
+    def _repr_html_(self) -> str:
+        return self.frame.to_html(index=self.index, na_rep="")
+
+    def _repr_markdown_(self) -> str:
+        return (f":::{{table}} {self.caption}\n:name: {self.name}\n\n"
+                f"{pipe_table(self.frame, self.index)}\n:::\n")
+
+
+def pipe_table(frame: pd.DataFrame, index: bool = True) -> str:
+    """``frame`` as a Markdown pipe table: column levels joined by " / ", numeric columns
+    right-aligned, missing values blank."""
+    if index and (frame.index.nlevels > 1 or any(frame.index.names)):
+        frame = frame.reset_index()
+    elif index:
+        frame = frame.reset_index(names=[""])
+    heads = [" / ".join(str(c) for c in (col if isinstance(col, tuple) else (col,)) if str(c))
+             for col in frame.columns]
+    numeric = [pd.api.types.is_numeric_dtype(t) for t in frame.dtypes]
+    rows = [[_cell(v) for v in row] for row in frame.itertuples(index=False)]
+    lines = ["| " + " | ".join(_escape(h) for h in heads) + " |",
+             "|" + "|".join("---:" if n else ":---" for n in numeric) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.6g}"
+    return _escape(str(value))
+
+
+def _escape(text: str) -> str:
+    """Plain text in a Markdown table cell: Markdown's marks escaped, on one line."""
+    return MARKDOWN_MARKS.sub(r"\\\1", text).replace("\n", " ")
 
 
 # myst-nb's mark for a glued value that is stored but not shown (myst_nb.ext.glue.GLUE_PREFIX).
