@@ -217,7 +217,7 @@ reproduce()
 # that step with its l2 and l_inf distance to the clean image; right, the mean l2 curve.
 # The views are precomputed, so the slider works in the static book.
 
-# %%
+# %% mystnb={"figure": {"caption": "DiffPure's states for a few test images, step by step, with their distances to the clean image (a slider; no figure of the paper).", "name": "fig-distances-scrubber"}}
 show = P.attacks[-1] if P.attacks else f"uniform_{P.eps_255:g}"
 k = curves[show].states.shape[1]
 trajectories.scrubber(curves[show], world.images[:k])

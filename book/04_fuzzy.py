@@ -221,7 +221,7 @@ reproduce()
 # Move the slider: each view marks every source's robustness at that alpha on its CFR curve
 # (the views are precomputed, so the slider works in the static book).
 
-# %%
+# %% mystnb={"figure": {"caption": "Each source's fuzzy robustness at alpha on its CFR curve, alpha chosen by the slider; reproduces the paper's Fig. 3c, point by point.", "name": "fig-fuzzy-cfr-slider"}}
 cut_alphas = np.round(np.linspace(0.1, 1.0, 10), 2)
 views = [cfr_figure(a) for a in cut_alphas]
 figures.slider_stack(views, "alpha", labels=[f"alpha = {a:.1f}" for a in cut_alphas])

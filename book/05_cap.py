@@ -191,7 +191,7 @@ reproduce()
 # **Slice browser.** Every sliced image (up to 24), its slice and its psychometric
 # fit; the slider works in the static page.
 
-# %%
+# %% mystnb={"figure": {"caption": "Every sliced image, its slice and its psychometric fit, chosen by the slider; the paper's Fig. 4b-f for one image at a time.", "name": "fig-cap-slice-browser"}}
 views = [cap.slice_figure(slices, i, fits, world.class_names)
          for i in range(min(24, len(slices.index)))]
 figures.slider_stack(views, "slice", labels=[f"image {j}" for j in slices.index[:len(views)]])

@@ -78,7 +78,7 @@ has_jacobian = dim <= compression.EXACT_JACOBIAN_MAX_DIM
 mean_std = lambda t: f"{t.double().mean():.3f} ± {t.double().std():.3f}" if len(t) > 1 else (
     f"{t.double().mean():.3f}" if len(t) else "none")
 
-from diffrob.figures import Reproduce, Table, glue
+from diffrob.figures import Reproduce, Table, glue, text_figure
 reproduce = Reproduce(P, params_file, "06_compression")
 
 # %% [markdown]
@@ -153,7 +153,7 @@ reproduce()
 # singular values are drawn beside them, because they, not the eigenvalues, bound how far J can
 # stretch a perturbation. The spectra are sorted per image and averaged rank by rank.
 
-# %%
+# %% mystnb={"figure": {"caption": "Moduli of the eigenvalues and singular values of the purifier's Jacobian, mean \u00b1 one standard deviation over the images; reproduces the paper's Fig. 5c.", "name": "fig-compression-spectrum"}}
 if has_jacobian:
     spec = compression.jacobian_spectra(world)
     eig, sv = spec.eigenvalues, spec.singular_values
@@ -168,11 +168,11 @@ if has_jacobian:
     ax.set(xlabel="rank", ylabel="magnitude", xscale="log",
            title=f"Jacobian spectrum, {len(eig)} images, {dim} dimensions (cf. Fig. 5c)")
     ax.legend()
-    plt.show()
 else:
-    display(Markdown(f"*The exact {dim} x {dim} Jacobian is out of reach for this world; the "
-                     "paper, too, computes it on CIFAR-10 only. The next section estimates the "
-                     "top of its singular-value spectrum without forming it.*"))
+    text_figure(f"The exact {dim} x {dim} Jacobian is out of reach for this world; the paper, "
+                "too, computes it on CIFAR-10 only. The next section estimates the top of its "
+                "singular-value spectrum without forming it.")
+plt.show()
 
 # %% tags=["remove-input"]
 reproduce()
@@ -231,7 +231,7 @@ reproduce()
 # of it and its error is measured; "above 1" counts the directions the purifier *stretches*
 # (at least that many when every estimated value is above 1).
 
-# %%
+# %% mystnb={"figure": {"caption": "The top singular values of the Jacobian estimated without forming it, beside the exact ones where they exist (no figure of the paper).", "name": "fig-compression-top"}}
 top = compression.top_singular_spectra(world)
 k_top = top.shape[1]
 fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -246,6 +246,11 @@ ax.set(xlabel="rank", ylabel="singular value",
        title=f"Top {k_top} singular values of J, {len(top)} images, {dim} dimensions")
 ax.legend()
 plt.show()
+
+# %% tags=["remove-input"]
+reproduce()
+
+# %%
 above = (top > 1).sum(1).double()
 rows = {"largest singular value": mean_std(top[:, 0]),
         f"singular values above 1 (of the top {k_top})": mean_std(above)}
@@ -344,8 +349,10 @@ reproduce()
 # (positive) from non-robust examples: a larger critical threshold, and a *shorter* purified
 # attack, predict robustness.
 
-# %%
+# %% mystnb={"figure": {"caption": "Critical threshold and purified attack length of robust and non-robust examples, and their ROC curves; reproduces the paper's Fig. 6b/c.", "name": "fig-compression-roc"}}
 both_classes = 0 < int(robust.sum()) < len(robust)
+only = f"No ROC: all {len(robust)} correctly classified examples are " + (
+    "robust here." if bool(robust.all()) else "non-robust here.")
 if both_classes:
     crit_roc = compression.roc(crit, robust)
     length_roc = compression.roc(-length, robust)
@@ -371,8 +378,15 @@ if both_classes:
     axes[2].set(title="ROC: robust vs non-robust", xlabel="false positive rate",
                 ylabel="true positive rate")
     axes[2].legend(loc="lower right", fontsize="small")
-    plt.show()
+else:
+    text_figure(only)
+plt.show()
 
+# %% tags=["remove-input"]
+reproduce()
+
+# %% mystnb={"figure": {"caption": "Purified attack length against critical threshold, per example; reproduces the paper's Fig. 6a.", "name": "fig-compression-scatter"}}
+if both_classes:
     fig, ax = plt.subplots(figsize=(4.5, 4))
     for g, m in groups.items():
         ax.scatter(length[m], crit[m].clamp(max=P.critical_max), s=12, label=g)
@@ -381,8 +395,15 @@ if both_classes:
     ax.set(xlabel="purified attack length", ylabel=f"critical threshold (capped at {P.critical_max:g})",
            title="robust iff above the diagonal (Fig. 6a)")
     ax.legend()
-    plt.show()
+else:
+    text_figure(only)
+plt.show()
 
+# %% tags=["remove-input"]
+reproduce()
+
+# %%
+if both_classes:
     display(Table(pd.DataFrame({"ours (95 % bootstrap interval)": [
         f"{e.value:.3f} [{e.lo:.3f}, {e.hi:.3f}]" for e in (crit_auc, length_auc)] + [
         f"{ray_roc[2]:.3f}"],
@@ -395,8 +416,7 @@ if both_classes:
     auc_claims = [claims.record(P, "sec6", "critical_threshold_auc", crit_auc),
                   claims.record(P, "sec6", "purified_length_auc", length_auc)]
 else:
-    display(Markdown(f"*No ROC: all {len(robust)} correctly classified examples are "
-                     f"{'robust' if bool(robust.all()) else 'non-robust'} here.*"))
+    display(Markdown(f"*{only}*"))
     auc_claims = [claims.record(P, "sec6", c, None)
                   for c in ("critical_threshold_auc", "purified_length_auc")]
 display(Table(claims.frame(auc_claims), "tbl-compression-auc-claims", "Sec. 6's claims on robust "
@@ -416,10 +436,12 @@ reproduce()
 # the largest |eigenvalue| or the count below 0.25 tells the groups apart (0.5: no difference).
 
 # %%
+compared = False   # both groups among the Jacobian images
 if has_jacobian:
     j_clean, j_robust = compression.jacobian_robustness(world, x_adv)
     j_keep = j_clean
-    if 0 < int(j_robust[j_keep].sum()) < int(j_keep.sum()):
+    compared = 0 < int(j_robust[j_keep].sum()) < int(j_keep.sum())
+    if compared:
         spectra_compared = compression.compare_spectra(eig[j_keep], j_robust[j_keep])
         rows = {}
         for g, m in (("robust", j_robust & j_keep), ("non-robust", ~j_robust & j_keep)):
@@ -434,17 +456,27 @@ if has_jacobian:
             k: f"{e.value:.2f} [{e.lo:.2f}, {e.hi:.2f}]" for k, e in spectra_compared.items()
             if k.startswith("auc")}}), "tbl-compression-groups-auc", "How well the spectrum "
             "tells the groups apart (0.5: not at all; no table of the paper)."))
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        for g, m in (("robust", j_robust[j_keep]), ("non-robust", ~j_robust[j_keep])):
-            ax.plot(np.arange(1, dim + 1), eig[j_keep][m].mean(0), label=f"{g} ({int(m.sum())})")
-        ax.set(xlabel="rank", ylabel="mean |eigenvalue|", xscale="log",
-               title="Jacobian spectra of robust and non-robust examples")
-        ax.legend()
-        plt.show()
-    else:
-        display(Markdown(f"*No comparison: of the {int(j_keep.sum())} Jacobian images whose "
-                         f"purified clean image is right, {int(j_robust[j_keep].sum())} are "
-                         "robust; both groups are needed.*"))
+no_comparison = ("No Jacobian in this world." if not has_jacobian else
+                 f"No comparison: of the {int(j_keep.sum())} Jacobian images whose purified clean "
+                 f"image is right, {int(j_robust[j_keep].sum())} are robust; both groups are "
+                 "needed.")
+if not compared:
+    display(Markdown(f"*{no_comparison}*"))
+
+# %% tags=["remove-input"]
+reproduce()
+
+# %% mystnb={"figure": {"caption": "Mean Jacobian spectra of robust and non-robust examples (the comparison of the paper's sec. 6; no figure of the paper).", "name": "fig-compression-groups"}}
+if compared:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for g, m in (("robust", j_robust[j_keep]), ("non-robust", ~j_robust[j_keep])):
+        ax.plot(np.arange(1, dim + 1), eig[j_keep][m].mean(0), label=f"{g} ({int(m.sum())})")
+    ax.set(xlabel="rank", ylabel="mean |eigenvalue|", xscale="log",
+           title="Jacobian spectra of robust and non-robust examples")
+    ax.legend()
+else:
+    text_figure(no_comparison)
+plt.show()
 
 # %% tags=["remove-input"]
 reproduce()

@@ -98,9 +98,15 @@ def test_set_up_is_hidden_and_figures_are_captioned(chapter: Path) -> None:
     assert "hide-input" in code[0].metadata.get("tags", []), f"{chapter.name}: set-up cell shown"
     captioned = [c for c in code if "mystnb" in c.metadata]
     assert captioned, f"{chapter.name}: no numbered figure"
+    uncaptioned = [c.source.splitlines()[0] for c in code if "mystnb" not in c.metadata and (
+        "plt.show()" in c.source or re.search(r"\b(slider_stack|scrubber)\(", c.source))]
+    assert not uncaptioned, f"{chapter.name}: figures without number and caption: {uncaptioned}"
     for c in captioned:
         figure = c.metadata["mystnb"]["figure"]
-        assert figure["name"].startswith("fig-") and c.source.count("plt.show()") == 1
+        last = c.source.strip().splitlines()[-1]
+        one_figure = c.source.count("plt.show()") == 1 or (
+            "plt.show()" not in c.source and re.search(r"\b(slider_stack|scrubber)\(", last))
+        assert figure["name"].startswith("fig-") and one_figure, figure["name"]
         # myst-nb puts every output of a captioned cell in the figure: a second output (a
         # table) repeats the figure's name, which `jb build -W` refuses
         assert not re.search(r"^\s*display\(|^\S.*\.style\b", c.source, re.M), (

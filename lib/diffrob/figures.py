@@ -153,6 +153,16 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
+def text_figure(text: str, width: float = 6.0) -> Figure:
+    """A figure that only says ``text``: what a numbered figure shows where its data do not
+    exist in this world (no Jacobian on ImageNet, one class of examples only), so that the
+    figure's number, and the references to it, stay the same in every world."""
+    fig, ax = plt.subplots(figsize=(width, 1.0))
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
+    ax.set_axis_off()
+    return fig
+
+
 def figure_widget(fig: Figure, dpi: int = 90) -> widgets.Image:
     """A matplotlib figure as a PNG ``Image`` widget (the figure is closed)."""
     buf = io.BytesIO()
