@@ -117,7 +117,7 @@ print(f"{P.world}: d = {d}, {len(world.images)} test images, {n_correct} classif
 # attack on CIFAR-10, which is about 1", so that the disc reaches well past the
 # boundary. The radius that does this depends on the world: it has to be compared
 # with the length of this world's attacks and with where the boundary actually lies
-# along the adversarial direction (the fitted threshold x0). The table shows both
+# along the adversarial direction (the fitted threshold x0). {numref}`tbl-cap-radius` shows both
 # for the R of the parameter file, and how many slices the boundary does not cross
 # at all (they are left out of the slope statistics and counted).
 
@@ -264,7 +264,7 @@ reproduce()
 # **How much the slope owes to C.** The fitted slope, and even the sharpness ratio, depend on the
 # logistic regulariser: for a boundary tilted in the plane the sharpness falls as C grows. C is
 # therefore fixed by a rule stated before any fit: scikit-learn's default C = 1 (`cap_fit_c`),
-# the only value that reproduces the paper's slope scale for a perfect step. The table shows what
+# the only value that reproduces the paper's slope scale for a perfect step. {numref}`tbl-cap-c` shows what
 # other C would have given on the same slices.
 
 # %%

@@ -148,7 +148,7 @@ reproduce()
 # The exact Jacobian J_f(x0) of eq. 4 at each of the first `jacobian_images` test images, every
 # image with its own fixed randomness (base seed `base_seed`, batch index = the image's index),
 # computed `jacobian_chunk` rows at a time by vector-Jacobian products folded into the batch
-# (through every diffusion step, checkpointed). The figure shows the moduli of the eigenvalues,
+# (through every diffusion step, checkpointed). {numref}`fig-compression-spectrum` shows the moduli of the eigenvalues,
 # the quantity the paper reports (J is not symmetric, so its eigenvalues are complex); the
 # singular values are drawn beside them, because they, not the eigenvalues, bound how far J can
 # stretch a perturbation. The spectra are sorted per image and averaged rank by rank.
@@ -301,7 +301,7 @@ reproduce()
 # reading: an example is robust when its purified attack is shorter than its critical threshold
 # (the scatter's diagonal); with gamma measured independently that is a finding, not a tautology.
 #
-# For comparison the table also keeps the distance to the boundary along the purified attack's
+# For comparison {numref}`tbl-compression-factors` also keeps the distance to the boundary along the purified attack's
 # *own* ray f(x_adv) - f(x0) (an earlier version of this chapter called it the critical
 # threshold): on that ray "robust" means "the classifier is still right at distance
 # ||f(x_adv) - f(x0)||", so robust is nearly "ray distance > length" by construction and its AUC
