@@ -46,7 +46,6 @@ SETTINGS = {  # name -> (params overrides, torch threads or 0 for the default)
     "bf16, no checkpointing, eot_batch 3": ({"autocast": "bf16", "checkpointing": False,
                                              "eot_batch": 3}, 0),
     "batch 32": ({"batch_size": 32}, 0),
-    "batch 128": ({"batch_size": 128}, 0),
     "no checkpointing, batch 128": ({"checkpointing": False, "batch_size": 128}, 0),
     "one thread": ({}, 1),
     "one thread, no checkpointing": ({"checkpointing": False}, 1),

@@ -183,7 +183,7 @@ def tables(chapter: Path) -> list[tuple[str, str]]:
     caption's f-string parts as written."""
     found = []
     for cell in jupytext.read(chapter).cells:
-        if cell.cell_type != "code" or cell.source.startswith("%"):
+        if cell.cell_type != "code":
             continue
         for node in ast.walk(ast.parse(cell.source)):
             if isinstance(node, ast.Call) and _name(node) == "Table":
