@@ -456,7 +456,8 @@ if has_jacobian:
             k: f"{e.value:.2f} [{e.lo:.2f}, {e.hi:.2f}]" for k, e in spectra_compared.items()
             if k.startswith("auc")}}), "tbl-compression-groups-auc", "How well the spectrum "
             "tells the groups apart (0.5: not at all; no table of the paper)."))
-no_comparison = ("No Jacobian in this world." if not has_jacobian else
+no_comparison = (f"No comparison: the exact {dim} x {dim} Jacobian is out of reach here."
+                 if not has_jacobian else
                  f"No comparison: of the {int(j_keep.sum())} Jacobian images whose purified clean "
                  f"image is right, {int(j_robust[j_keep].sum())} are robust; both groups are "
                  "needed.")
