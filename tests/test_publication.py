@@ -85,6 +85,10 @@ def test_the_result_rule_recognises_results() -> None:
     assert not shows_result(code("print(x)"))
 
 
+# A cell that shows a slider of precomputed views (a figure of its own).
+SLIDER = re.compile(r"\b(slider_stack|scrubber)\(")
+
+
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
 def test_set_up_is_hidden_and_figures_are_captioned(chapter: Path) -> None:
     """Results first: the set-up cell's code is collapsed; a figure cell with a caption shows
@@ -99,13 +103,13 @@ def test_set_up_is_hidden_and_figures_are_captioned(chapter: Path) -> None:
     captioned = [c for c in code if "mystnb" in c.metadata]
     assert captioned, f"{chapter.name}: no numbered figure"
     uncaptioned = [c.source.splitlines()[0] for c in code if "mystnb" not in c.metadata and (
-        "plt.show()" in c.source or re.search(r"\b(slider_stack|scrubber)\(", c.source))]
+        "plt.show()" in c.source or SLIDER.search(c.source))]
     assert not uncaptioned, f"{chapter.name}: figures without number and caption: {uncaptioned}"
     for c in captioned:
         figure = c.metadata["mystnb"]["figure"]
         last = c.source.strip().splitlines()[-1]
         one_figure = c.source.count("plt.show()") == 1 or (
-            "plt.show()" not in c.source and re.search(r"\b(slider_stack|scrubber)\(", last))
+            "plt.show()" not in c.source and SLIDER.search(last))
         assert figure["name"].startswith("fig-") and one_figure, figure["name"]
         # myst-nb puts every output of a captioned cell in the figure: a second output (a
         # table) repeats the figure's name, which `jb build -W` refuses
