@@ -227,8 +227,9 @@ reproduce()
 # block of `singular_top_k` + `singular_oversample` directions through J (forward-mode
 # Jacobian-vector products) and J^T (vector-Jacobian products) `subspace_iterations` times and
 # reads the top `singular_top_k` singular values off the final subspace. This is what reaches ImageNet, where
-# the paper stopped at CIFAR-10. Where the exact Jacobian exists, the estimate is drawn on top
-# of it and its error is measured; "above 1" counts the directions the purifier *stretches*
+# the paper stopped at CIFAR-10. It runs on the first `singular_images` of the `jacobian_images`
+# images; where the exact Jacobian exists, the estimate is drawn on top of the exact values of
+# the same images and its error is measured; "above 1" counts the directions the purifier *stretches*
 # (at least that many when every estimated value is above 1).
 
 # %% mystnb={"figure": {"caption": "The top singular values of the Jacobian estimated without forming it, beside the exact ones where they exist (no figure of the paper).", "name": "fig-compression-top"}}
@@ -237,7 +238,7 @@ k_top = top.shape[1]
 fig, ax = plt.subplots(figsize=(6, 3.5))
 r = np.arange(1, k_top + 1)
 if has_jacobian:
-    ax.plot(r, sv[:, :k_top].mean(0), "k-", lw=3, alpha=0.3, label="exact Jacobian")
+    ax.plot(r, sv[:len(top), :k_top].mean(0), "k-", lw=3, alpha=0.3, label="exact Jacobian")
 m, s = top.mean(0), top.std(0) if len(top) > 1 else torch.zeros_like(top[0])
 ax.plot(r, m, "o-", ms=3, label=f"matrix-free, {P.subspace_iterations} iterations")
 ax.fill_between(r, (m - s).clamp_min(0), m + s, alpha=0.25)
@@ -268,7 +269,8 @@ reproduce()
 # %% [markdown]
 # What the two cost at the paper's settings, counted by `diffrob plan` on the real architectures
 # (PyTorch's meta device, nothing downloaded): the exact spectrum of CIFAR-10's `jacobian_images`
-# images against the estimate of their top `singular_top_k`, and the estimate on ImageNet, where
+# images against the estimate of the top `singular_top_k` on `singular_images` of them, and the
+# estimate on ImageNet, where
 # the exact one is not attempted.
 
 # %%

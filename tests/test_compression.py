@@ -263,11 +263,12 @@ def test_top_singular_values_of_the_purifier_match_the_exact_jacobian():
     assert error[0] > error[1] > error[2] and error[2] < 1e-5
 
 
-def test_top_singular_spectra_are_stored_and_read_back(tmp_path, monkeypatch):
+def test_top_singular_spectra_cover_singular_images_are_stored_and_read_back(tmp_path,
+                                                                             monkeypatch):
     from diffrob import worlds
 
-    world = worlds.load("digits", n_images=2, jacobian_images=2, singular_top_k=3,
-                        subspace_iterations=4, results_dir=str(tmp_path))
+    world = worlds.load("digits", n_images=3, jacobian_images=3, singular_images=2,
+                        singular_top_k=3, subspace_iterations=4, results_dir=str(tmp_path))
     top = C.top_singular_spectra(world, progress=False)
     assert top.shape == (2, 3) and (top[:, :-1] >= top[:, 1:]).all()
     exact = torch.linalg.svdvals(C.jacobian(C.fixed_purifier(world.purifier(), 0, 1),

@@ -52,10 +52,11 @@ def test_flops_and_calls_match_a_real_attack_and_evaluation(digits_units, checkp
 @pytest.mark.parametrize("checkpointing", [True, False])
 def test_flops_and_calls_match_the_jacobian_stages(digits_units, tmp_path, checkpointing):
     """Sec. 6: the exact Jacobian (64 VJPs and a purification per image) and the top singular
-    values (JVPs and VJPs), run for real on two digits images and counted."""
-    w = tiny_world(4, t_star=2, jacobian_images=2, jacobian_chunk=24, singular_top_k=3,
-                   singular_oversample=2, subspace_iterations=1, checkpointing=checkpointing,
-                   results_dir=str(tmp_path))
+    values (JVPs and VJPs, on the first of them), run for real on two digits images and
+    counted."""
+    w = tiny_world(4, t_star=2, jacobian_images=2, singular_images=1, jacobian_chunk=24,
+                   singular_top_k=3, singular_oversample=2, subspace_iterations=1,
+                   checkpointing=checkpointing, results_dir=str(tmp_path))
     costs = plan.table(w.params, units=digits_units)
     calls = ImageCount(w.diffusion)
     for stage, run in (("jacobian", compression.jacobian_spectra),

@@ -590,8 +590,9 @@ def jacobian_robustness(world, x_adv: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def top_singular_spectra(world, progress: bool = True) -> Tensor:
-    """The ``singular_top_k`` largest singular values of J_f at the first ``jacobian_images``
-    test images (:func:`top_singular_values`), stacked as (n, k), largest first.
+    """The ``singular_top_k`` largest singular values of J_f at the first ``singular_images``
+    of the ``jacobian_images`` test images (:func:`top_singular_values`), stacked as (n, k),
+    largest first.
 
     Each image has the fixed randomness of :func:`jacobian_spectra` (batch index =
     its index), and its random start block the seed of its index, so the values are
@@ -600,7 +601,7 @@ def top_singular_spectra(world, progress: bool = True) -> Tensor:
     p, stage = world.params, "compression/top_singular"
     key = _key(world, stage, ("singular_top_k", "subspace_iterations", "singular_oversample"))
     purifier, values = world.purifier(), []
-    n = min(p.jacobian_images, len(world.images))
+    n = min(p.singular_images, p.jacobian_images, len(world.images))
     k = min(p.singular_top_k, int(world.images[0].numel()))
     for i in tqdm(range(n), desc="top singular values", unit="image", disable=not progress):
         top = store.read(p, stage, i, key)

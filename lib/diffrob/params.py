@@ -97,6 +97,8 @@ class Params:
     pca_components: int = _p(50, "principal components shown", lo=1)
     jacobian_images: int = _p(16, "clean images whose Jacobian spectrum is averaged", lo=1)
     jacobian_chunk: int = _p(64, "vector-Jacobian (and Jacobian-vector) products per batch", lo=1)
+    singular_images: int = _p(4, "first N of the jacobian_images whose top singular values are "
+                              "estimated without forming J", lo=1)
     singular_top_k: int = _p(16, "largest Jacobian singular values estimated without forming "
                              "J (extension of Fig. 5c; any image size)", lo=1)
     subspace_iterations: int = _p(6, "power iterations of that estimate", lo=0)

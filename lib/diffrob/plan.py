@@ -207,6 +207,7 @@ def compression_rows(p: Params, u: UnitCosts, gpu_gb: float) -> dict[str, dict]:
             **memory}
     products = min(p.singular_top_k + p.singular_oversample, u.image_dim) * (
         p.subspace_iterations + 1)
+    images = min(p.singular_images, images)
     rows["compression/top_singular"] = {
         "images": images, "diffusion evaluations": images * products * calls * (1 + forwards),
         "flops": images * products * (calls * u.diffusion_jvp + purifier_vjp_flops(p, u)),
