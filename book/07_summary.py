@@ -17,9 +17,9 @@
 # %% [markdown]
 # # Summary
 #
-# Every claim that the chapters checked is listed here with the paper's words and value, the
-# value measured in this world with its 95 % interval, the criterion the claim is judged by,
-# where that criterion comes from in the paper, and the verdict. The rows are not written by
+# Every claim that the chapters checked is listed here with the paper's value, the value
+# measured in this world with its 95 % interval, the criterion the claim is judged by and the
+# verdict; then with the paper's words and where that criterion comes from in the paper. The rows are not written by
 # hand: each chapter passes its per-image measurements to `diffrob.claims.record`, which reads
 # the claim's criterion from `paper_data/<section>.yaml` (fixed from the paper's own numbers and
 # words before any result was seen) and decides; this chapter reads the rows back with
@@ -87,11 +87,25 @@ Markdown("\n".join(lines))
 # with its 95 % interval in brackets (Wilson for fractions, bootstrap over the images
 # otherwise, paired where two conditions are compared on the same images); a claim with
 # parts (every attack, every sampler) lists each part and holds only when every part holds.
+# What each claim says in the paper's words, and where its criterion comes from, follows in
+# {numref}`tbl-summary-sources`.
 
 # %%
-Table(rows, "tbl-summary-claims", f"Every claim of the paper in the `{P.world}` world "
-      f"(parameters `{params_file}`, digest `{digest}`): the criterion from the paper's words "
-      "and numbers, the paper's value, ours and the verdict (no table of the paper).", index=False)
+Table(rows[["section", "claim", "paper", "ours", "criterion", "verdict"]], "tbl-summary-claims",
+      f"Every claim of the paper in the `{P.world}` world (parameters `{params_file}`, digest "
+      f"`{digest}`): the paper's value, ours, the criterion and the verdict (no table of the "
+      "paper).", index=False)
+
+# %% tags=["remove-input"]
+reproduce()
+
+# %% [markdown]
+# ## What each claim says, and where its criterion comes from
+
+# %%
+Table(rows[["section", "claim", "words", "source"]], "tbl-summary-sources",
+      "The claims of the table of verdicts above in the paper's words, and the passage or table "
+      "of the paper that fixes each criterion (no table of the paper).", index=False)
 
 # %% tags=["remove-input"]
 reproduce()
