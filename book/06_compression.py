@@ -226,11 +226,11 @@ reproduce()
 # need far fewer: randomized subspace iteration (Halko, Martinsson and Tropp 2011) sends a random
 # block of `singular_top_k` + `singular_oversample` directions through J (forward-mode
 # Jacobian-vector products) and J^T (vector-Jacobian products) `subspace_iterations` times and
-# reads the top `singular_top_k` singular values off the final subspace. This is what reaches ImageNet, where
-# the paper stopped at CIFAR-10. It runs on the first `singular_images` of the `jacobian_images`
-# images; where the exact Jacobian exists, the estimate is drawn on top of the exact values of
-# the same images and its error is measured; "above 1" counts the directions the purifier *stretches*
-# (at least that many when every estimated value is above 1).
+# reads the top `singular_top_k` singular values off the final subspace. This is what reaches
+# ImageNet, where the paper stopped at CIFAR-10. It runs on the first `singular_images` of the
+# `jacobian_images` images; where the exact Jacobian exists, the estimate is drawn on top of the
+# exact values of the same images and its error is measured; "above 1" counts the directions
+# the purifier *stretches* (at least that many when every estimated value is above 1).
 
 # %% mystnb={"figure": {"caption": "The top singular values of the Jacobian estimated without forming it, beside the exact ones where they exist (no figure of the paper).", "name": "fig-compression-top"}}
 top = compression.top_singular_spectra(world)
@@ -270,8 +270,7 @@ reproduce()
 # What the two cost at the paper's settings, counted by `diffrob plan` on the real architectures
 # (PyTorch's meta device, nothing downloaded): the exact spectrum of CIFAR-10's `jacobian_images`
 # images against the estimate of the top `singular_top_k` on `singular_images` of them, and the
-# estimate on ImageNet, where
-# the exact one is not attempted.
+# estimate on ImageNet, where the exact one is not attempted.
 
 # %%
 paper_cost = pd.concat({name: plan.table(params.load(f"params/{name}.yaml"))

@@ -19,8 +19,8 @@
 #
 # Every claim that the chapters checked is listed here with the paper's value, the value
 # measured in this world with its 95 % interval, the criterion the claim is judged by and the
-# verdict; then with the paper's words and where that criterion comes from in the paper. The rows are not written by
-# hand: each chapter passes its per-image measurements to `diffrob.claims.record`, which reads
+# verdict; then with the paper's words and where that criterion comes from in the paper. The
+# rows are not written by hand: each chapter passes its per-image measurements to `diffrob.claims.record`, which reads
 # the claim's criterion from `paper_data/<section>.yaml` (fixed from the paper's own numbers and
 # words before any result was seen) and decides; this chapter reads the rows back with
 # `diffrob.claims.table`. It runs last. A chapter that has not run for this world and this
