@@ -155,7 +155,7 @@ Markdown(
 # %% [markdown]
 # ## Across worlds: the same claims at three dimensions
 # One row per claim: the paper's value (CIFAR-10, d = 3072), then each world that has recorded
-# claims, ours and the verdict. For this page's world the claims of this page's parameter set;
+# claims, ours and the verdict (the claims' words are in {numref}`tbl-summary-sources`). For this page's world the claims of this page's parameter set;
 # for every other world those of its default parameter file `params/<world>.yaml` (a world
 # whose chapters have not run with it has no columns). The embedded worlds test the mechanism
 # at d = 784 (`mnist`) and d = 64 (`digits`).

@@ -174,6 +174,8 @@ def test_cross_world_table_one_row_per_claim(tmp_path):
     assert list(only_digits.index) == [("sec31", "l2_grows"), ("sec6", "compression_rate")]
     assert only_digits[("digits", "verdict")].tolist() == ["does not hold", "holds"]
     both = claims.cross_world(tmp_path, {**digests, "cifar10": claims.params_digest(other)})
+    assert both.columns.get_level_values(0).unique().tolist() == ["paper (CIFAR-10)", "digits",
+                                                                   "cifar10"]
     assert both.loc[("sec31", "l2_grows"), ("cifar10", "verdict")] == ""
     assert both.loc[("sec6", "compression_rate"), ("cifar10", "verdict")] == "does not hold"
     assert both.loc[("sec6", "compression_rate"), ("paper (CIFAR-10)", "value")] == "≈ 0.25"

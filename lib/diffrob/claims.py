@@ -211,7 +211,8 @@ def default_digests(results_dir: str | Path, worlds: tuple[str, ...],
 
 
 def cross_world(results_dir: str | Path, digests: Mapping[str, str]) -> pd.DataFrame:
-    """One row per claim, the paper's value, then per world: ours (with interval) and verdict.
+    """One row per claim, the paper's value, then per world: ours (with interval) and verdict
+    (the claim's words are :func:`table`'s; the Summary shows them once, not per world).
 
     ``digests`` maps each world to the parameter set whose claims it shows
     (``<results_dir>/<world>/claims/<digest>``). Worlds with no recorded claims get
@@ -224,8 +225,7 @@ def cross_world(results_dir: str | Path, digests: Mapping[str, str]) -> pd.DataF
             found[world] = {(r["section"], r["claim"]): r for r in rows}
     keys = [(s, c) for s in SECTIONS for c in specs(s)
             if any((s, c) in rows for rows in found.values())]
-    columns = {("claim", "words"): [spec(s, c)["words"] for s, c in keys],
-               ("paper (CIFAR-10)", "value"): [paper_value(spec(s, c), "cifar10") for s, c in keys]}
+    columns = {("paper (CIFAR-10)", "value"): [paper_value(spec(s, c), "cifar10") for s, c in keys]}
     for world, rows in found.items():
         columns[(world, "ours")] = [rows[k]["ours"] if k in rows else "" for k in keys]
         columns[(world, "verdict")] = [rows[k]["verdict"] if k in rows else "" for k in keys]
