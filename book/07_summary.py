@@ -17,14 +17,14 @@
 # %% [markdown]
 # # Summary
 #
-# Every claim that the chapters checked is listed here with the paper's value, the value
-# measured in this world with its 95 % interval, the criterion the claim is judged by and the
-# verdict; then with the paper's words and where that criterion comes from in the paper. The
-# rows are not written by hand: each chapter passes its per-image measurements to `diffrob.claims.record`, which reads
-# the claim's criterion from `paper_data/<section>.yaml` (fixed from the paper's own numbers and
-# words before any result was seen) and decides; this chapter reads the rows back with
-# `diffrob.claims.table`. It runs last. A chapter that has not run for this world and this
-# parameter set contributes no rows (in Colab: only the chapters run in that runtime).
+# Every claim that the chapters checked is listed here with the paper's value, the value measured in
+# this world with its 95 % interval, the criterion the claim is judged by and the verdict; then with
+# the paper's words and where that criterion comes from in the paper. The rows are not written by
+# hand: each chapter passes its per-image measurements to `diffrob.claims.record`, which reads the
+# claim's criterion from `paper_data/<section>.yaml` (fixed from the paper's own numbers and words
+# before any result was seen) and decides; this chapter reads the rows back with
+# `diffrob.claims.table`. It runs last. A chapter that has not run for this world and this parameter
+# set contributes no rows (in Colab: only the chapters run in that runtime).
 #
 # A verdict is **holds** when the whole interval meets the criterion, **does not hold** when
 # the whole interval misses it, **inconclusive** when the interval straddles it (more images
@@ -155,10 +155,10 @@ Markdown(
 # %% [markdown]
 # ## Across worlds: the same claims at three dimensions
 # One row per claim: the paper's value (CIFAR-10, d = 3072), then each world that has recorded
-# claims, ours and the verdict (the claims' words are in {numref}`tbl-summary-sources`). For this page's world the claims of this page's parameter set;
-# for every other world those of its default parameter file `params/<world>.yaml` (a world
-# whose chapters have not run with it has no columns). The embedded worlds test the mechanism
-# at d = 784 (`mnist`) and d = 64 (`digits`).
+# claims, ours and the verdict (the claims' words are in {numref}`tbl-summary-sources`). For this
+# page's world the claims of this page's parameter set; for every other world those of its default
+# parameter file `params/<world>.yaml` (a world whose chapters have not run with it has no columns).
+# The embedded worlds test the mechanism at d = 784 (`mnist`) and d = 64 (`digits`).
 
 # %%
 WORLDS = ("cifar10", "imagenet", "mnist", "digits")   # by dimension, the paper's first
