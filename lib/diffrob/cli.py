@@ -138,9 +138,18 @@ def run_stage(stage: str, params_dict: dict[str, Any], names: list[str],
 def _stage(args: argparse.Namespace) -> None:
     from . import stages
 
+    from . import attacks
+
     p = _params(args)
     names = args.names or (list(p.attacks) if args.command == "attack"
                            else ["clean", *p.attacks])
+    for name in names:  # every name checked before any batch is computed
+        if not (args.command == "evaluate" and name == "clean"):
+            try:
+                attacks.get(name)
+            except ValueError as err:
+                raise UsageError(f"--{'attack' if args.command == 'attack' else 'source'}: "
+                                 f"{err}") from None
     if args.shard is not None and args.submitit:
         raise UsageError("--shard and --submitit exclude each other: --jobs n submits "
                          "the shards 0/n .. n-1/n")
@@ -155,9 +164,9 @@ def _stage(args: argparse.Namespace) -> None:
             print(f"done: {folder}")
     if args.command == "evaluate" and args.shard is None and not args.submitit:
         from . import worlds
+        from .fuzzy import runs
 
-        print(stages.fuzzy_table(worlds.from_params(p), names, progress=False)
-              .round(2).to_string())
+        print(runs.table_1(worlds.from_params(p), names, progress=False).round(2).to_string())
 
 
 def _submit(args: argparse.Namespace, p, names: list[str]) -> None:
@@ -236,10 +245,13 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--gpu-gb", type=float, default=80.0, help="memory of one GPU, GB (default: %(default)s)")
     c.set_defaults(run=_plan)
 
+    from .attacks.registry import NAMES
+
     _stage_parser(sub, "attack", "generate adversarial examples (sec. 4, Table S1), resumable",
-                  "attacks among bpda bpda-eot pgd pgd-eot (default: params 'attacks')")
+                  f"attacks among {' '.join(NAMES)} (default: params 'attacks')")
     _stage_parser(sub, "evaluate", "r re-evaluations of the purified system (sec. 4.2)",
-                  "'clean' and/or attacks (default: clean + params 'attacks')")
+                  f"'clean' and/or attacks among {' '.join(NAMES)} "
+                  f"(default: clean + params 'attacks')")
     return p
 
 

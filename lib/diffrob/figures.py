@@ -7,7 +7,7 @@ is precomputed, and a slider is linked to a ``Stack`` on the JavaScript side
 Importing this module sets figures on a white background (:data:`WHITE`), so they stay
 readable in the book theme's dark mode; :class:`Reproduce` writes the line under every
 table and figure of a chapter that says how to regenerate it, and :class:`Table` makes a
-result table one that the book numbers, captions and cross-references (issue 14).
+result table one that the book numbers, captions and cross-references.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 from matplotlib.figure import Figure
+from torch import Tensor
 
 from . import claims, params
 from .params import Params
@@ -38,7 +39,7 @@ REPRODUCE_MARK = "Reproduce:"
 
 
 class Reproduce:
-    """The line under every table and figure of a chapter (issue 14, item 6): the command that
+    """The line under every table and figure of a chapter: the command that
     regenerates it and the digest of the parameters it was computed with.
 
     ``reproduce = Reproduce(P, params_file, "04_fuzzy")`` once per chapter; then
@@ -71,8 +72,8 @@ MARKDOWN_MARKS = re.compile(r"([\\`*_$|<\[\]])")
 
 
 class Table:
-    """A result table that the book numbers and captions, ``{numref}`name``` from the prose
-    (issue 14, item 4): the last expression of a cell, ``Table(frame, "tbl-...", caption)``.
+    """A result table that the book numbers and captions, ``{numref}`name``` from the prose:
+    the last expression of a cell, ``Table(frame, "tbl-...", caption)``.
 
     It shows itself twice. As ``text/markdown`` it is a MyST ``{table}`` directive around a
     pipe table, which the book renders (``_config.yml``: myst-nb parses Markdown output as
@@ -130,7 +131,7 @@ GLUE_PREFIX = "application/papermill.record/"
 
 def glue(name: str, text: str) -> None:
     """Store ``text`` in the executed notebook under ``name``, for the prose's
-    ``{glue:text}`name``` role (issue 14, item 2): the numbers in a chapter's "What it says
+    ``{glue:text}`name``` role: the numbers in a chapter's "What it says
     here" come from the run, never typed by hand.
 
     Writes what ``myst_nb.glue(name, text, display=False)`` writes, without importing myst-nb,
@@ -188,3 +189,28 @@ def slider_stack(views: Sequence[Figure | widgets.Widget], description: str,
     names = widgets.Stack(children=[widgets.Label(str(x)) for x in labels], selected_index=0)
     widgets.jslink((slider, "value"), (names, "selected_index"))
     return widgets.VBox([widgets.HBox([slider, names]), stack])
+
+
+def show_image(ax, image: Tensor) -> None:
+    """One [0,1] image (C, H, W) on ``ax``, clipped for display, without axes."""
+    img = image.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+    ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1,
+              interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def image_grid(rows: dict[str, Tensor], scale: float = 1.3) -> Figure:
+    """A figure with one row per entry: its label and its images (k, C, H, W) (Fig. S3)."""
+    k = max(len(v) for v in rows.values())
+    fig, axes = plt.subplots(len(rows), k, figsize=(scale * k, scale * len(rows)),
+                             squeeze=False)
+    for r, (label, images) in enumerate(rows.items()):
+        for c in range(k):
+            if c < len(images):
+                show_image(axes[r, c], images[c])
+            else:
+                axes[r, c].axis("off")
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center")
+    fig.tight_layout()
+    return fig

@@ -1,4 +1,4 @@
-"""Closest valid names for a misspelt one: the "did you mean ...?" of user errors (issue 15)."""
+"""Closest valid names for a misspelt one: the "did you mean ...?" of user errors."""
 
 from __future__ import annotations
 

@@ -20,11 +20,12 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
+from .attacks.registry import NAMES
 from .names import did_you_mean
 
 WORLDS = ("digits", "mnist", "cifar10", "imagenet")
 PURIFIERS = ("ddpm", "reverse", "ddim", "onestep")
-ATTACKS = ("bpda", "bpda-eot", "pgd", "pgd-eot", "apgd-eot", "apgd-dlr-eot", "eotpgd", "transfer")
+ATTACKS = NAMES  # the registry of diffrob.attacks
 
 
 def _p(default: Any, doc: str, lo: float | None = None, hi: float | None = None,
@@ -116,7 +117,7 @@ class Params:
     # --- purifier variants (appendix C.2, review thread; chapter 04) ----------------
     variant_images: int = _p(16, "first N test images (at most n_images) of the one-step "
                              "denoising and fixed-noise variants (chapter 04)", lo=1)
-    # --- attack strength (issue 13; book/04b_strength) ----------------------------
+    # --- attack strength (book/04b_strength; Carlini et al. 2019) ----------------
     pgd_iterate: str = _p("last", "PGD / PGD-EOT / BPDA / transfer return the 'last' iterate "
                           "(Table S1's protocol) or per image the 'best' (highest EOT-mean loss)",
                           choices=("last", "best"))

@@ -20,8 +20,8 @@ Costs per image and per gradient, with C diffusion-model calls per purification
   with their backward, and the classifier forward and backward (without
   checkpointing the first C forward calls are the ones kept);
 - attack: ``attack_steps`` gradients of ``eot`` samples (1 without EOT), plus what
-  :func:`attack_work` adds for best iterates and APGD; the transfer attack differentiates
-  the bare classifier only;
+  :meth:`diffrob.attacks.Attack.work` adds for best iterates and APGD; the transfer
+  attack differentiates the bare classifier only;
 - evaluation: ``n_evals`` purifications of every clean or attacked image;
 - sec. 6, per Jacobian image: the exact Jacobian is D vector-Jacobian products
   (VJPs: a full gradient of the purifier alone) and one purification, made only
@@ -43,8 +43,8 @@ from torch.autograd import forward_ad
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from .attacks import attack_eot, full_gradient
-from .compression import EXACT_JACOBIAN_MAX_DIM, forward_mode
+from . import attacks
+from .autodiff import EXACT_JACOBIAN_MAX_DIM, forward_mode
 from .params import Params
 from .worlds import Architecture, architecture
 
@@ -167,24 +167,6 @@ def gradient_flops(p: Params, u: UnitCosts, full: bool) -> int:
     return purifier_vjp_flops(p, u) + u.classifier_backward
 
 
-FOLDED = ("bpda", "bpda-eot", "pgd", "pgd-eot")  # EOT samples in one call (eot_batch at a time)
-
-
-def attack_work(p: Params, name: str) -> tuple[int, int]:
-    """(gradients, purifications without gradient) per image of system attack ``name``.
-
-    PGD-type attacks: ``attack_steps`` gradients of ``eot`` samples, and ``eot`` more
-    purifications to score the last iterate when ``pgd_iterate`` is 'best'; torchattacks'
-    EOTPGD: the gradients only; autoattack's APGD: one clean prediction, then a gradient
-    at the start and one per iteration (``(attack_steps + 1) x eot``).
-    """
-    eot = attack_eot(name, p.eot)
-    if name.startswith("apgd"):
-        return (p.attack_steps + 1) * eot, 1
-    best = p.pgd_iterate == "best" and name != "eotpgd"
-    return p.attack_steps * eot, eot if best else 0
-
-
 def full_gradient_bytes(p: Params, u: UnitCosts) -> int:
     """Activation memory of one image in a full-gradient forward/backward."""
     if p.checkpointing:  # one step's graph at a time, plus every step's stored input
@@ -229,14 +211,16 @@ def table(p: Params, tflops: float = 100.0, gpu_gb: float = 80.0,
     u = units or unit_costs(architecture(p.world))
     n, calls, rows = p.n_images, model_calls(p), {}
     for name in p.attacks:
-        full, eot = full_gradient(name), attack_eot(name, p.eot)
-        per_image_grads, per_image_purifications = attack_work(p, name)
+        attack = attacks.get(name)
+        full, eot = attack.full_gradient, attack.eot_samples(p.eot)
+        per_image_grads, per_image_purifications = attack.work(p.eot, p.attack_steps,
+                                                               p.pgd_iterate)
         grads, purifications = n * per_image_grads, n * per_image_purifications
         forwards = 2 if full and p.checkpointing else 1  # checkpointing recomputes each step
-        per_call = p.batch_size * (min(eot, p.eot_per_call) if name in FOLDED else 1)
+        per_call = p.batch_size * (min(eot, p.eot_per_call) if attack.folded else 1)
         gb = per_call * full_gradient_bytes(p, u) / 1e9 if full else float("nan")
         fits = ("yes" if gb + u.weights / 1e9 <= gpu_gb else "no") if full else ""
-        if name == "transfer":  # the bare classifier only
+        if attack.gradient == "classifier":  # the bare classifier only
             evals, spent = 0, grads * u.classifier_backward + purifications * u.classifier
         else:
             evals = (grads * forwards + purifications) * calls

@@ -1,4 +1,4 @@
-"""Stage progress in the terminal while a chapter runs in a kernel (issue 15, item 6).
+"""Stage progress in the terminal while a chapter runs in a kernel.
 
 In a notebook kernel, tqdm's bars are widgets: ``make book`` would show only papermill's
 cell counter. When the environment names a log file (:data:`ENV`, set by

@@ -1,27 +1,69 @@
-"""The expensive stages of sec. 4, batch by batch through the results store.
+"""The expensive stages of sec. 4, batch by batch through the results store, and the key
+of every stage.
 
-- :func:`adversarial`: a system attack (Table 1) on every test image;
+- :func:`key`: the store key of a stage on a world (the models' fingerprint, the data
+  digest, and the fields the stage declares);
+- :func:`adversarial`: a system attack (Table 1) on every test image, stored as
+  ``attack/<name>`` under :func:`attack_key`;
 - :func:`evaluations`: the r re-evaluations of the purified system (sec. 4.2):
-  predictions under base seeds ``0 .. n_evals - 1`` for clean or attacked inputs;
-- :func:`fuzzy_table`: Table 1 for clean inputs and every attack of the params.
+  predictions under base seeds ``0 .. n_evals - 1`` for clean or attacked inputs, stored
+  as ``evaluate/<source>`` under :func:`evaluation_key`.
 
 Batch ``i`` is the i of eq. 9 (``world.batches()``), so each batch's result
-depends on nothing but its key (:func:`diffrob.store.key`): a rerun skips finished
-batches, ``n`` shards (batch ``i`` belongs to shard ``i % n``) write exactly the
-files one process writes, and processes sharing a store compute each batch once
-(:func:`diffrob.store.each`).
+depends on nothing but its key: a rerun skips finished batches, ``n`` shards (batch ``i``
+belongs to shard ``i % n``) write exactly the files one process writes, and processes
+sharing a store compute each batch once (:func:`diffrob.store.cached`).
 """
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
-import torch
-from torch import Tensor
-from tqdm.auto import tqdm
+from typing import Any
 
-from . import fuzzy, store
-from .attacks import attack_batch, attack_eot, check_attack
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from . import attacks, store
+
+# What determines a result of the attack and evaluation stages. Not here on purpose:
+# checkpointing, compile, channels_last and eot_batch (speed, not results:
+# store.NOT_RESULT), the device and the folders.
+WORLD_FIELDS = ("world", "diffusion_model", "n_images", "batch_size", "autocast")
+PURIFIER_FIELDS = ("purifier", "t_star")
+ATTACK_FIELDS = ("eps_255", "attack_steps", "rel_stepsize", "random_start", "attack_seed",
+                 "pgd_iterate", "pgd_schedule")
+
+
+def key(world, stage: str, fields: tuple[str, ...] = (),
+        modules: tuple[nn.Module, ...] | None = None, **values: Any) -> dict[str, Any]:
+    """The store key of ``stage`` on ``world``: the :func:`~diffrob.store.fingerprint` of
+    ``modules`` (default: the classifier and the diffusion model), the
+    :func:`~diffrob.store.data_digest` of its test images and labels, the params ``fields``
+    and the given ``values``."""
+    models = store.fingerprint(*(modules or (world.classifier, world.diffusion)))
+    data = store.data_digest(world.images, world.labels)
+    p = world.params
+    return store.key(stage, models, data, **{f: getattr(p, f) for f in fields}, **values)
+
+
+def attack_key(world, attack: str) -> dict[str, Any]:
+    """The key of ``attack/<attack>``: the world, the purifier, the attack's parameters and
+    its EOT samples per gradient (from the registry of :mod:`diffrob.attacks`)."""
+    eot = attacks.get(attack).eot_samples(world.params.eot)
+    return key(world, f"attack/{attack}", WORLD_FIELDS + PURIFIER_FIELDS + ATTACK_FIELDS,
+               eot=eot)
+
+
+def evaluation_key(world, source: str) -> dict[str, Any]:
+    """The key of ``evaluate/<source>``: the world, the purifier and ``n_evals``, and for
+    an attack its key's fields too. Refuses seeds that the attack could have seen
+    (:func:`diffrob.attacks.check_seeds`), for stored attacks too."""
+    fields = WORLD_FIELDS + PURIFIER_FIELDS + ("n_evals",)
+    if source == "clean":
+        return key(world, "evaluate/clean", fields)
+    eot = attacks.get(source).eot_samples(world.params.eot)
+    attacks.check_seeds(world.params)
+    return key(world, f"evaluate/{source}", fields + ATTACK_FIELDS, eot=eot)
 
 
 def parse_shard(text: str | tuple[int, int] | None) -> tuple[int, int] | None:
@@ -50,19 +92,13 @@ def adversarial(world, attack: str, shard: str | tuple[int, int] | None = None,
     Finished batches are read from the store (``attack/<attack>``); missing ones
     are computed with :func:`diffrob.attacks.attack_batch` and written at once.
     """
-    check_attack(attack)
-    stage, todo = f"attack/{attack}", dict(batches(world, shard))
-    k = store.world_key(world, stage)
-    purifier, out = world.purifier(), {}
-    eot = attack_eot(attack, world.params.eot)
-    with tqdm(total=len(todo), desc=f"{attack} (eot {eot})", unit="batch",
-              disable=not progress) as bar:
-        for i, x in store.each(world.params, stage, k, list(todo),
-                               lambda i: _attack(world, attack, i, todo[i], purifier, progress),
-                               lambda i: _bytes(world.images[todo[i]])):
-            out[i] = x.to(world.device)
-            bar.update()
-    return torch.cat([out[i] for i in sorted(out)])
+    k, todo = attack_key(world, attack), dict(batches(world, shard))
+    purifier = world.purifier()
+    out = store.cached(world.params, f"attack/{attack}", k, list(todo),
+                       lambda i: _attack(world, attack, i, todo[i], purifier, progress),
+                       lambda i: _bytes(world.images[todo[i]]),
+                       desc=f"{attack} (eot {k['eot']})", progress=progress)
+    return torch.cat([x.to(world.device) for x in out.values()])
 
 
 def _bytes(t: Tensor) -> int:
@@ -71,18 +107,17 @@ def _bytes(t: Tensor) -> int:
 
 def _attack(world, attack: str, i: int, rows: slice, purifier, progress: bool) -> Tensor:
     """Batch ``i`` of an attack, computed."""
-    return attack_batch(world, attack, world.images[rows], world.labels[rows], i,
-                        purifier or world.purifier(), progress=progress)
+    return attacks.attack_batch(world, attack, world.images[rows], world.labels[rows], i,
+                                purifier or world.purifier(), progress=progress)
 
 
 def _adversarial_batch(world, attack: str, i: int, rows: slice, k: dict, progress: bool
                        ) -> Tensor:
     """Batch ``i`` of an attack: from the store, or computed and stored (once across processes)."""
-    stage = f"attack/{attack}"
-    ((_, x),) = store.each(world.params, stage, k, [i],
-                           lambda i: _attack(world, attack, i, rows, None, progress),
-                           lambda i: _bytes(world.images[rows]))
-    return x.to(world.device)
+    out = store.cached(world.params, f"attack/{attack}", k, [i],
+                       lambda i: _attack(world, attack, i, rows, None, progress),
+                       lambda i: _bytes(world.images[rows]))
+    return out[i].to(world.device)
 
 
 @torch.no_grad()
@@ -112,12 +147,10 @@ def evaluations(world, source: str, shard: str | tuple[int, int] | None = None,
     computed first if missing); r = ``n_evals``. Stored as ``evaluate/<source>``.
     With a shard, the columns are that shard's images.
     """
-    if source != "clean":
-        check_attack(source)
-    p, stage = world.params, f"evaluate/{source}"
-    k = store.world_key(world, stage)  # checks the seeds (attack_seed >= n_evals)
-    k_attack = store.world_key(world, f"attack/{source}") if source != "clean" else None
-    seeds, todo, out = list(range(p.n_evals)), dict(batches(world, shard)), {}
+    p = world.params
+    k = evaluation_key(world, source)  # checks the seeds (attack_seed >= n_evals)
+    k_attack = attack_key(world, source) if source != "clean" else None
+    seeds, todo = list(range(p.n_evals)), dict(batches(world, shard))
 
     def compute(i: int) -> Tensor:
         rows = todo[i]
@@ -125,19 +158,7 @@ def evaluations(world, source: str, shard: str | tuple[int, int] | None = None,
              _adversarial_batch(world, source, i, rows, k_attack, progress))
         return torch.from_numpy(predict_purified(world, x, i, seeds))
 
-    with tqdm(total=len(todo), desc=f"evaluate {source} (r={p.n_evals})", unit="batch",
-              disable=not progress) as bar:
-        for i, preds in store.each(p, stage, k, list(todo), compute,
-                                   lambda i: 8 * p.n_evals * len(world.labels[todo[i]])):
-            out[i] = preds.numpy()
-            bar.update()
-    return np.concatenate([out[i] for i in sorted(out)], axis=1).astype(np.int64)
-
-
-def fuzzy_table(world, sources: list[str] | None = None, alpha: float = 0.5,
-                progress: bool = True) -> pd.DataFrame:
-    """Table 1 on this world: clean inputs and every attack in ``params.attacks``."""
-    sources = sources or ["clean", *world.params.attacks]
-    labels = world.labels.cpu().numpy()
-    preds = {s: evaluations(world, s, progress=progress) for s in sources}
-    return fuzzy.table(preds, labels, alpha=alpha, ks=world.params.vote_k)
+    out = store.cached(p, f"evaluate/{source}", k, list(todo), compute,
+                       lambda i: 8 * p.n_evals * len(world.labels[todo[i]]),
+                       desc=f"evaluate {source} (r={p.n_evals})", progress=progress)
+    return np.concatenate([x.numpy() for x in out.values()], axis=1).astype(np.int64)

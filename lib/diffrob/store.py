@@ -4,8 +4,8 @@ A stage's batch ``i`` lives in ``<store_dir>/<stage>/<key hash>/batch_<i>.safete
 (``store_dir`` = results_dir/world): runs with other parameters (a chapter rerun
 with ``-p eot 5``) keep their results side by side. Each file holds one tensor and, as
 metadata, the *key* that made it, the key's hash and the hash of the data bytes.
-The key is everything that decides the result (DESIGN.md, "The store key"): the
-parameters that matter, a fingerprint of the model weights (of the underlying
+The key is everything that decides the result (docs/design.md, "The store key"): the
+parameters that matter (each stage declares its own: :mod:`diffrob.stages`), a fingerprint of the model weights (of the underlying
 module, whatever ``torch.compile`` wraps around it), a digest of the test images
 and labels as the world holds them (after any preprocessing), and, through the
 batch index and the seeds in the parameters, the eq. 9 seed plan. The device is
@@ -16,8 +16,8 @@ of the folder), so a process killed at any moment leaves either the finished fil
 or none; non-finite tensors are never written. :func:`read` returns ``None`` for
 a missing file and raises :class:`StoreError` for a damaged file, another batch's
 file or one made with other parameters: a stored result is never silently used
-for other settings. :func:`each` reads or computes a list of batches so that
-concurrent processes on one store compute each batch once: a batch is claimed
+for other settings. :func:`cached` reads or computes a list of batches, the one primitive every stage
+uses, so that concurrent processes on one store compute each batch once: a batch is claimed
 with a lock file (owner host, pid, time; kept fresh by a heartbeat) before it is
 computed, and a dead owner's claim is taken over (:func:`claim`).
 """
@@ -36,30 +36,24 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load as st_load
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
-from .attacks import attack_eot, check_attack
 from .params import Params
 
 FORMAT = 2  # 2: the key holds the data digest
-# What determines a result, by stage. Not here on purpose: device (noise is drawn on
-# the CPU), results_dir, model_dir and data_dir (the weights fingerprint and the data
-# digest stand for them), checkpointing, compile and channels_last (they change
-# speed, not results).
-_WORLD = ("world", "diffusion_model", "n_images", "batch_size", "autocast")
-_PURIFIER = ("purifier", "t_star")
-ATTACK_FIELDS = ("eps_255", "attack_steps", "rel_stepsize", "random_start", "attack_seed",
-                 "pgd_iterate", "pgd_schedule")
 
 
 # Parameters that change where or how fast a result is computed, not the result
-# (eot_batch: up to float rounding, as its documentation says).
+# (eot_batch: up to float rounding, as its documentation says). Not in any key either:
+# the device (noise is drawn on the CPU); results_dir, model_dir and data_dir (the weights
+# fingerprint and the data digest stand for them).
 NOT_RESULT = ("device", "results_dir", "model_dir", "data_dir", "checkpointing", "compile",
               "channels_last", "eot_batch")
 
@@ -104,54 +98,11 @@ def params_digest(p: Params) -> str:
     return digest(values)
 
 
-def check_seeds(p: Params) -> None:
-    """Evaluations use base seeds 0 .. n_evals-1 and attacks seeds from ``attack_seed`` on
-    (:mod:`diffrob.attacks`): ``ValueError`` unless ``attack_seed >= n_evals``."""
-    if p.attack_seed < p.n_evals:
-        raise ValueError(f"parameter 'attack_seed' ({p.attack_seed}) must be >= n_evals "
-                         f"({p.n_evals}): evaluations use base seeds 0..n_evals-1 and the "
-                         f"attack must not have seen them")
-
-
-def key(p: Params, stage: str, models: str = "", data: str = "") -> dict[str, Any]:
-    """The parameters that determine ``stage``: ``attack/<name>`` or ``evaluate/<source>``.
-
-    ``models`` is the :func:`fingerprint` of the world's classifier and diffusion
-    model, ``data`` the :func:`data_digest` of its test images and labels.
-    ``evaluate/<attack>`` includes the attack's parameters too, and checks
-    :func:`check_seeds` (a stored attack is evaluated with other seeds than its own).
-    """
-    kind, _, name = stage.partition("/")
-    k: dict[str, Any] = {"format": FORMAT, "stage": stage, "models": models, "data": data}
-    k.update({f: getattr(p, f) for f in _WORLD + _PURIFIER})
-    if kind == "evaluate":
-        k["n_evals"] = p.n_evals
-        if name == "clean":
-            return k
-        check_attack(name)
-        check_seeds(p)
-    elif kind != "attack":
-        raise ValueError(f"stage: expected 'attack/<attack>' or 'evaluate/<source>', "
-                         f"got {stage!r}")
-    check_attack(name)
-    k.update({f: getattr(p, f) for f in ATTACK_FIELDS})
-    k["eot"] = attack_eot(name, p.eot)
-    return k
-
-
-def world_key(world, stage: str, fields: tuple[str, ...] = (),
-              modules: tuple[nn.Module, ...] | None = None, **values: Any) -> dict[str, Any]:
-    """The key of ``stage`` on ``world``: for ``attack/...`` and ``evaluate/...`` :func:`key`;
-    for any other stage (cap, compression) the models' :func:`fingerprint` (``modules``,
-    default classifier and diffusion model), the :func:`data_digest`, the params
-    ``fields`` and the given ``values``."""
-    models = fingerprint(*(modules or (world.classifier, world.diffusion)))
-    data = data_digest(world.images, world.labels)
-    if stage.partition("/")[0] in ("attack", "evaluate"):
-        return key(world.params, stage, models, data)
-    p = world.params
-    return {"format": FORMAT, "stage": stage, "models": models, "data": data,
-            **{f: getattr(p, f) for f in fields}, **values}
+def key(stage: str, models: str = "", data: str = "", **fields: Any) -> dict[str, Any]:
+    """The key of a stage's results: the store's format, the stage, the :func:`fingerprint`
+    of the models and the :func:`data_digest` of the images that made it, and every other
+    field that determines it (the stage declares them: :mod:`diffrob.stages`)."""
+    return {"format": FORMAT, "stage": stage, "models": models, "data": data, **fields}
 
 
 def digest(k: dict[str, Any]) -> str:
@@ -418,40 +369,50 @@ def claim(p: Params, stage: str, batch: int, k: dict[str, Any], need: int = 0) -
         lock.unlink(missing_ok=True)
 
 
-def each(p: Params, stage: str, k: dict[str, Any], batches: list[int],
-         compute: Callable[[int], Tensor], need: Callable[[int], int] = lambda i: 0
-         ) -> Iterator[tuple[int, Tensor]]:
-    """``(i, tensor)`` for every batch index in ``batches``, in the order they become ready.
+def cached(p: Params, stage: str, k: dict[str, Any], batches: Sequence[int],
+           compute: Callable[[int], Tensor], need: Callable[[int], int] | None = None,
+           desc: str | None = None, unit: str = "batch", progress: bool = True
+           ) -> dict[int, Tensor]:
+    """``{i: tensor}`` for every batch index in ``batches`` (in that order): the one way a
+    stage's results are read or computed.
 
-    A stored batch is read; a missing one is claimed (:func:`claim`), computed with
-    ``compute(i)`` and written; one that another live process has claimed is
-    left for later and waited for (:data:`POLL_S`), then read, or computed here if
-    its owner died. So N processes on one store compute each batch once. Orphan
-    temp files of dead writers are removed first. A non-finite result (or a
-    ``FloatingPointError`` of ``compute``) raises naming the stage and batch and
-    nothing is written.
+    A stored batch is read (and refused, :class:`StoreError`, if it was made with another
+    key); a missing one is claimed (:func:`claim`), computed with ``compute(i)`` and
+    written at once, so an interrupted run resumes where it stopped; one that another live
+    process has claimed is left for later and waited for (:data:`POLL_S`), then read, or
+    computed here if its owner died. So N processes on one store compute each batch once.
+    Orphan temp files of dead writers are removed first. A non-finite result (or a
+    ``FloatingPointError`` of ``compute``) raises naming the stage and batch, and nothing is
+    written. ``need(i)`` is batch i's size in bytes (checked against the free space before
+    claiming); with ``desc`` a progress bar counts the batches as they become ready.
     """
+    need = need or (lambda i: 0)
+    done: dict[int, Tensor] = {}
     if batches:
         clean_orphans(path(p, stage, batches[0], k).parent)
     pending = list(batches)
-    while pending:
-        waiting = []
-        for i in pending:
-            x = read(p, stage, i, k)
-            if x is None:
-                with claim(p, stage, i, k, need(i)) as mine:
-                    x = read(p, stage, i, k) if mine else None  # finished meanwhile?
-                    if mine and x is None:
-                        try:
-                            x = compute(i)
-                        except FloatingPointError as e:
-                            raise FloatingPointError(f"{stage}, batch {i}: {e}; nothing "
-                                                     f"was stored") from e
-                        write(p, stage, i, x, k)
-            if x is None:
-                waiting.append(i)
-            else:
-                yield i, x
-        pending = waiting
-        if pending:
-            time.sleep(POLL_S)
+    with tqdm(total=len(pending), desc=desc, unit=unit,
+              disable=desc is None or not progress) as bar:
+        while pending:
+            waiting = []
+            for i in pending:
+                x = read(p, stage, i, k)
+                if x is None:
+                    with claim(p, stage, i, k, need(i)) as mine:
+                        x = read(p, stage, i, k) if mine else None  # finished meanwhile?
+                        if mine and x is None:
+                            try:
+                                x = compute(i)
+                            except FloatingPointError as e:
+                                raise FloatingPointError(f"{stage}, batch {i}: {e}; nothing "
+                                                         f"was stored") from e
+                            write(p, stage, i, x, k)
+                if x is None:
+                    waiting.append(i)
+                else:
+                    done[i] = x
+                    bar.update()
+            pending = waiting
+            if pending:
+                time.sleep(POLL_S)
+    return {i: done[i] for i in batches}

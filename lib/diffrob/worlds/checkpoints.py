@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ..apgd import import_autoattack
+from ..attacks.apgd import import_autoattack
 
 DOCS = "see docs/worlds.md"
 

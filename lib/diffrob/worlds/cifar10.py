@@ -131,8 +131,8 @@ def load_classifier(model_dir: str | Path) -> torch.nn.Module:
     except pickle.UnpicklingError as e:
         raise ValueError(
             f"{path.resolve()}: RobustBench could not read it ({str(e).splitlines()[0]}). "
-            f"If the file is an HTML page, the Google Drive download failed (RobustBench "
-            f"issues #158, #174): download it in a browser instead. If torch refuses it "
+            f"If the file is an HTML page, the Google Drive download failed (a known "
+            f"RobustBench problem): download it in a browser instead. If torch refuses it "
             f"under weights_only=True, re-save its state dict once as plain tensors "
             f"(docs/worlds.md).") from e
     except Exception as e:  # noqa: BLE001 -- truncated file, other architecture, ...

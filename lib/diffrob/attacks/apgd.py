@@ -4,7 +4,7 @@ The package (Croce & Hein 2020, PyPI ``pyautoattack``) is used as it is, not
 rewritten: :class:`APGDAttack` with ``eot_iter`` (APGD-CE, APGD-DLR) and
 :class:`AutoAttack` ``version="rand"`` (APGD-CE then APGD-DLR with EOT, the evaluation
 DiffPure reports for stochastic defences). The model they attack is
-:class:`diffrob.attacks.SystemLogits`: classifier(purifier(x)) with the full gradient
+:class:`diffrob.attacks.system.SystemLogits`: classifier(purifier(x)) with the full gradient
 through every diffusion step, each call purified with the next base seed of the
 attack (eq. 9), so EOT sample j of gradient c sees base seed ``attack_seed + c *
 eot + j + 1`` (one call before the first gradient is the package's clean prediction).

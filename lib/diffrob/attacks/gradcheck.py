@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .attacks import straight_through
+from .system import straight_through
 
 # Fixed before any result was seen: float64 central differences are exact to ~h^2 on a
 # smooth map; larger errors mean a wrong gradient (or a kink of a ReLU / clip hit by +-h).

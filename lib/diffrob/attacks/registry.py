@@ -1,0 +1,88 @@
+"""The one registry of system attacks (sec. 4.2, appendix B, Table S1, and the checks of
+the attack-strength chapter): name -> what the attack differentiates, whether it averages
+over EOT samples, which optimiser runs it and what one image costs.
+
+Every place that asks what kind an attack is (the store key's EOT count, the cost plan,
+the chapters' tables, the command line) asks here, as AutoAttack's ``set_version`` maps a
+protocol's name to its attacks in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..names import did_you_mean
+
+GRADIENTS = ("full", "straight-through", "classifier")
+OPTIMISERS = ("pgd", "apgd-ce", "apgd-dlr", "torchattacks-eotpgd")
+
+
+@dataclass(frozen=True)
+class Attack:
+    """A system attack on classifier(purifier(x)).
+
+    ``gradient``: ``"full"`` through every diffusion step, ``"straight-through"`` (BPDA,
+    Athalye et al. 2018: the purifier forward, the identity backward) or ``"classifier"``
+    (PGD on the bare classifier, the examples then judged on the purified system).
+    ``eot``: whether a gradient averages ``eot`` samples of the purifier's randomness.
+    ``optimiser``: our :func:`diffrob.attacks.pgd`, autoattack's APGD-CE / APGD-DLR, or
+    torchattacks' EOTPGD.
+    """
+
+    name: str
+    gradient: str
+    eot: bool
+    optimiser: str
+    summary: str
+
+    def eot_samples(self, eot: int) -> int:
+        """EOT samples per gradient: ``eot`` for the EOT attacks, else 1."""
+        return eot if self.eot else 1
+
+    @property
+    def full_gradient(self) -> bool:
+        """Whether the attack differentiates through every diffusion step."""
+        return self.gradient == "full"
+
+    @property
+    def folded(self) -> bool:
+        """Whether its EOT samples are folded into one call (``eot_batch`` at a time):
+        our PGD; the packages call the model once per sample."""
+        return self.optimiser == "pgd"
+
+    def work(self, eot: int, steps: int, iterate: str) -> tuple[int, int]:
+        """(gradients, purifications without gradient) per image.
+
+        Our PGD: ``steps`` gradients of the EOT samples, and as many purifications more to
+        score the last iterate when ``iterate`` is 'best'; torchattacks' EOTPGD: the
+        gradients only; autoattack's APGD: one clean prediction, then a gradient at the
+        start and one per iteration (``(steps + 1) x eot``).
+        """
+        samples = self.eot_samples(eot)
+        if self.optimiser.startswith("apgd"):
+            return (steps + 1) * samples, 1
+        best = iterate == "best" and self.optimiser == "pgd"
+        return steps * samples, samples if best else 0
+
+
+REGISTRY: dict[str, Attack] = {a.name: a for a in (
+    Attack("bpda", "straight-through", False, "pgd", "BPDA: PGD with the identity backward"),
+    Attack("bpda-eot", "straight-through", True, "pgd", "BPDA with EOT"),
+    Attack("pgd", "full", False, "pgd", "PGD through every diffusion step"),
+    Attack("pgd-eot", "full", True, "pgd", "PGD with EOT through every diffusion step"),
+    Attack("apgd-eot", "full", True, "apgd-ce", "autoattack's APGD-CE with EOT"),
+    Attack("apgd-dlr-eot", "full", True, "apgd-dlr", "autoattack's APGD-DLR with EOT"),
+    Attack("eotpgd", "full", True, "torchattacks-eotpgd", "torchattacks' EOTPGD"),
+    Attack("transfer", "classifier", False, "pgd", "PGD on the bare classifier, transferred"),
+)}
+NAMES: tuple[str, ...] = tuple(REGISTRY)
+TABLE_1: tuple[str, ...] = NAMES[:4]  # the paper's Table 1
+
+
+def get(name: str) -> Attack:
+    """The attack called ``name``; ``ValueError`` naming the valid names (and the closest)."""
+    try:
+        return REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"attack: unknown attack {name!r}{did_you_mean([str(name)], NAMES)}; "
+                         f"expected one of {list(NAMES)}") from None
