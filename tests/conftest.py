@@ -1,5 +1,7 @@
-"""Shared test settings, and the fake CIFAR-10 and ImageNet worlds of the world and book tests."""
+"""Shared test settings and worlds: the tiny digits worlds of the unit tests, and the fake
+CIFAR-10 and ImageNet worlds of the world and book tests."""
 
+import functools
 import os
 import pickle
 from collections.abc import Callable
@@ -11,12 +13,35 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from diffrob.worlds import adm, cifar10, digits, imagenet
+from diffrob import params
+from diffrob.worlds import World, adm, cifar10, digits, imagenet
 from diffrob.worlds.checkpoints import import_robustbench
 
 # One intra-op thread per test process: tiny models gain nothing from more, and
 # oversubscribed threads on a shared 2-core machine slow everything down sharply.
 torch.set_num_threads(int(os.environ.get("DIFFROB_TEST_THREADS", "1")))
+
+
+@functools.cache
+def _test_split():
+    return digits.split()[2:]
+
+
+def tiny_world(n: int = 4, **overrides) -> World:
+    """Randomly initialised digits models (seeded, made anew) on the first n test images,
+    smoke parameters with ``overrides``."""
+    torch.manual_seed(0)
+    p = params.load("params/smoke.yaml", n_images=n, **overrides)
+    x, y = _test_split()
+    return World("digits", x[:n], y[:n], digits.DigitsCNN().eval().requires_grad_(False),
+                 digits.build_unet().eval().requires_grad_(False), digits.build_scheduler(), p)
+
+
+def stage_world(results_dir, **overrides) -> World:
+    """:func:`tiny_world` for the stage tests: 6 images in 3 batches of 2, t* = 1, its store
+    in ``results_dir``."""
+    return tiny_world(6, **{"results_dir": str(results_dir), "batch_size": 2, "t_star": 1,
+                            **overrides})
 
 
 def fit_last_layer(model: torch.nn.Module, features: Callable[[torch.nn.Module], torch.Tensor],

@@ -5,9 +5,11 @@ import sys
 import pytest
 import torch
 
-from diffrob import apgd, attacks
+from diffrob import attacks
+from diffrob.attacks import apgd
 
-from test_attacks import SeedSpy, accuracy, tiny_world, trained, trained_world, within  # noqa: F401
+from conftest import tiny_world
+from test_attacks import SeedSpy, accuracy, trained, trained_world, within  # noqa: F401
 
 
 def test_the_package_is_importable_as_autoattack():

@@ -11,26 +11,14 @@ import torchattacks
 from hypothesis import given, settings, strategies as st
 
 from diffrob import attacks, params, stages
-from diffrob.purifiers import Purifier
+from diffrob.purifiers import Purifier, seed_for
 from diffrob.worlds import World, digits
+
+from conftest import tiny_world
 
 MODELS = Path("models/digits")
 trained = pytest.mark.skipif(not (MODELS / "ddpm.safetensors").is_file(),
                              reason="trained digits models not in models/digits")
-
-
-@functools.cache
-def _test_split():
-    return digits.split()[2:]
-
-
-def tiny_world(n=4, **overrides) -> World:
-    """Randomly initialised digits models (seeded) on the first n test images."""
-    torch.manual_seed(0)
-    p = params.load("params/smoke.yaml", n_images=n, **overrides)
-    x, y = _test_split()
-    return World("digits", x[:n], y[:n], digits.DigitsCNN().eval().requires_grad_(False),
-                 digits.build_unet().eval().requires_grad_(False), digits.build_scheduler(), p)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +59,7 @@ def test_pgd_stays_in_ball(world, x, eps, steps, rel, random_start, eot):
 
 
 @settings(max_examples=8, deadline=None)
-@given(st.sampled_from(attacks.SYSTEM_ATTACKS), st.floats(0.0, 1.0), st.integers(0, 5))
+@given(st.sampled_from(attacks.NAMES), st.floats(0.0, 1.0, exclude_min=True), st.integers(0, 5))
 def test_system_attacks_stay_in_ball(attack, eps_255_frac, batch_index):
     w = tiny_world(2, eps_255=255 * eps_255_frac, t_star=1, attack_steps=2)
     x_adv = attacks.attack_batch(w, attack, w.images, w.labels, batch_index)
@@ -170,23 +158,23 @@ def test_pgd_equals_torchattacks_pgd_from_the_same_start(world):
         assert (ours - x).abs().max() > eps / 2  # it moved
 
 
-@pytest.mark.parametrize("attack", attacks.SYSTEM_ATTACKS[:4])
+@pytest.mark.parametrize("attack", attacks.TABLE_1)
 def test_system_attacks_equal_torchattacks_around_the_same_system(world, attack):
     """BPDA = torchattacks PGD around a straight-through purifier; -eot = torchattacks EOTPGD
     (one call per EOT sample) with the seeds our folded batch uses."""
     w = tiny_world(4, eot=3, attack_steps=2)
     p, purifier = w.params, w.purifier()
-    eot = attacks.attack_eot(attack, p.eot)
+    eot = attacks.get(attack).eot_samples(p.eot)
     model = attacks.SystemLogits(w.classifier, purifier, 2, p.attack_seed, len(w.images),
-                                 straight=attack.startswith("bpda"))
+                                 straight=attacks.get(attack).gradient == "straight-through")
     start = attacks.uniform(w.images, p.eps, torch.Generator().manual_seed(
-        attacks.seed_for(p.attack_seed, 2, 0, False)))
+        seed_for(p.attack_seed, 2, 0, False)))
     # torchattacks starts from its input: give it our random start with eps measured from x
     # by running our pgd without random start from the same point instead.
     ref = torchattacks.EOTPGD(model, eps=p.eps, alpha=p.step_size, steps=p.attack_steps,
                               eot_iter=eot, random_start=False)(start, w.labels)
     ours_model = attacks.SystemLogits(w.classifier, purifier, 2, p.attack_seed, len(w.images),
-                                      straight=attack.startswith("bpda"))
+                                      straight=attacks.get(attack).gradient == "straight-through")
     ours = attacks.pgd(ours_model, start, w.labels, p.eps, p.attack_steps, p.step_size,
                        random_start=False, eot=eot)
     assert model.calls == p.attack_steps * eot and ours_model.calls == p.attack_steps

@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 import torch
 
-from diffrob import fuzzy, purifiers, stages, store
-from test_stages import tiny_world
+from diffrob import attacks, purifiers, stages, store
+from diffrob.fuzzy import analysis as fuzzy
+from conftest import stage_world
 
 ROOT = Path(__file__).resolve().parents[1]
 long_run = pytest.mark.skipif(
@@ -52,7 +53,7 @@ def test_purifier_noise_is_drawn_on_the_cpu_whatever_the_device(monkeypatch):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_purified_images_agree_on_cpu_and_cuda():
-    w = tiny_world("unused")
+    w = stage_world("unused")
     x, i = w.images[:2], 1
     cpu = w.purifier()(x, [0, 5], i)
     w.diffusion = copy.deepcopy(w.diffusion).to("cuda")  # the cached model stays on the CPU
@@ -68,7 +69,7 @@ def test_purified_images_agree_on_cpu_and_cuda():
     (lambda x: x[:0], r"images: expected at least one image"),
 ])
 def test_purifier_inputs(change, match):
-    w = tiny_world("unused")
+    w = stage_world("unused")
     with pytest.raises(ValueError, match=match):
         w.purifier()(change(w.images[:2]), 0, 0)
 
@@ -76,7 +77,7 @@ def test_purifier_inputs(change, match):
 @pytest.mark.parametrize("seeds,match", [(1.5, "base_seeds"), ([0, 2.0], "base_seeds"),
                                          (True, "base_seeds"), (-1, "base_seeds")])
 def test_purifier_seeds_must_be_integers(seeds, match):
-    w = tiny_world("unused")
+    w = stage_world("unused")
     with pytest.raises(ValueError, match=match):
         w.purifier()(w.images[:2], seeds, 0)
     with pytest.raises(ValueError, match="batch_index"):
@@ -84,7 +85,7 @@ def test_purifier_seeds_must_be_integers(seeds, match):
 
 
 def test_world_predict_and_pgd_refuse_wrong_dtypes_and_empty_batches():
-    w = tiny_world("unused")
+    w = stage_world("unused")
     with pytest.raises(ValueError, match=r"images: expected torch.float32"):
         w.predict(w.images.double())
     from diffrob.attacks import pgd
@@ -121,8 +122,8 @@ def _never(*a, **k):
 
 def test_a_read_only_results_folder_fails_before_computing(tmp_path, monkeypatch):
     with tmpfs(tmp_path / "ro", "size=1m,ro") as folder:
-        w = tiny_world(folder)
-        monkeypatch.setattr(stages, "attack_batch", _never)
+        w = stage_world(folder)
+        monkeypatch.setattr(attacks, "attack_batch", _never)
         with pytest.raises(OSError, match=rf"{folder}.*") as err:
             stages.adversarial(w, "pgd", progress=False)
         assert err.value.errno == errno.EROFS
@@ -130,12 +131,12 @@ def test_a_read_only_results_folder_fails_before_computing(tmp_path, monkeypatch
 
 def test_a_full_results_folder_fails_before_computing_and_names_it(tmp_path, monkeypatch):
     with tmpfs(tmp_path / "full", "size=256k") as folder:
-        w = tiny_world(folder)
-        monkeypatch.setattr(stages, "attack_batch", _never)
+        w = stage_world(folder)
+        monkeypatch.setattr(attacks, "attack_batch", _never)
         with pytest.raises(OSError, match=r"No space left for the next batch.*" + str(folder)):
             stages.adversarial(w, "pgd", progress=False)
         # a disk that fills during the write: the real Errno 28, with the file's name
-        k = store.key(w.params, "attack/pgd")
+        k = stages.attack_key(w, "pgd")
         with pytest.raises(OSError, match=r"No space left on device while writing .*batch_00000"):
             store.write(w.params, "attack/pgd", 0, torch.zeros(200_000), k)
         assert not list(folder.rglob("*.tmp"))
@@ -147,11 +148,11 @@ TINY = ["-p", "n_images", "8", "-p", "batch_size", "1", "-p", "t_star", "2",
         "-p", "attack_steps", "6", "-p", "eot", "2", "-p", "n_evals", "3"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 # Runs `diffrob attack` and appends every batch it computes to the file $COMPUTED.
-RUN = ("import os, sys; from diffrob import cli, stages; f = stages.attack_batch\n"
+RUN = ("import os, sys; from diffrob import attacks, cli; f = attacks.attack_batch\n"
        "def logged(world, attack, x, y, i, *a, **k):\n"
        "    out = f(world, attack, x, y, i, *a, **k)\n"
        "    open(os.environ['COMPUTED'], 'a').write(f'{i}\\n'); return out\n"
-       "stages.attack_batch = logged; cli.main(sys.argv[1:])")
+       "attacks.attack_batch = logged; cli.main(sys.argv[1:])")
 
 
 def start(results, model_dir, computed, *extra):

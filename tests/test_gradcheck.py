@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from diffrob import gradcheck
+from diffrob.attacks import gradcheck
 
-from test_attacks import tiny_world
+from conftest import tiny_world
 
 
 def test_the_full_gradient_passes_every_check():

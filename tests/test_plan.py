@@ -9,7 +9,7 @@ from torch import nn
 from diffrob import attacks, cli, compression, params, plan, stages, worlds
 from diffrob.worlds import imagenet
 
-from test_attacks import tiny_world
+from conftest import tiny_world
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +31,10 @@ class ImageCount:
 def test_flops_and_calls_match_a_real_attack_and_evaluation(digits_units, checkpointing, iterate):
     w = tiny_world(4, eot=3, attack_steps=2, batch_size=4, n_evals=3, checkpointing=checkpointing,
                    pgd_iterate=iterate)
-    w = dataclasses.replace(w, params=w.params.replace(attacks=list(attacks.SYSTEM_ATTACKS)))
+    w = dataclasses.replace(w, params=w.params.replace(attacks=list(attacks.NAMES)))
     costs = plan.table(w.params, units=digits_units)
     calls = ImageCount(w.diffusion)
-    for name in attacks.SYSTEM_ATTACKS:
+    for name in attacks.NAMES:
         calls.n = 0
         with plan.FlopCount() as spent:
             attacks.attack_batch(w, name, w.images, w.labels, 0)

@@ -21,8 +21,13 @@ def p(tmp_path):
     return params.load("params/smoke.yaml", results_dir=str(tmp_path))
 
 
+def key_of(p, stage: str, models: str = "m") -> dict:
+    """A key as a stage makes one: models, data and some of the parameters."""
+    return store.key(stage, models, "d", eps_255=p.eps_255, n_images=p.n_images)
+
+
 def test_round_trip_and_missing(p):
-    k = store.key(p, "attack/pgd-eot", "abc")
+    k = key_of(p, "attack/pgd-eot", "abc")
     assert store.read(p, "attack/pgd-eot", 0, k) is None
     x = torch.rand(2, 1, 8, 8)
     path = store.write(p, "attack/pgd-eot", 0, x, k)
@@ -31,45 +36,27 @@ def test_round_trip_and_missing(p):
     assert torch.equal(store.read(p, "attack/pgd-eot", 0, k), x)
     assert [f.name for f in path.parent.iterdir()] == [path.name]  # no temp file left
     preds = torch.randint(0, 10, (4, 2))
-    store.write(p, "evaluate/clean", 1, preds, store.key(p, "evaluate/clean"))
-    assert torch.equal(store.read(p, "evaluate/clean", 1, store.key(p, "evaluate/clean")), preds)
-
-
-def test_key_holds_what_determines_the_result_and_nothing_else(p):
-    k = store.key(p, "attack/pgd-eot", "m")
-    for change in [dict(eps_255=16.0), dict(attack_steps=3), dict(eot=3), dict(t_star=3),
-                   dict(attack_seed=7), dict(random_start=False), dict(n_images=6),
-                   dict(batch_size=3), dict(purifier="ddim"), dict(rel_stepsize=0.1)]:
-        assert store.key(p.replace(**change), "attack/pgd-eot", "m") != k, change
-    for change in [dict(device="cpu"), dict(results_dir="elsewhere"), dict(n_evals=7),
-                   dict(checkpointing=False), dict(model_dir="other")]:
-        assert store.key(p.replace(**change), "attack/pgd-eot", "m") == k, change
-    assert store.key(p, "attack/pgd-eot", "other weights") != k
-    # without EOT the eot parameter does not matter; r matters only to evaluations
-    assert store.key(p.replace(eot=5), "attack/pgd") == store.key(p, "attack/pgd")
-    assert store.key(p.replace(n_evals=7), "evaluate/pgd") != store.key(p, "evaluate/pgd")
-    assert store.key(p.replace(eps_255=1.0), "evaluate/clean") == store.key(p, "evaluate/clean")
-    with pytest.raises(ValueError, match="stage"):
-        store.key(p, "cap/x")
+    store.write(p, "evaluate/clean", 1, preds, key_of(p, "evaluate/clean"))
+    assert torch.equal(store.read(p, "evaluate/clean", 1, key_of(p, "evaluate/clean")), preds)
 
 
 def test_other_parameters_live_beside_and_a_misplaced_file_is_refused(p):
     x = torch.rand(2, 1, 8, 8)
-    mine = store.write(p, "attack/bpda", 0, x, store.key(p, "attack/bpda"))
+    mine = store.write(p, "attack/bpda", 0, x, key_of(p, "attack/bpda"))
     q = p.replace(eps_255=8.0)
-    kq = store.key(q, "attack/bpda")
+    kq = key_of(q, "attack/bpda")
     assert store.read(q, "attack/bpda", 0, kq) is None  # another run's folder: not there yet
     theirs = store.path(q, "attack/bpda", 0, kq)
     theirs.parent.mkdir(parents=True)
     theirs.write_bytes(mine.read_bytes())  # a file copied into the wrong run's folder
     with pytest.raises(store.StoreError, match=r"eps_255: 48.0 in the file, 8.0 now"):
         store.read(q, "attack/bpda", 0, kq)
-    assert torch.equal(store.read(p, "attack/bpda", 0, store.key(p, "attack/bpda")), x)
+    assert torch.equal(store.read(p, "attack/bpda", 0, key_of(p, "attack/bpda")), x)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "empty", "rename"])
 def test_damaged_files_are_refused(p, damage):
-    k = store.key(p, "attack/bpda")
+    k = key_of(p, "attack/bpda")
     path = store.write(p, "attack/bpda", 0, torch.rand(2, 1, 8, 8), k)
     blob = bytearray(path.read_bytes())
     if damage == "truncate":
@@ -110,8 +97,7 @@ def test_data_digest_follows_images_and_labels():
     x2[0, 0, 0, 0] += 1 / 255
     assert store.data_digest(x2, y) != d
     assert store.data_digest(x, torch.tensor([0, 1, 2, 4])) != d
-    p = params.load(None)
-    assert store.key(p, "attack/pgd", "m", d) != store.key(p, "attack/pgd", "m", "other")
+    assert store.key("attack/pgd", "m", d) != store.key("attack/pgd", "m", "other")
 
 
 def test_params_digest_ignores_only_where_and_how_fast(p):
@@ -124,23 +110,15 @@ def test_params_digest_ignores_only_where_and_how_fast(p):
         assert store.params_digest(p.replace(**change)) != d, change
 
 
-def test_seed_guard_holds_for_evaluations_of_stored_attacks(p):
-    assert p.attack_seed >= p.n_evals
-    store.key(p, "evaluate/pgd")
-    store.key(p.replace(n_evals=5000), "evaluate/clean")  # clean inputs have no attack seeds
-    with pytest.raises(ValueError, match=r"'attack_seed' \(1000\) must be >= n_evals \(5000\)"):
-        store.key(p.replace(n_evals=5000), "evaluate/pgd")
-
-
 def test_non_finite_data_are_never_written(p):
-    k = store.key(p, "attack/pgd")
+    k = key_of(p, "attack/pgd")
     x = torch.rand(2, 1, 8, 8)
     x[1, 0, 3, 3] = float("nan")
     with pytest.raises(FloatingPointError, match=r"attack/pgd, batch 4: .*1 of 128 values"):
         store.write(p, "attack/pgd", 4, x, k)
     assert not p.store_dir.exists() or not any(p.store_dir.rglob("*.safetensors"))
     with pytest.raises(FloatingPointError, match=r"attack/pgd, batch 0: boom; nothing was stored"):
-        list(store.each(p, "attack/pgd", k, [0], lambda i: (_ for _ in ()).throw(
+        list(store.cached(p, "attack/pgd", k, [0], lambda i: (_ for _ in ()).throw(
             FloatingPointError("boom"))))
     assert store.read(p, "attack/pgd", 0, k) is None
 
@@ -160,7 +138,7 @@ def _lock_file(p, k, batch, owner, age=0.0):
 
 
 def test_claims_are_exclusive_and_dead_owners_are_taken_over(p):
-    k = store.key(p, "attack/pgd")
+    k = key_of(p, "attack/pgd")
     with store.claim(p, "attack/pgd", 0, k) as mine:
         assert mine
         with store.claim(p, "attack/pgd", 0, k) as again:  # held by a live process (this one)
@@ -180,7 +158,7 @@ def test_claims_are_exclusive_and_dead_owners_are_taken_over(p):
 
 def test_a_batch_claimed_by_another_live_process_is_waited_for(p, monkeypatch):
     monkeypatch.setattr(store, "POLL_S", 0.05)
-    k = store.key(p, "attack/pgd")
+    k = key_of(p, "attack/pgd")
     lock = _lock_file(p, k, 1, {"host": "elsewhere", "pid": 1, "time": 0})
     theirs = torch.rand(2, 1, 8, 8)
 
@@ -191,14 +169,14 @@ def test_a_batch_claimed_by_another_live_process_is_waited_for(p, monkeypatch):
     t = threading.Thread(target=other_process)
     t.start()
     computed = []
-    got = dict(store.each(p, "attack/pgd", k, [0, 1, 2],
+    got = (store.cached(p, "attack/pgd", k, [0, 1, 2],
                           lambda i: computed.append(i) or torch.full((2, 1, 8, 8), float(i))))
     t.join()
     assert computed == [0, 2] and torch.equal(got[1], theirs)
 
 
 def test_orphan_temp_files_of_dead_writers_are_removed(p):
-    k = store.key(p, "attack/pgd")
+    k = key_of(p, "attack/pgd")
     target = store.path(p, "attack/pgd", 0, k)
     target.parent.mkdir(parents=True)
     dead = target.with_name(f".{target.name}.{store.HOST}.{_dead_pid()}.0123abcd.tmp")
@@ -208,24 +186,24 @@ def test_orphan_temp_files_of_dead_writers_are_removed(p):
     for f in (dead, live, far, old):
         f.write_bytes(b"partial")
     os.utime(old, (time.time() - store.STALE_S - 1,) * 2)
-    list(store.each(p, "attack/pgd", k, [0], lambda i: torch.zeros(1)))
+    list(store.cached(p, "attack/pgd", k, [0], lambda i: torch.zeros(1)))
     assert sorted(f.name for f in target.parent.iterdir()) == sorted(
         [target.name, live.name, far.name])
 
 
 def test_a_full_folder_fails_before_computing_and_names_the_path(p, monkeypatch):
-    k = store.key(p, "attack/pgd")
+    k = key_of(p, "attack/pgd")
 
     def compute(i):
         raise AssertionError("computed although the folder is full")
     monkeypatch.setattr(store.shutil, "disk_usage", lambda folder: SimpleNamespace(free=1000))
     with pytest.raises(OSError, match=r"No space left.*1000 bytes free.*" +
                        str(p.store_dir).replace("/", ".")):
-        list(store.each(p, "attack/pgd", k, [0], compute, lambda i: 10**6))
+        list(store.cached(p, "attack/pgd", k, [0], compute, lambda i: 10**6))
 
 
 def test_io_errors_name_the_file(p, monkeypatch):
-    k = store.key(p, "attack/pgd")
+    k = key_of(p, "attack/pgd")
 
     def full(fd):
         raise OSError(28, "No space left on device")
