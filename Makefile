@@ -7,20 +7,21 @@ PY     := $(VENV)/bin/python
 PARAMS ?= params/digits.yaml
 CH     ?=
 ARGS   ?=
-# Which PyTorch build the first run installs (README, "A CPU-only install"):
+# Which PyTorch build the first run installs (docs/install.md):
 #   cpu      PyTorch's CPU-only wheels from TORCH_INDEX: no CUDA libraries
 #   default  PyPI's wheels (on Linux with the CUDA libraries, several GB)
 # Default: cpu on Linux where no NVIDIA driver answers (no working `nvidia-smi`).
 TORCH  ?= $(if $(filter Linux,$(shell uname -s)),$(if $(shell nvidia-smi -L 2>/dev/null),default,cpu),default)
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: help env book chapter test test-fast bench train colab-requirements clean
+.PHONY: help env book chapter test bench train colab-cells colab-requirements clean
 
 help:
 	@echo "make book    execute every chapter on PARAMS ($(PARAMS)) and build the HTML book"
 	@echo "make chapter CH=02_distances PARAMS=params/digits.yaml ARGS='-p eot 5'"
 	@echo "make test    install and run the test suite"
 	@echo "make bench   run the benchmarks (tables printed and saved under bench/results/)"
+	@echo "make colab-cells  write the Colab cell of _config.yml into every chapter (book/*.py, .ipynb)"
 	@echo "make env     only create .venv (TORCH=cpu|default, here: $(TORCH)); then"
 	@echo "             'source .venv/bin/activate' puts diffrob, papermill and jb on the PATH"
 
@@ -54,6 +55,11 @@ bench: env
 
 train: env
 	$(VENV)/bin/diffrob train $(or $(WORLD),digits)
+
+# The chapters' first cell, from _config.yml's repository: written here only, never by
+# `make book` (tests/test_build_book.py checks that the committed chapters hold it).
+colab-cells: env
+	$(PY) scripts/build_book.py --colab-cells
 
 # The versions the chapters' Colab cell installs: the ones installed here (after `make test`).
 colab-requirements: env

@@ -7,8 +7,8 @@ ratio, both robust accuracies (the purified system re-evaluated under base seeds
 0..r-1), and the cost of one PGD-EOT step as images/s and as a fraction of the
 machine's measured float32 matmul throughput. Then every system attack of
 :mod:`diffrob.attacks` on the same images: its seconds per gradient evaluation
-(:func:`diffrob.plan.attack_work`) as a ratio to PGD-EOT's, in the same run (issue 13:
-APGD and torchattacks call the model once per EOT sample, PGD-EOT folds them).
+(:meth:`diffrob.attacks.Attack.work`) as a ratio to PGD-EOT's, in the same run (APGD and
+torchattacks call the model once per EOT sample, PGD-EOT folds them).
 
     .venv/bin/python bench/bench_attacks.py [--params params/digits.yaml] [--images 16]
 """
@@ -107,9 +107,9 @@ def main() -> None:
         "matmul_gflops": peak / 1e9, "fraction_of_matmul": step_flops / step_s / peak,
     }
     per_gradient = {}
-    for name in attacks.SYSTEM_ATTACKS:
+    for name in attacks.NAMES:
         _, seconds = timed(lambda: attacks.attack_batch(world, name, x, y, 0, purifier))
-        per_gradient[name] = seconds / plan.attack_work(p, name)[0]
+        per_gradient[name] = seconds / attacks.get(name).work(p.eot, p.attack_steps, p.pgd_iterate)[0]
     result.update({f"per_gradient_vs_pgd-eot/{k}": v / per_gradient["pgd-eot"]
                    for k, v in per_gradient.items()})
     width = max(map(len, result))

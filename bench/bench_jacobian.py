@@ -1,7 +1,7 @@
 """Benchmark: the exact Jacobian of the purifier (sec. 6, Fig. 5c) by batched VJPs vs a row loop.
 
 Both compute J_f(x0) of the fixed-randomness DiffPure purifier at one clean
-image: ``compression.jacobian`` folds ``jacobian_chunk`` vector-Jacobian
+image: ``diffrob.compression.analysis.jacobian`` folds ``jacobian_chunk`` vector-Jacobian
 products into one batch, the reference makes one forward pass and then calls
 ``torch.autograd.grad`` once per output pixel. Prints a table and writes
 ``bench/results/jacobian.json``: times, their ratio, and the largest difference
@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from diffrob import compression, params, worlds
+from diffrob import params, worlds
+from diffrob.compression import analysis as compression
 
 
 def main() -> None:

@@ -47,23 +47,11 @@ if "google.colab" in sys.modules:
 params_file = "params/digits.yaml"
 
 # %% tags=["hide-input"]
-from diffrob import params
-P = params.load_notebook(params_file, globals())   # picks up papermill -p overrides
-
 import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
-
-from diffrob import claims, trajectories, verdicts, worlds
-from diffrob.params import PURIFIERS
-
-world = worlds.from_params(P)
-paper = claims.paper("setup")
-paper_world = P.world if P.world in paper else "cifar10"
-paper_label = f"paper ({paper_world})"
-
-from diffrob.figures import Reproduce, Table, glue
-reproduce = Reproduce(P, params_file, "01_setup")
+from diffrob import chapter
+ch = chapter.open(params_file, globals(), "01_setup")
+P, reproduce, glue = ch.P, ch.reproduce, ch.glue
+from diffrob.setup import report
 
 # %% [markdown]
 # ## The world
@@ -72,32 +60,13 @@ reproduce = Reproduce(P, params_file, "01_setup")
 # schedule is chosen so that its t* = 10 leaves the same fraction as the CIFAR-10 model's t* = 100.
 
 # %%
-n_parameters = lambda m: f"{type(m).__name__}, {sum(p.numel() for p in m.parameters()):,} parameters"
-t_star = world.purifier().t_star
-pw = paper[paper_world]
-facts = pd.DataFrame({
-    "ours": [P.world, len(world.images), "x".join(map(str, world.image_shape)),
-             n_parameters(world.classifier), n_parameters(world.diffusion),
-             len(world.scheduler.alphas_cumprod), t_star,
-             f"{float(world.scheduler.alphas_cumprod[t_star - 1]):.4f}",
-             f"{P.eps_255:g}/255", P.batch_size],
-    paper_label: [paper_world, pw["n_images"], pw["image_shape"], pw["classifier"],
-                  pw["diffusion"], pw["diffusion_steps"], pw["t_star"],
-                  f"{pw['alpha_bar_t_star']:.4f}", f"{pw['eps_255']}/255", pw["batch_size"]],
-}, index=["world", "test images", "image shape (C x H x W)", "classifier",
-          "diffusion model", "diffusion training steps T", "t*", "alpha_bar(t*)",
-          "attack eps (l_inf)", "batch size (eq. 9's batch)"])
-Table(facts, "tbl-setup-world", "This world beside the paper's setting (the paper's sec. 2, "
-      "Appendix B and Table S1).")
+report.world_table(ch.world)
 
 # %% tags=["remove-input"]
 reproduce()
 
 # %% mystnb={"figure": {"caption": "The first test images of this world and their labels (the paper shows CIFAR-10's in Fig. S3).", "name": "fig-setup-images"}}
-k = min(10, len(world.images))
-fig = trajectories.image_grid({"clean": world.images[:k]})
-fig.suptitle("first test images, labels " + " ".join(str(int(y)) for y in world.labels[:k]),
-             fontsize="small")
+report.images_figure(ch.world)
 plt.show()
 
 # %% tags=["remove-input"]
@@ -145,33 +114,8 @@ reproduce()
 # with fixed noise, not at t* = 100.
 
 # %%
-labels = world.labels
-purified = {m: trajectories.purify(world, world.images, m) for m in PURIFIERS}
-correct = {"bare": (world.predict(world.images) == labels).cpu().numpy()}
-correct.update({m: (world.predict(x) == labels).cpu().numpy() for m, x in purified.items()})
-bare = correct["bare"].mean()
-accuracy = {m: correct[m].mean() for m in PURIFIERS}
-
-
-def paper_accuracy(method):
-    row = paper[paper_world]["purified_clean_accuracy"].get(method)
-    if row is None:
-        return "n/a"
-    return f"{row['value']:.2f}" + (f" ± {row['std']:.2f}" if "std" in row else "")
-
-
-def with_interval(flags):
-    e = verdicts.proportion(flags)
-    return f"{100 * e.value:.2f} [{100 * e.lo:.1f}, {100 * e.hi:.1f}]"
-
-
-acc_table = pd.DataFrame(
-    {"ours (%) [95 % interval]": [with_interval(correct[m]) for m in ["bare", *PURIFIERS]],
-     f"{paper_label} (%)": [f"{paper[paper_world]['classifier_clean_accuracy']:.2f}"]
-     + [paper_accuracy(m) for m in PURIFIERS]},
-    index=["bare classifier"] + [f"purified: {m}" for m in PURIFIERS])
-Table(acc_table, "tbl-setup-accuracy", "Clean accuracy, bare and purified, beside the paper's "
-      "(the paper's Table 1 and Table 2, clean rows; the other samplers from its review thread).")
+acc = report.accuracy(ch.world)
+report.accuracy_table(acc)
 
 # %% tags=["remove-input"]
 reproduce()
@@ -185,12 +129,7 @@ reproduce()
 # bootstrap over the images.
 
 # %%
-rows = [claims.record(P, "setup", "purification_costs_accuracy",
-                      verdicts.paired_proportions(correct["bare"], correct["ddpm"])),
-        claims.record(P, "setup", "samplers_comparable",
-                      verdicts.spread_of_means(np.stack([correct[m] for m in PURIFIERS], 1)))]
-Table(claims.frame(rows), "tbl-setup-claims", "The set-up's claims judged (criteria from the "
-      "paper's sec. 2 and Appendix C.2, in paper_data/setup.yaml).")
+report.claims_table(acc)
 
 # %% tags=["remove-input"]
 reproduce()
@@ -203,25 +142,18 @@ reproduce()
 # denoised), and the purified images of each sampler for the same perturbed input.
 
 # %% mystnb={"figure": {"caption": "Clean and perturbed images, DiffPure's intermediate states and each sampler's purified images; reproduces the paper's Fig. S3.", "name": "fig-setup-purified"}}
-k = min(6, len(world.images))
-perturbed = trajectories.uniform_inputs(world, P.eps, seed=P.base_seed)
-curves = trajectories.distance_curves(world, perturbed, "ddpm", keep=k)
-rows = {"clean": world.images[:k], f"uniform {P.eps_255:g}/255": perturbed[:k]}
-for s in sorted({t_star // 2, t_star, (3 * t_star) // 2}):
-    rows[f"ddpm step {s}"] = curves.states[s]
-for m in PURIFIERS:
-    rows[f"purified: {m}"] = trajectories.purify(world, perturbed, m)[:k]
-trajectories.image_grid(rows)
+report.purified_figure(ch.world)
 plt.show()
 
 # %% tags=["remove-input"]
 reproduce()
 
 # %% tags=["remove-input"]
-# The numbers of "What it says here", glued into its text (issue 14).
-glue("setup_bare", f"{100 * bare:.1f} %")
-glue("setup_ddpm", f"{100 * accuracy['ddpm']:.1f} %")
-glue("setup_samplers", ", ".join(f"{m} {100 * accuracy[m]:.1f} %" for m in PURIFIERS))
+# The numbers of "What it says here", glued into its text.
+said = report.setup_said(acc)
+glue("setup_bare", said["setup_bare"])
+glue("setup_ddpm", said["setup_ddpm"])
+glue("setup_samplers", said["setup_samplers"])
 
 # %% [markdown]
 # **What it says here.** {numref}`tbl-setup-world` compares our world with the paper's.

@@ -47,22 +47,11 @@ if "google.colab" in sys.modules:
 params_file = "params/digits.yaml"
 
 # %% tags=["hide-input"]
-from diffrob import params
-P = params.load_notebook(params_file, globals())   # picks up papermill -p overrides
-
 import matplotlib.pyplot as plt
-import pandas as pd
-
-from diffrob import claims, metrics, stages, trajectories, verdicts, worlds
-from diffrob.params import PURIFIERS
-
-world = worlds.from_params(P)
-paper = claims.paper("sec31")
-paper_world = P.world if P.world in paper else "cifar10"
-paper_label = f"paper ({paper_world})"
-
-from diffrob.figures import Reproduce, Table, glue
-reproduce = Reproduce(P, params_file, "02_distances")
+from diffrob import chapter
+ch = chapter.open(params_file, globals(), "02_distances")
+P, reproduce, glue = ch.P, ch.reproduce, ch.glue
+from diffrob.distances import report
 
 # %% [markdown]
 # ## The perturbed inputs
@@ -74,19 +63,7 @@ reproduce = Reproduce(P, params_file, "02_distances")
 # one of the 2 t* + 1 states.
 
 # %%
-inputs = {a: stages.adversarial(world, a) for a in P.attacks}
-levels = sorted(set(P.uniform_eps_255) | {P.eps_255})
-if not P.attacks:
-    print("No attacks in `attacks` for this world: only uniform noise is measured.")
-curves = {name: trajectories.distance_curves(world, x, "ddpm") for name, x in inputs.items()}
-clipped = {}  # uniform noise clipped to [0,1], our other convention
-for e in levels:
-    name = f"uniform_{e:g}"
-    inputs[name] = trajectories.uniform_inputs(world, e / 255, seed=P.base_seed, clip=False)
-    curves[name] = trajectories.distance_curves(world, inputs[name], "ddpm", unclipped=True)
-    clipped[name] = trajectories.distance_curves(world, inputs[name].clamp(0, 1), "ddpm")
-t_star = next(iter(curves.values())).t_star
-same_size = [*P.attacks, f"uniform_{P.eps_255:g}"]
+r = report.distances(ch.world)
 
 # %% [markdown]
 # ## Distances along the purification (Fig. 1c/d, Fig. S1)
@@ -95,15 +72,7 @@ same_size = [*P.attacks, f"uniform_{P.eps_255:g}"]
 # forward process ends and the reverse process begins.
 
 # %% mystnb={"figure": {"caption": "l2 and l_inf distance to the clean image along DiffPure's purification, mean \u00b1 one standard deviation over the test images; reproduces the paper's Fig. 1c/d and Fig. S1.", "name": "fig-distances"}}
-label = lambda name: f"uniform {name[8:]}/255" if name.startswith("uniform_") else name
-fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
-for row, metric in enumerate(("l2", "linf")):
-    trajectories.plot_curves(axes[row, 0], {label(n): curves[n] for n in same_size}, metric,
-                             f"{metric}: attacks and uniform noise of eps {P.eps_255:g}/255")
-    trajectories.plot_curves(axes[row, 1], {label(f"uniform_{e:g}"): curves[f"uniform_{e:g}"]
-                                            for e in levels}, metric,
-                             f"{metric}: uniform noise of growing size")
-fig.tight_layout()
+report.distances_figure(r)
 plt.show()
 
 # %% tags=["remove-input"]
@@ -125,55 +94,19 @@ reproduce()
 # `uniform_*, clipped` purify the same draw clipped to [0,1], the inputs an attacker could submit.
 
 # %%
-def table(metric):
-    rows = {}
-    for name, c in [*curves.items(), *((f"{n}, clipped", c) for n, c in clipped.items())]:
-        ours = trajectories.init_max_end(getattr(c, metric), t_star)
-        ref = paper[paper_world][metric].get(name, {})
-        row = {f"ours {col}": f"{m:.3f} ± {s:.3f}" for col, (m, s) in ours.items()}
-        row["ours end / init"] = f"{ours['end'][0] / ours['init'][0]:.2f}"
-        row.update({f"{paper_label} {col}": f"{m:.3f} ± {s:.3f}" for col, (m, s) in ref.items()})
-        rows[name] = row
-    return pd.DataFrame(rows).T.fillna("")
-
-
-Table(table("l2"), "tbl-distances-l2", "l2 distance to the clean image at init, max and end of "
-      "DiffPure's purification, mean ± std over the test images; reproduces the paper's Table S2 "
-      "(Table S4 on ImageNet).")
+report.l2_table(r)
 
 # %% tags=["remove-input"]
 reproduce()
 
 # %%
-Table(table("linf"), "tbl-distances-linf", "l_inf distance to the clean image at init, max and "
-      "end, mean ± std over the test images; reproduces the paper's Table S3 (Table S4 on "
-      "ImageNet).")
+report.linf_table(r)
 
 # %% tags=["remove-input"]
 reproduce()
 
 # %%
-end = {n: c.l2[-1].double().mean().item() for n, c in curves.items()}
-init = {n: c.l2[0].double().mean().item() for n, c in curves.items()}
-u = f"uniform_{P.eps_255:g}"
-largest = f"uniform_{levels[-1]:g}"
-# Each claim's criterion and source are in paper_data/sec31.yaml; the intervals are paired
-# bootstraps over the test images (diffrob.verdicts).
-rows = [
-    claims.record(P, "sec31", "l2_grows",
-                  {n: verdicts.ratio_of_means(curves[n].l2[-1], curves[n].l2[0]) for n in same_size}),
-    claims.record(P, "sec31", "linf_grows",
-                  {n: verdicts.ratio_of_means(curves[n].linf[-1], curves[n].linf[0])
-                   for n in same_size}),
-    claims.record(P, "sec31", "attacks_like_uniform",
-                  {a: verdicts.ratio_of_means(curves[a].l2[-1], curves[u].l2[-1]) for a in P.attacks}
-                  if P.attacks else None),
-    claims.record(P, "sec31", "large_noise_shrinks",
-                  {largest: verdicts.ratio_of_means(curves[largest].l2[-1], curves[largest].l2[0])}),
-]
-print("end/init l2:", {n: round(end[n] / init[n], 2) for n in curves})
-Table(claims.frame(rows), "tbl-distances-claims", "Sec. 3.1's claims on distances judged "
-      "(criteria from the paper's sec. 3.1 and Tables S2-S3, in paper_data/sec31.yaml).")
+report.distance_claims(r)
 
 # %% tags=["remove-input"]
 reproduce()
@@ -189,23 +122,7 @@ reproduce()
 # table sets floor / init, read off the smallest uniform level, beside the measured end / init.
 
 # %%
-def floor_table(l2_init, l2_end, floor_name, names):
-    floor = l2_end[floor_name]
-    return pd.DataFrame({n: {"init l2": l2_init[n], "floor / init": floor / l2_init[n],
-                             "end / init": l2_end[n] / l2_init[n]} for n in names}).T
-
-
-smallest = f"uniform_{levels[0]:g}"
-ref_l2 = {n: {col: v[0] for col, v in cols.items()} for n, cols in paper[paper_world]["l2"].items()}
-paper_uniform = sorted((n for n in ref_l2 if n.startswith("uniform_")), key=lambda n: float(n[8:]))
-parts = {f"ours (floor: {label(smallest)}, l2 {end[smallest]:.3f})":
-         floor_table(init, end, smallest, P.attacks)}
-if paper_uniform and all(a in ref_l2 for a in P.attacks):
-    parts[f"{paper_label} (floor: {label(paper_uniform[0])}, l2 {ref_l2[paper_uniform[0]]['end']})"] = (
-        floor_table({n: r["init"] for n, r in ref_l2.items()}, {n: r["end"] for n, r in ref_l2.items()},
-                    paper_uniform[0], P.attacks))
-Table(pd.concat(parts, axis=1).round(3), "tbl-distances-floor", "The purifier's floor against "
-      "each attack's length: floor / init beside end / init, ours and from the paper's Table S2.")
+report.floor_table(r)
 
 # %% tags=["remove-input"]
 reproduce()
@@ -218,9 +135,7 @@ reproduce()
 # The views are precomputed, so the slider works in the static book.
 
 # %% mystnb={"figure": {"caption": "DiffPure's states for a few test images, step by step, with their distances to the clean image (a slider; no figure of the paper).", "name": "fig-distances-scrubber"}}
-show = P.attacks[-1] if P.attacks else f"uniform_{P.eps_255:g}"
-k = curves[show].states.shape[1]
-trajectories.scrubber(curves[show], world.images[:k])
+report.scrubber(r)
 
 # %% tags=["remove-input"]
 reproduce()
@@ -233,55 +148,25 @@ reproduce()
 # than 11 pixels the largest odd window that fits, 7 for 8x8 digits).
 
 # %%
-attack = "pgd-eot" if "pgd-eot" in P.attacks else (P.attacks[-1] if P.attacks else u)
-if attack != "pgd-eot":
-    print(f"pgd-eot is not among this world's attacks: Table S5 uses {attack}.")
-after = {m: trajectories.purify(world, inputs[attack], m) for m in PURIFIERS}
-s5 = trajectories.before_after(world, inputs[attack], after)
-ref = paper[paper_world].get("sampling", {})
-uniform_ssim = metrics.ssim(inputs[u], world.images).mean().item()
-rows = {}
-for m in PURIFIERS:
-    row = {f"ours {q}": f"{s5['before'][q][0]:.3f} -> {s5[m][q][0]:.3f}"
-           for q in ("l2", "linf", "ssim")}
-    if m in ref:
-        row.update({f"{paper_label} {q}": f"{ref['before'][q]:.3f} -> {ref[m][q]:.3f}"
-                    for q in ("l2", "linf", "ssim")})
-    rows[m] = row
-Table(pd.DataFrame(rows).T, "tbl-distances-samplers", f"Distance and SSIM to the clean image "
-      f"before -> after each sampler, on the {attack} examples; reproduces the paper's Table S5.")
+s5 = report.samplers(r)
+report.samplers_table(s5)
 
 # %% tags=["remove-input"]
 reproduce()
 
 # %%
-print(f"SSIM to the clean image: {attack} {s5['before']['ssim'][0]:.3f}, uniform noise of the "
-      f"same size {uniform_ssim:.3f}, DiffPure-purified {s5['ddpm']['ssim'][0]:.3f}"
-      + (f"  (paper: {ref['before']['ssim']}, {ref['uniform_ssim']}, {ref['ddpm']['ssim']})"
-         if ref else ""))
-# Per image, for the claims: the purifications of Table S5.
-before_l2 = metrics.l2(inputs[attack], world.images)
-before_ssim = metrics.ssim(inputs[attack], world.images)
-rows = [
-    claims.record(P, "sec31", "samplers_push_away",
-                  {m: verdicts.ratio_of_means(metrics.l2(after[m], world.images), before_l2)
-                   for m in PURIFIERS}),
-    claims.record(P, "sec31", "ssim_falls",
-                  {m: verdicts.paired_difference(before_ssim, metrics.ssim(after[m], world.images))
-                   for m in PURIFIERS}),
-]
-Table(claims.frame(rows), "tbl-distances-sampler-claims", "Sec. 3.1's claims on samplers and SSIM "
-      "judged (criteria from the paper's sec. 3.1 and Table S5, in paper_data/sec31.yaml).")
+report.sampler_claims(s5)
 
 # %% tags=["remove-input"]
 reproduce()
 
 # %% tags=["remove-input"]
-# The numbers of "What it says here", glued into its text (issue 14).
-glue("dist_ratios", ", ".join(f"{label(n)} {end[n] / init[n]:.2f}" for n in same_size))
-glue("dist_floor", f"{end[smallest]:.3f}")
-glue("dist_floor_name", label(smallest))
-glue("dist_ssim", f"{s5['before']['ssim'][0]:.3f} -> {s5['ddpm']['ssim'][0]:.3f}")
+# The numbers of "What it says here", glued into its text.
+said = report.distances_said(r, s5)
+glue("dist_ratios", said["dist_ratios"])
+glue("dist_floor", said["dist_floor"])
+glue("dist_floor_name", said["dist_floor_name"])
+glue("dist_ssim", said["dist_ssim"])
 
 # %% [markdown]
 # **What it says here.** The figure ({numref}`fig-distances`) and the tables

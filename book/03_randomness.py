@@ -52,22 +52,11 @@ if "google.colab" in sys.modules:
 params_file = "params/digits.yaml"
 
 # %% tags=["hide-input"]
-from diffrob import params
-P = params.load_notebook(params_file, globals())   # picks up papermill -p overrides
-
 import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
-
-from diffrob import claims, trajectories, verdicts, worlds
-
-world = worlds.from_params(P)
-paper = claims.paper("sec32")
-paper_world = P.world if P.world in paper else "cifar10"
-paper_label = f"paper ({paper_world})"
-
-from diffrob.figures import Reproduce, Table, glue
-reproduce = Reproduce(P, params_file, "03_randomness")
+from diffrob import chapter
+ch = chapter.open(params_file, globals(), "03_randomness")
+P, reproduce, glue = ch.P, ch.reproduce, ch.glue
+from diffrob.distances import report_randomness as report
 
 # %% [markdown]
 # ## Three ways to vary the purification
@@ -80,28 +69,8 @@ reproduce = Reproduce(P, params_file, "03_randomness")
 # with the attack's radius (last row).
 
 # %%
-n = min(P.randomness_images, len(world.images))
-ball = P.randomness_eps_255
-r = trajectories.randomness(world, ball / 255, n, P.n_seeds, P.n_neighbours,
-                            noise_seed=P.base_seed)
-order = ["fixed input", "fixed seed", "both vary", "perturbation"]
-ref = paper[paper_world]["correlation"]
-rows = {c: {"ball (1/255)": "" if c == "fixed input" else f"{ball:g}",
-            "draws": P.n_seeds if c == "fixed input" else P.n_neighbours,
-            "ours: mean correlation": round(r.correlation[c].mean(), 4),
-            "ours: std over images": round(r.correlation[c].std(), 4),
-            f"{paper_label} (ball {paper[paper_world]['eps_255']}/255)": ref.get(c, "")}
-        for c in order}
-if P.eps_255 != ball:
-    wide = trajectories.randomness(world, P.eps, n, P.n_seeds, P.n_neighbours,
-                                   noise_seed=P.base_seed, conditions=("fixed seed",))
-    rows["fixed seed, attack radius"] = {
-        "ball (1/255)": f"{P.eps_255:g}", "draws": P.n_neighbours,
-        "ours: mean correlation": round(wide.correlation["fixed seed"].mean(), 4),
-        "ours: std over images": round(wide.correlation["fixed seed"].std(), 4)}
-Table(pd.DataFrame(rows).T.fillna(""), "tbl-randomness-corr", "Mean correlation of the purified "
-      "directions under each way of varying the purification; reproduces the numbers of the "
-      "paper's Fig. 2a/b and sec. 3.2.")
+r = report.randomness(ch.world)
+report.correlation_table(r)
 
 # %% tags=["remove-input"]
 reproduce()
@@ -113,13 +82,7 @@ reproduce()
 # (right).
 
 # %% mystnb={"figure": {"caption": "Correlation matrices of the purified directions f(x) - x0 of the first image across seeds and across inputs; reproduces the paper's Fig. 2a/b.", "name": "fig-randomness-corr"}}
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
-for ax, c in zip(axes, ["fixed seed", "fixed input", "both vary"]):
-    im = ax.imshow(r.example[c], vmin=-1, vmax=1, cmap="RdBu_r")
-    ax.set_title(f"{c}: mean {r.correlation[c][0]:.3f}")
-    ax.set_xlabel("draw")
-    ax.set_ylabel("draw")
-fig.colorbar(im, ax=axes, shrink=0.8, label="correlation")
+report.correlation_figure(r)
 plt.show()
 
 # %% tags=["remove-input"]
@@ -131,54 +94,29 @@ reproduce()
 # images; "perturbation" is the same for the unpurified inputs (ball `randomness_eps_255`/255).
 
 # %% mystnb={"figure": {"caption": "Distance of each output to its image's centroid, pooled over the images; reproduces the paper's Fig. 2f.", "name": "fig-randomness-centroid"}}
-fig, ax = plt.subplots(figsize=(7, 3.8))
-bins = np.linspace(0, max(v.max() for v in r.centroid.values()) * 1.05, 40)
-for c in order:
-    ax.hist(r.centroid[c].ravel(), bins=bins, alpha=0.5, label=c)
-ax.set_xlabel("l2 distance to the centroid")
-ax.set_ylabel("count")
-ax.legend()
+report.centroid_figure(r)
 plt.show()
 
 # %% tags=["remove-input"]
 reproduce()
 
 # %%
-spread = {c: float(r.centroid[c].mean()) for c in order}
-Table(pd.Series(spread, name="mean l2 to centroid").round(4).to_frame(), "tbl-randomness-centroid",
-      "Mean distance to the centroid under each way of varying the purification (the means of "
-      "the paper's Fig. 2f).")
+report.centroid_table(r)
 
 # %% tags=["remove-input"]
 reproduce()
 
 # %%
-# Criteria and sources: paper_data/sec32.yaml. Intervals: bootstrap over the images (each
-# image's mean correlation, and each image's mean distance to its centroid, paired).
-per_image = {c: r.centroid[c].mean(0) for c in order}
-rows = [
-    claims.record(P, "sec32", "seeds_weakly_correlated",
-                  verdicts.mean(r.correlation["fixed input"])),
-    claims.record(P, "sec32", "inputs_almost_identical",
-                  verdicts.mean(r.correlation["fixed seed"])),
-    claims.record(P, "sec32", "centroid_spread", {
-        "perturbation - fixed seed": verdicts.paired_difference(per_image["perturbation"],
-                                                                per_image["fixed seed"]),
-        "fixed input - perturbation": verdicts.paired_difference(per_image["fixed input"],
-                                                                 per_image["perturbation"]),
-        "both vary - perturbation": verdicts.paired_difference(per_image["both vary"],
-                                                               per_image["perturbation"])}),
-]
-Table(claims.frame(rows), "tbl-randomness-claims", "Sec. 3.2's claims judged (criteria from the "
-      "paper's sec. 3.2 and Fig. 2, in paper_data/sec32.yaml).")
+report.randomness_claims(r)
 
 # %% tags=["remove-input"]
 reproduce()
 
 # %% tags=["remove-input"]
-# The numbers of "What it says here", glued into its text (issue 14).
-glue("rand_seeds", f"{r.correlation['fixed input'].mean():.4f}")
-glue("rand_inputs", f"{r.correlation['fixed seed'].mean():.4f}")
+# The numbers of "What it says here", glued into its text.
+said = report.randomness_said(r)
+glue("rand_seeds", said["rand_seeds"])
+glue("rand_inputs", said["rand_inputs"])
 
 # %% [markdown]
 # **What it says here.** {numref}`tbl-randomness-corr` puts our two correlations, {glue:text}`rand_seeds` across

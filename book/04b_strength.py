@@ -31,7 +31,7 @@
 # as Table 1, with `strength_steps` iterations and `strength_eot` EOT samples unless a curve
 # varies them, and every example is re-evaluated with `strength_evals` fresh seeds. Accuracies
 # are standard robust accuracies (percent) with 95 % bootstrap intervals over images;
-# comparisons are paired on the same images (`diffrob.strength`).
+# comparisons are paired on the same images (`diffrob.fuzzy.runs_strength`).
 
 # %% tags=["remove-cell"]
 # Colab: fetch and install the project (a GPU runtime can run params/cifar10.yaml).
@@ -51,26 +51,16 @@ if "google.colab" in sys.modules:
 params_file = "params/digits.yaml"
 
 # %% tags=["hide-input"]
-from diffrob import params
-P = params.load_notebook(params_file, globals())   # picks up papermill -p overrides
-
-import time
-
 import matplotlib.pyplot as plt
-import pandas as pd
 from IPython.display import Markdown, display
+from diffrob import chapter
+ch = chapter.open(params_file, globals(), "04b_strength")
+P, reproduce, glue = ch.P, ch.reproduce, ch.glue
+from diffrob.fuzzy import report_strength as report
 
-from diffrob import gradcheck, strength, worlds
-
-started = time.perf_counter()
-world = worlds.from_params(P)
-base = strength.base_world(world)
-paper_protocol = strength.protocol(world, None, "constant", "last")
-print(f"{P.world}: eps = {P.eps_255:g}/255, {len(base.images)} images, "
-      f"{P.strength_steps} steps x {P.strength_eot} EOT samples, r = {P.strength_evals}")
-
-from diffrob.figures import Reproduce, Table, glue
-reproduce = Reproduce(P, params_file, "04b_strength")
+# %% tags=["hide-input"]
+s = report.setting(ch.world)
+print(report.setting_text(s))
 
 # %% [markdown]
 # ## Are the gradients right?
@@ -78,12 +68,10 @@ reproduce = Reproduce(P, params_file, "04b_strength")
 # the purifier's noise fixed (float64 copies of this world's models), checkpointed against
 # plain autograd, all EOT samples in one call against one call each, no zero or non-finite
 # gradients; and the cosine between the full gradient and BPDA's straight-through one. The
-# tolerances are fixed in `diffrob.gradcheck`, before any result was seen.
+# tolerances are fixed in `diffrob.attacks.gradcheck`, before any result was seen.
 
 # %%
-Table(gradcheck.checks(world, n_images=1, eot=2, directions=3), "tbl-strength-gradients",
-      "Checks of the full gradient: finite differences, checkpointing, EOT folding, no masking "
-      "(no table of the paper; the checks of Carlini et al. 2019).")
+report.gradient_table(s)
 
 # %% tags=["remove-input"]
 reproduce()
@@ -96,17 +84,9 @@ reproduce()
 # (chosen on these images) is the protocol of the curves below and of Table 1's extra row.
 
 # %%
-grid = strength.step_grid(world)
-strong = strength.strongest(grid)
-display(Table(grid.round(1), "tbl-strength-grid", "PGD-EOT's robust accuracy under each step "
-              "size, schedule and iterate (no table of the paper; its protocol is Table S1's "
-              "first row).", index=False))
-last = grid[grid["iterate"] == "last"].set_index("rel_stepsize")["accuracy"]
-best = grid[(grid["iterate"] == "best") & (grid["schedule"] == "constant")]
-best = best.set_index("rel_stepsize")["accuracy"]
-print("strongest protocol here:", strong)
-print("best minus last iterate (points, constant step):",
-      {f"{r:.3g}": round(float(best[r] - last[r]), 1) for r in last.index})
+g = report.step_grid(s)
+display(report.grid_table(g))
+print(report.grid_text(g))
 
 # %% tags=["remove-input"]
 reproduce()
@@ -118,30 +98,7 @@ reproduce()
 # classifier, judged on the purified system) must stay weaker than the white-box ones.
 
 # %% mystnb={"figure": {"caption": "Robust accuracy against attack steps, EOT samples and eps (no figure of the paper; the protocol of Lee & Kim 2023).", "name": "fig-strength-curves"}}
-steps = strength.curve(world, "pgd-eot", "attack_steps",
-                       sorted({*P.strength_step_grid, P.strength_steps}), **strong)
-eots = strength.curve(world, "pgd-eot", "eot", sorted({*P.strength_eot_grid, P.strength_eot}),
-                      **strong)
-eps_curves = {
-    "PGD-EOT, paper's protocol": ("pgd-eot", paper_protocol),
-    "PGD-EOT, strongest protocol": ("pgd-eot", strong),
-    "BPDA-EOT, strongest protocol": ("bpda-eot", strong),
-    "transfer from the bare classifier": ("transfer", strong),
-}
-eps = {name: strength.curve(world, attack, "eps_255", P.strength_eps_255, **changes)
-       for name, (attack, changes) in eps_curves.items()}
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.2), sharey=True)
-for ax, (df, field, label) in zip(axes, ((steps, "attack_steps", "PGD steps"),
-                                         (eots, "eot", "EOT samples"))):
-    ax.errorbar(df[field], df["accuracy"], yerr=[df["accuracy"] - df["low"],
-                df["high"] - df["accuracy"]], marker="o", capsize=3)
-    ax.set_xlabel(label)
-for name, df in eps.items():
-    axes[2].errorbar(df["eps_255"], df["accuracy"], yerr=[df["accuracy"] - df["low"],
-                     df["high"] - df["accuracy"]], marker="o", capsize=3, label=name)
-axes[2].set_xlabel("eps (1/255)")
-axes[2].legend(fontsize=7)
-axes[0].set_ylabel("robust accuracy (%)")
+report.curves_figure(s, g.strong)
 plt.show()
 
 # %% tags=["remove-input"]
@@ -162,38 +119,14 @@ reproduce()
 # the two rows must agree exactly, a check of our PGD-EOT against an independent implementation.
 
 # %%
-rel_strong = {"rel_stepsize": strong["rel_stepsize"]}
-paper_name = "PGD-EOT, paper's protocol"
-side = strength.compare(world, {
-    paper_name: ("pgd-eot", paper_protocol),
-    "PGD-EOT, best iterate, paper's step": ("pgd-eot", {**paper_protocol, "pgd_iterate": "best"}),
-    "PGD-EOT, strongest protocol": ("pgd-eot", strong),
-    "APGD-CE-EOT (autoattack)": ("apgd-eot", {}),
-    "APGD-DLR-EOT (autoattack)": ("apgd-dlr-eot", {}),
-    "EOTPGD (torchattacks)": ("eotpgd", rel_strong),
-    "BPDA-EOT, strongest protocol": ("bpda-eot", strong),
-    "transfer from the bare classifier": ("transfer", strong),
-}, reference="PGD-EOT, strongest protocol")
-Table(side.astype(float).round(1), "tbl-strength-side", "The attacks side by side at equal "
-      "budget, paired against our strongest PGD-EOT (no table of the paper).")
+side = report.side_by_side(s, g.strong)
+report.side_table(side)
 
 # %% tags=["remove-input"]
 reproduce()
 
 # %%
-acc = side["accuracy"].astype(float).drop(index="worst case")
-best_name = acc.idxmin()
-ties = [n for n in acc.index if n != best_name and acc[n] == acc[best_name]]
-others = acc.drop(index=[best_name, *ties])
-runner_up = others.idxmin() if len(others) else best_name
-gap = float(acc[runner_up] - acc[best_name])
-display(Markdown(
-    f"**Strongest here:** {best_name}, {acc[best_name]:.1f} % "
-    f"[{float(side.loc[best_name, 'low']):.1f}, {float(side.loc[best_name, 'high']):.1f}]"
-    + (f" (tied with {', '.join(ties)})" if ties else "") +
-    f", {gap:.1f} points below the next ({runner_up}). The paper's protocol leaves "
-    f"{float(side.loc[paper_name, 'accuracy']):.1f} %; "
-    f"the worst case over all attacks {float(side.loc['worst case', 'accuracy']):.1f} %."))
+display(Markdown(report.strongest_text(side)))
 
 # %% [markdown]
 # ## AutoAttack's own number, and the same examples re-evaluated
@@ -203,21 +136,13 @@ display(Markdown(
 # paper's point of sec. 4, a single evaluation of a stochastic system overstates an attack.
 
 # %%
-aa = strength.autoattack_example(base)
-Table(pd.DataFrame({"AutoAttack's own robust accuracy (1 evaluation)": [aa["own"]],
-                    f"its examples, standard robust accuracy (r = {P.strength_evals})":
-                        [aa["accuracy"]],
-                    "interval": [f"[{aa['low']:.1f}, {aa['high']:.1f}]"],
-                    f"its examples, N = r ({P.strength_evals})": [aa["m=0"]]}).round(1).T
-      .rename(columns={0: "%"}),
-      "tbl-strength-autoattack", "AutoAttack's own number beside its examples re-evaluated r "
-      "times (no table of the paper; the point of the paper's sec. 4).")
+report.autoattack_table(s)
 
 # %% tags=["remove-input"]
 reproduce()
 
 # %%
-print(f"chapter run time: {time.perf_counter() - started:.0f} s")
+print(report.run_time(s))
 
 # %% [markdown]
 # **What it says here.** Read the tables top down: the gradient checks

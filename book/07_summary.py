@@ -49,19 +49,11 @@ params_file = "params/digits.yaml"
 
 # %% tags=["hide-input"]
 import matplotlib.pyplot as plt
-import pandas as pd
-from matplotlib.ticker import MaxNLocator
-from IPython.display import Markdown, display
-
-from diffrob import claims, params, store, verdicts
-
-P = params.load_notebook(params_file, globals())
-digest = claims.params_digest(P)
-rows = pd.DataFrame(claims.table(P), columns=["section", "claim", *claims.COLUMNS])
-rows["section"] = rows["section"].map(claims.SECTION_NAMES)
-
-from diffrob.figures import Reproduce, Table, glue
-reproduce = Reproduce(P, params_file, "07_summary")
+from IPython.display import Markdown
+from diffrob import chapter
+ch = chapter.open(params_file, globals(), "07_summary")
+P, reproduce, glue = ch.P, ch.reproduce, ch.glue
+from diffrob.summary import report
 
 # %% [markdown]
 # ## The parameter set
@@ -71,15 +63,8 @@ reproduce = Reproduce(P, params_file, "07_summary")
 # differ.
 
 # %%
-others = {d: s for d, s in claims.parameter_sets(P).items() if d != digest}
-mine = {k: v for k, v in P.as_dict().items() if k not in store.NOT_RESULT}
-lines = [f"World **{P.world}**, parameters `{params_file}` (with any `-p` overrides), "
-         f"digest `{digest}`: **{len(rows)}** claims recorded."]
-for d, settings in others.items():
-    differ = {k: v for k, v in settings.items() if mine.get(k, v) != v}
-    lines.append(f"- not shown: set `{d}` ("
-                 + (", ".join(f"{k} = {v}" for k, v in differ.items()) or "same values") + ")")
-Markdown("\n".join(lines))
+r = report.recorded(P, params_file)
+Markdown(report.parameter_sets(r))
 
 # %% [markdown]
 # ## Every claim: the paper's value, ours, the criterion and the verdict
@@ -91,10 +76,7 @@ Markdown("\n".join(lines))
 # {numref}`tbl-summary-sources`.
 
 # %%
-Table(rows[["section", "claim", "paper", "ours", "criterion", "verdict"]], "tbl-summary-claims",
-      f"Every claim of the paper in the `{P.world}` world (parameters `{params_file}`, digest "
-      f"`{digest}`): the paper's value, ours, the criterion and the verdict (no table of the "
-      "paper).", index=False)
+report.claims_table(r)
 
 # %% tags=["remove-input"]
 reproduce()
@@ -103,9 +85,7 @@ reproduce()
 # ## What each claim says, and where its criterion comes from
 
 # %%
-Table(rows[["section", "claim", "words", "source"]], "tbl-summary-sources",
-      "The claims of the table of verdicts above in the paper's words, and the passage or table "
-      "of the paper that fixes each criterion (no table of the paper).", index=False)
+report.sources_table(r)
 
 # %% tags=["remove-input"]
 reproduce()
@@ -115,24 +95,7 @@ reproduce()
 # The sections in the order of {numref}`tbl-summary-claims`, from the top.
 
 # %% mystnb={"figure": {"caption": "The verdicts of the paper's claims in this world, by section (no figure of the paper).", "name": "fig-summary-verdicts"}}
-order = [n for n in claims.SECTION_NAMES.values() if n in set(rows["section"])]
-counts = (rows.groupby([pd.Categorical(rows["section"], categories=order), "verdict"],
-                       observed=False).size().unstack(fill_value=0)
-          .reindex(index=order, columns=list(verdicts.VERDICTS), fill_value=0))
-fig, ax = plt.subplots(figsize=(6, 0.5 + 0.4 * max(len(counts), 1)))
-if len(counts):
-    counts.plot.barh(stacked=True, ax=ax,
-                     color=["tab:green", "tab:red", "tab:orange", "tab:gray"])
-    ax.invert_yaxis()                 # first section on top, as in the table
-    ax.legend(title="verdict", bbox_to_anchor=(1.02, 1), loc="upper left")
-else:
-    ax.text(0.5, 0.5, f"no claims recorded under {P.store_dir} for digest {digest}",
-            ha="center", va="center")
-    ax.set_yticks([])
-ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-ax.set_xlabel("claims")
-ax.set_ylabel("section")
-ax.set_title(f"Claims of the paper tested in the {P.world} world")
+report.verdicts_figure(r)
 plt.show()
 
 # %% tags=["remove-input"]
@@ -142,15 +105,7 @@ reproduce()
 # ## What it says here
 
 # %%
-n = rows["verdict"].value_counts().reindex(list(verdicts.VERDICTS), fill_value=0)
-failed = rows.loc[rows["verdict"] == verdicts.FAILS, ["section", "words"]]
-Markdown(
-    f"Claims recorded in the `{P.world}` world: **{len(rows)}**. Holding here: "
-    f"**{n[verdicts.HOLDS]}**; not holding: **{n[verdicts.FAILS]}**; inconclusive: "
-    f"**{n[verdicts.INCONCLUSIVE]}**; not tested: **{n[verdicts.NOT_TESTED]}**."
-    + ("" if failed.empty else " The claims that do not hold here: "
-       + "; ".join(f"{s}: \"{w}\"" for s, w in failed.itertuples(index=False)) + ".")
-)
+Markdown(report.what_it_says(r))
 
 # %% [markdown]
 # ## Across worlds: the same claims at three dimensions
@@ -161,15 +116,7 @@ Markdown(
 # The embedded worlds test the mechanism at d = 784 (`mnist`) and d = 64 (`digits`).
 
 # %%
-WORLDS = ("cifar10", "imagenet", "mnist", "digits")   # by dimension, the paper's first
-digests = claims.default_digests(P.results_dir, tuple(w for w in WORLDS if w != P.world))
-digests[P.world] = digest
-across = claims.cross_world(P.results_dir, {w: digests[w] for w in (*WORLDS, P.world)
-                                            if w in digests})
-across = across.rename(index=claims.SECTION_NAMES, level="section")
-(Table(across, "tbl-summary-worlds", "The paper's claims across worlds: the paper's value "
-       "(CIFAR-10, d = 3072) and, per world, ours and the verdict (no table of the paper).")
- if len(across) else Markdown("*No claims recorded in any world yet.*"))
+report.across_worlds(P)
 
 # %% tags=["remove-input"]
 reproduce()

@@ -1,10 +1,10 @@
-"""Install PyTorch's CPU-only wheels into this environment, before the project (issue 15).
+"""Install PyTorch's CPU-only wheels into this environment, before the project.
 
     python scripts/install_torch.py [--index-url URL]     # what `make TORCH=cpu` runs
 
 The versions allowed are the project's own (the ``torch`` and ``torchvision`` lines of
 ``pyproject.toml``), so the install of the project that follows keeps them. Without
-the CUDA libraries the environment is several GB smaller (README). pip runs
+the CUDA libraries the environment is several GB smaller (docs/install.md). pip runs
 ``--isolated``: both wheels come from that one index, never a CPU torch beside a CUDA
 torchvision found through a configured extra index or find-links folder (their
 compiled operators do not load together). When the index cannot be reached nothing is

@@ -1,7 +1,7 @@
-"""The book's infrastructure (issue 5): chapters and toc, notebook/text pairing, Colab
+"""The book's infrastructure: chapters and toc, notebook/text pairing, Colab
 cells, `_config.yml`, one smoke execution per chapter on `digits`, one on
 `params/cifar10.yaml` with a fake CIFAR-10 world and one on `params/imagenet.yaml` with a
-fake ImageNet world (issue 6), and the static widgets in a headless browser.
+fake ImageNet world, and the static widgets in a headless browser.
 
 Every chapter listed in `_toc.yml` is picked up; a listed chapter whose files are
 missing fails here, with its name.
@@ -25,10 +25,14 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-import build_book  # noqa: E402
+from book.assemble import MATHJAX, WIDGET_CONFIG, WIDGET_JS, assemble, build_html  # noqa: E402
+from book.execute import execute  # noqa: E402
+from book.pages import page_check_tools  # noqa: E402
+from book.postprocess import strip_progress_bars  # noqa: E402
+from book.toc import chapters, find_chapter, toc_pages  # noqa: E402
 
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
-CHAPTERS = build_book.chapters()
+CHAPTERS = chapters()
 IDS = [c.stem for c in CHAPTERS]
 TABLE_OR_WIDGET = ("text/html", "application/vnd.jupyter.widget-view+json")
 
@@ -52,7 +56,7 @@ def code_cells(chapter: Path) -> list[nbformat.NotebookNode]:
 # --- toc and chapters ------------------------------------------------------------
 
 def test_toc_lists_the_chapters_in_order_with_the_summary_last() -> None:
-    pages = build_book.toc_pages()
+    pages = toc_pages()
     assert pages[0] == "book/index" and (ROOT / "book" / "index.md").is_file()
     names = [c.stem for c in CHAPTERS]
     assert names == sorted(names), "chapters must be listed in their numbered order"
@@ -121,21 +125,21 @@ def test_config_serves_widgets_locally_and_points_colab_at_main() -> None:
     assert CONFIG["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
     sphinx = CONFIG["sphinx"]["config"]
     assert sphinx["html_static_path"] == ["widgets_js"]
-    served = {name for _, names in build_book.WIDGET_JS.items() for name in names}
-    served.add(build_book.WIDGET_CONFIG.name)
+    served = {name for _, names in WIDGET_JS.items() for name in names}
+    served.add(WIDGET_CONFIG.name)
     for url in sphinx["nb_ipywidgets_js"]:
         assert "://" not in url and url in served, f"widget script {url} is not served by the book"
-    assert sphinx["mathjax_path"] == f"mathjax/{build_book.MATHJAX[0]}", "MathJax from a CDN"
+    assert sphinx["mathjax_path"] == f"mathjax/{MATHJAX[0]}", "MathJax from a CDN"
     assert not (ROOT / "_static").exists() and not (ROOT / "book" / "_static").exists()
 
 
 # --- the build script --------------------------------------------------------------
 
 def test_find_chapter_accepts_prefixes_and_rejects_unknown_names() -> None:
-    assert build_book.find_chapter("07").stem == "07_summary"
-    assert build_book.find_chapter("book/07_summary.py").stem == "07_summary"
+    assert find_chapter("07").stem == "07_summary"
+    assert find_chapter("book/07_summary.py").stem == "07_summary"
     with pytest.raises(ValueError, match="99_nothing"):
-        build_book.find_chapter("99_nothing")
+        find_chapter("99_nothing")
 
 
 # --- smoke execution of every chapter -------------------------------------------------
@@ -149,8 +153,8 @@ def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def executed_outputs(chapter: Path, out: Path, params_file: str, overrides: dict) -> list:
     """Execute ``chapter`` with papermill; check that no cell failed, that it drew a figure and
     a table or widget, and that every widget view has saved state. Returns the outputs."""
-    out = build_book.execute(chapter, out / chapter.with_suffix(".ipynb").name, params_file,
-                             overrides, progress=False)
+    out = execute(chapter, out / chapter.with_suffix(".ipynb").name, params_file,
+                  overrides, progress=False)
     nb = nbformat.read(out, as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     errors = [o for o in outputs if o.output_type == "error"]
@@ -301,7 +305,7 @@ UNLINKED = ('from diffrob.figures import figure_widget\n'
 @pytest.fixture(scope="module")
 def demo_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Execute two demo chapters with papermill (-p n 4) and build them with `jb build -W`."""
-    if not all((ROOT / "node_modules" / pkg).is_dir() for pkg in build_book.WIDGET_JS):
+    if not all((ROOT / "node_modules" / pkg).is_dir() for pkg in WIDGET_JS):
         pytest.skip("widget JavaScript not installed: run `npm ci` (Node.js) to test the static widgets")
     root = tmp_path_factory.mktemp("demo_book")
     (root / "book").mkdir()
@@ -315,10 +319,10 @@ def demo_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, widget, markdown in [("01_linked", LINKED, ""), ("02_unlinked", UNLINKED, WIDE)]:
         text = DEMO.format(title=name, widget=widget, markdown=markdown, label=name[3:])
         jupytext.write(jupytext.reads(text, fmt="py:percent"), root / "book" / f"{name}.ipynb")
-        build_book.execute(root / "book" / f"{name}.py", root / "_build" / "notebooks" / f"{name}.ipynb",
-                           "params/smoke.yaml", {"n": 4}, cwd=root, progress=False)
-    src = build_book.assemble(root / "_build" / "src", root / "_build" / "notebooks", root)
-    return build_book.build_html(src, root)
+        execute(root / "book" / f"{name}.py", root / "_build" / "notebooks" / f"{name}.ipynb",
+                "params/smoke.yaml", {"n": 4}, cwd=root, progress=False)
+    src = assemble(root / "_build" / "src", root / "_build" / "notebooks", root)
+    return build_html(src, root)
 
 
 def test_built_page_loads_widget_js_from_the_book_and_links_colab(demo_book: Path) -> None:
@@ -350,7 +354,7 @@ def test_built_page_loads_widget_js_from_the_book_and_links_colab(demo_book: Pat
 
 @pytest.mark.browser
 def test_pages_work_offline_in_a_1300_px_headless_chromium(demo_book: Path) -> None:
-    tools = build_book.page_check_tools()
+    tools = page_check_tools()
     if isinstance(tools, str):
         pytest.skip(tools)
     node, chromium = tools
@@ -390,7 +394,7 @@ def test_progress_bars_are_stripped_but_other_widgets_kept(tmp_path: Path) -> No
                               {"state": state, "version_major": 2, "version_minor": 0}}
     path = tmp_path / "nb.ipynb"
     nbformat.write(nb, path)
-    assert build_book.strip_progress_bars(path) == 1
+    assert strip_progress_bars(path) == 1
     nb = nbformat.read(path, as_version=4)
     assert [o.data[view]["model_id"] for o in nb.cells[0].outputs] == ["box"]
     kept = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]

@@ -1,6 +1,9 @@
-"""What `make book` / `make chapter` show in the terminal (issue 15, items 5 to 7): wrong
-parameters stopped before a kernel starts, in one line; papermill's "unknown parameter"
-notice only for keys that are not parameters; no kernel TCP warning; stage progress."""
+"""The book build (scripts/build_book.py and its modules, scripts/book/).
+
+What `make book` / `make chapter` show in the terminal: wrong parameters stopped before a
+kernel starts, in one line; papermill's "unknown parameter" notice only for keys that are
+not parameters; no kernel TCP warning; stage progress. The Colab cell, which `make
+colab-cells` writes and `make book` does not; the bibliography and the execution page."""
 
 from __future__ import annotations
 
@@ -15,6 +18,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 import build_book  # noqa: E402
+from book import colab, records  # noqa: E402
+from book.execute import KnownParameters, ProgressLog, check_parameters, execute  # noqa: E402
+from book.toc import chapters, toc_pages  # noqa: E402
 
 
 @pytest.mark.parametrize("params_file, overrides, says", [
@@ -24,14 +30,14 @@ import build_book  # noqa: E402
 ])
 def test_wrong_parameters_stop_the_build_in_one_line(params_file, overrides, says, capsys):
     with pytest.raises(SystemExit) as stop:
-        build_book.check_parameters(params_file, overrides)
+        check_parameters(params_file, overrides)
     err = capsys.readouterr().err
     assert stop.value.code == 2 and says in err and err.count("\n") == 1
     assert "Traceback" not in err
 
 
 def test_valid_parameters_pass():
-    build_book.check_parameters("params/digits.yaml", {"eps_255": 3.0, "eot": 5})
+    check_parameters("params/digits.yaml", {"eps_255": 3.0, "eot": 5})
 
 
 def test_make_chapter_reports_a_typo_before_any_kernel(tmp_path):
@@ -50,7 +56,7 @@ def record(message: str) -> logging.LogRecord:
 
 
 def test_papermill_notice_is_dropped_only_for_real_parameters():
-    keep = build_book.KnownParameters().filter
+    keep = KnownParameters().filter
     assert not keep(record("Passed unknown parameter: eot"))
     assert keep(record("Passed unknown parameter: eotz"))
     assert keep(record("Input Notebook:  book/04_fuzzy.ipynb"))
@@ -59,7 +65,7 @@ def test_papermill_notice_is_dropped_only_for_real_parameters():
 def test_progress_log_prints_each_line_once_as_it_comes(tmp_path):
     got = []
     log = tmp_path / "x.progress"
-    with build_book.ProgressLog(log, write=got.append, every=0.01):
+    with ProgressLog(log, write=got.append, every=0.01):
         with open(log, "a") as f:
             f.write("pgd-eot (eot 15):  50% 1/2 [00:10<00:10]\npartial")
         time.sleep(0.2)
@@ -85,12 +91,10 @@ def tiny_chapter(folder: Path) -> Path:
     return path
 
 
-def test_a_chapter_run_prints_stage_progress_and_no_false_notice(tmp_path, capfd, caplog,
-                                                                 monkeypatch):
-    monkeypatch.setattr(build_book, "LOGS", tmp_path / "logs")
+def test_a_chapter_run_prints_stage_progress_and_no_false_notice(tmp_path, capfd, caplog):
     chapter = tiny_chapter(tmp_path)
-    out = build_book.execute(chapter, tmp_path / "out.ipynb", "params/smoke.yaml",
-                             {"eot": 2, "not_a_key": 1}, progress=False)
+    out = execute(chapter, tmp_path / "out.ipynb", "params/smoke.yaml",
+                  {"eot": 2, "not_a_key": 1}, progress=False, logs=tmp_path / "logs")
     seen = capfd.readouterr()
     terminal = seen.out + seen.err
     assert "attack pgd-eot (eot 2): 100% 3/3" in terminal  # the stage, its batches, times
@@ -101,10 +105,27 @@ def test_a_chapter_run_prints_stage_progress_and_no_false_notice(tmp_path, capfd
     assert nbformat.read(out, 4).cells[-1].outputs[-1]["text"] == "2\n"
 
 
-# --- Colab (issue 14, item 8; issue 15, item 9) ------------------------------------------
+# --- Colab -------------------------------------------------------------------------------
 
-def test_every_chapter_has_the_colab_cell_of_the_config():
-    assert build_book.sync_colab_cells() == []  # nothing to write: the sources are in sync
+@pytest.mark.parametrize("chapter", chapters(), ids=lambda c: c.stem)
+def test_the_committed_chapter_has_the_colab_cell_of_the_config(chapter):
+    assert colab.in_sync(chapter, colab.colab_cell()), (
+        f"{chapter.stem}: its Colab cell (.py or .ipynb) differs from the one _config.yml "
+        f"makes: run `make colab-cells` and commit book/{chapter.stem}.py and .ipynb")
+
+
+def test_only_make_colab_cells_writes_the_chapters(monkeypatch):
+    """`make book` and `make chapter` leave the sources as committed, even where a chapter's
+    Colab cell is out of date; `make colab-cells` (--colab-cells) writes every such chapter."""
+    written = []
+    monkeypatch.setattr(colab, "colab_cell", lambda root=ROOT: "# Colab: another repository")
+    monkeypatch.setattr(colab, "write_colab_cell", lambda chapter, cell: written.append(chapter.stem))
+    monkeypatch.setattr(build_book, "execute", lambda *args, **kw: None)
+    monkeypatch.setattr(build_book, "record_execution", lambda *args, **kw: None)
+    assert build_book.main(["--chapter", "01", "--no-html"]) == 0
+    assert build_book.main(["--check"]) == 0 and written == []
+    assert build_book.main(["--colab-cells"]) == 0
+    assert written == [c.stem for c in chapters()]
 
 
 def test_the_colab_cell_follows_the_repository_of_the_config(tmp_path):
@@ -117,14 +138,16 @@ def test_the_colab_cell_follows_the_repository_of_the_config(tmp_path):
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     config["repository"]["url"] = "https://github.com/someone/fork"
     (tmp_path / "_config.yml").write_text(yaml.safe_dump(config))
-    changed = build_book.sync_colab_cells(tmp_path)
-    assert changed == [c.stem for c in build_book.chapters(tmp_path)]
-    for chapter in build_book.chapters(tmp_path):
+    cell = colab.colab_cell(tmp_path)
+    assert not any(colab.in_sync(c, cell) for c in chapters(tmp_path))
+    assert colab.sync_colab_cells(tmp_path) == [c.stem for c in chapters(tmp_path)]
+    for chapter in chapters(tmp_path):
+        assert colab.in_sync(chapter, cell)
         assert '"https://github.com/someone/fork"' in chapter.read_text()
         notebook = chapter.with_suffix(".ipynb").read_text()
         assert "github.com/someone/fork" in notebook and config["repository"]["branch"] in notebook
         assert "diffrob-book" not in chapter.read_text() + notebook
-    assert build_book.sync_colab_cells(tmp_path) == []
+    assert colab.sync_colab_cells(tmp_path) == []
 
 
 def test_colab_keeps_its_torch_and_pins_the_rest_at_tested_versions():
@@ -132,24 +155,24 @@ def test_colab_keeps_its_torch_and_pins_the_rest_at_tested_versions():
 
     from packaging.requirements import Requirement
 
-    cell = build_book.colab_cell()
+    cell = colab.colab_cell()
     assert '"--no-deps", "-e", "/content/diffrob"' in cell and "[paper]" not in cell
     pins = [Requirement(line) for line in (ROOT / "requirements-colab.txt").read_text().split("\n")
             if line and not line.startswith("#")]
     assert all(len(p.specifier) == 1 and next(iter(p.specifier)).operator == "==" for p in pins)
     pinned = {p.name.lower(): next(iter(p.specifier)).version for p in pins}
-    assert not set(pinned) & set(build_book.COLAB_KEEPS)
+    assert not set(pinned) & set(colab.COLAB_KEEPS)
     project = [Requirement(r) for r in requires("diffrob")]
     for req in project:  # every requirement but Colab's own is pinned, within the project's range
-        if req.name.lower() in build_book.COLAB_KEEPS or req.name == "diffrob" or (
+        if req.name.lower() in colab.COLAB_KEEPS or req.name == "diffrob" or (
                 req.marker and not req.marker.evaluate({"extra": "paper"})):
             continue
         assert req.name.lower() in pinned and req.specifier.contains(pinned[req.name.lower()])
 
 
-# --- bibliography and execution page (issue 14, items 5 and 7) ---------------------------
+# --- bibliography and execution page -----------------------------------------------------
 
-WORKS = {  # issue 14, item 5: key -> a word of its title
+WORKS = {  # key -> a word of its title
     "liu2025diffusion": "Adversarial Robustness", "nie2022diffpure": "Adversarial Purification",
     "ho2020ddpm": "Denoising Diffusion Probabilistic", "song2021ddim": "Implicit",
     "dhariwal2021guided": "Beat", "lee2023robust": "Robust Evaluation",
@@ -171,27 +194,27 @@ def test_the_bibliography_has_every_work_with_title_authors_year_and_venue():
         e = entries[key]
         assert word in e.fields["title"] and e.persons["author"] and e.fields["year"].isdigit()
         assert e.fields.get("booktitle") or e.fields.get("journal"), key
-    assert "book/references" in build_book.toc_pages()
+    assert "book/references" in toc_pages()
     assert "```{bibliography}" in (ROOT / "book" / "references.md").read_text()
 
 
 def test_execution_records_make_the_execution_page(tmp_path):
     from diffrob import claims, params
 
-    record = build_book.record_execution("04_fuzzy", "params/smoke.yaml", {"eot": 2}, 61.4,
-                                         logs=tmp_path)
+    record = records.record_execution("04_fuzzy", "params/smoke.yaml", {"eot": 2}, 61.4,
+                                      logs=tmp_path)
     assert record.name == "04_fuzzy.json"
     digest = claims.params_digest(params.load(ROOT / "params/smoke.yaml", eot=2))
     template = (ROOT / "book" / "execution.md").read_text()
-    page = build_book.execution_page(template, ["04_fuzzy", "05_cap"], tmp_path)
-    assert build_book.EXECUTION_MARK not in page
+    page = records.execution_page(template, ["04_fuzzy", "05_cap"], tmp_path)
+    assert records.EXECUTION_MARK not in page
     row = next(line for line in page.splitlines() if line.startswith("| 04_fuzzy"))
     assert f"`{digest}`" in row and "`params/smoke.yaml`, `eot=2`" in row and "61 s" in row
     import diffrob
-    assert f"| {diffrob.__version__} |" in row and build_book.git_commit().rstrip("+") in row
+    assert f"| {diffrob.__version__} |" in row and records.git_commit().rstrip("+") in row
     assert "| 05_cap | not recorded |" in page
     with pytest.raises(ValueError, match="execution.md"):
-        build_book.execution_page("# no mark", ["04_fuzzy"], tmp_path)
+        records.execution_page("# no mark", ["04_fuzzy"], tmp_path)
 
 
 def test_a_built_page_resolves_citations_and_offers_its_executed_notebook(tmp_path):
@@ -213,8 +236,8 @@ def test_a_built_page_resolves_citations_and_offers_its_executed_notebook(tmp_pa
     (book / "intro.md").write_text("# Intro\n")
     for name in ("references.md", "references.bib"):
         shutil.copy(ROOT / "book" / name, book / name)
-    build_book.record_execution("tiny", "params/smoke.yaml", {}, 1.0, logs=tmp_path / "logs")
-    (book / "execution.md").write_text(build_book.execution_page(
+    records.record_execution("tiny", "params/smoke.yaml", {}, 1.0, logs=tmp_path / "logs")
+    (book / "execution.md").write_text(records.execution_page(
         (ROOT / "book" / "execution.md").read_text(), ["tiny"], tmp_path / "logs"))
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell("# Tiny\nAs {cite:t}`liu2025diffusion` show."),

@@ -3,6 +3,7 @@
 import ast
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,20 +58,24 @@ def test_criteria_are_the_papers_own_numbers():
         pytest.approx(mid, abs=1e-4)
 
 
-def test_no_chapter_types_a_threshold():
-    """Chapters pass statistics; the decision and its numbers come from paper_data."""
-    for chapter in ("01_setup", "02_distances", "03_randomness", "04_fuzzy", "05_cap",
-                    "06_compression"):
-        tree = ast.parse(open(f"book/{chapter}.py").read())
+def test_no_chapter_or_report_types_a_threshold():
+    """Chapters and their wings pass statistics; the decision and its numbers come from
+    paper_data. Every section of the book records its claims somewhere."""
+    sources = [*Path("book").glob("[0-9][0-9]*_*.py"),
+               *(f for f in Path("lib/diffrob").rglob("*.py") if f.name != "claims.py")]
+    recorded = set()
+    for source in sources:
+        tree = ast.parse(source.read_text())
         calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
                  and isinstance(n.func, ast.Attribute) and n.func.attr == "record"
                  and isinstance(n.func.value, ast.Name) and n.func.value.id == "claims"]
-        assert calls, chapter
         for call in calls:
-            assert len(call.args) == 4 and not call.keywords, (chapter, call.lineno)
+            assert len(call.args) == 4 and not call.keywords, (str(source), call.lineno)
             assert not [n for n in ast.walk(call) if isinstance(n, (ast.Compare, ast.BoolOp))
                         or isinstance(n, ast.Constant) and isinstance(n.value, bool)], (
-                f"book/{chapter}.py line {call.lineno}: a comparison in claims.record")
+                f"{source} line {call.lineno}: a comparison in claims.record")
+            recorded.add(getattr(call.args[1], "value", None))
+    assert set(claims.SECTIONS) <= recorded, sorted(set(claims.SECTIONS) - recorded)
 
 
 def test_judge_reads_the_criterion_and_decides():
@@ -187,3 +192,9 @@ def test_estimates_from_real_statistics_round_trip(p):
                         verdicts.proportion(np.r_[np.ones(30), np.zeros(5)] > 0))
     assert row["verdict"] == "holds" and row["estimate"]["method"] == "Wilson"
     assert claims.table(p)[0] == row
+
+
+def test_settings_are_what_the_digest_covers(p):
+    s = claims.settings(p)
+    assert "results_dir" not in s and "device" not in s and s["eot"] == p.eot
+    assert claims.settings(p.replace(device="cpu", results_dir="/elsewhere")) == s

@@ -1,4 +1,5 @@
-"""Sec. 6 analyses against known answers: linear toy purifiers and classifiers."""
+"""Sec. 6 against known answers: linear toy purifiers and classifiers (analysis), the stored
+stages on a tiny world (runs), and the chapter's tables and availability branches (report)."""
 
 import math
 
@@ -6,7 +7,11 @@ import pytest
 import torch
 from torch.autograd import forward_ad
 
-from diffrob import compression as C
+from diffrob import verdicts
+from diffrob.autodiff import forward_mode
+from diffrob.compression import analysis as C
+from diffrob.compression import analysis_boundary as B
+from diffrob.compression import report, runs
 from diffrob.purifiers import Purifier
 from diffrob.worlds import digits
 
@@ -107,14 +112,14 @@ def test_critical_threshold_of_linear_classifier_is_its_margin():
     sign = torch.where(y == 0, 1.0, -1.0).double()
     normal = (w[1] - w[0]) * sign.view(-1, 1)  # towards the other class
     margin = (clf(x)[:, 0] - clf(x)[:, 1]).abs() / (w[1] - w[0]).norm()
-    crit = C.critical_threshold(clf, x, normal.view(-1, *SHAPE), y, max_dist=10.0, tol=1e-7)
+    crit = B.critical_threshold(clf, x, normal.view(-1, *SHAPE), y, max_dist=10.0, tol=1e-7)
     reachable = margin <= 10.0
     torch.testing.assert_close(crit[reachable], margin[reachable], atol=1e-6, rtol=0)
     assert torch.isinf(crit[~reachable]).all()
     # moving away from the boundary never flips; a misclassified start is 0
-    away = C.critical_threshold(clf, x, -normal.view(-1, *SHAPE), y, max_dist=10.0)
+    away = B.critical_threshold(clf, x, -normal.view(-1, *SHAPE), y, max_dist=10.0)
     assert torch.isinf(away).all()
-    assert (C.critical_threshold(clf, x, normal.view(-1, *SHAPE), 1 - y) == 0).all()
+    assert (B.critical_threshold(clf, x, normal.view(-1, *SHAPE), 1 - y) == 0).all()
 
 
 def test_critical_threshold_multiclass_random_direction():
@@ -130,7 +135,7 @@ def test_critical_threshold_multiclass_random_direction():
     gap = (z.gather(1, y.view(-1, 1)) - z).view(30, 5, 1)
     hit = torch.where(rate > 0, gap / rate, torch.full_like(rate, math.inf)).amin((1, 2))
     want = torch.where(hit <= 3.0, hit, torch.full_like(hit, math.inf))
-    crit = C.critical_threshold(clf, x, (2.5 * u).view(-1, *SHAPE), y, max_dist=3.0, tol=1e-7)
+    crit = B.critical_threshold(clf, x, (2.5 * u).view(-1, *SHAPE), y, max_dist=3.0, tol=1e-7)
     torch.testing.assert_close(crit, want, atol=1e-6, rtol=0)
 
 
@@ -141,27 +146,28 @@ def test_robust_factors_and_roc():
     adv = clean + torch.tensor([-0.5, -0.5, -1.0], dtype=torch.float64).view(-1, 1, 1, 1) \
         * torch.tensor([1.0, 0.0], dtype=torch.float64).view(1, 1, 1, 2)
     y = torch.zeros(3, dtype=torch.long)
-    r = C.robust_factors(clf, clean, adv, clean, adv, y, max_dist=5.0)
+    r = B.robust_factors(clf, clean, adv, clean, adv, y, max_dist=5.0)
     assert r.robust.tolist() == [True, False, True] and r.clean_correct.all()
     torch.testing.assert_close(r.critical, torch.tensor([1.0, 0.2, 2.0], dtype=torch.float64),
                                atol=1e-4, rtol=0)
     torch.testing.assert_close(r.length, torch.tensor([0.5, 0.5, 1.0], dtype=torch.float64))
     assert (r.robust == (r.length < r.critical)).all()
-    fpr, tpr, auc = C.roc(r.critical, r.robust)
-    assert auc == 1.0 and fpr[0] == 0 and tpr[-1] == 1 and fpr[-1] == 1
-    assert C.roc(-r.critical, r.robust)[2] == 0.0
+    fpr, tpr = B.roc(r.critical, r.robust)
+    assert fpr[0] == 0 and tpr[-1] == 1 and fpr[-1] == 1
+    assert verdicts.auc(r.critical, r.robust).value == 1.0
+    assert verdicts.auc(-r.critical, r.robust).value == 0.0
 
 
 def test_roc_known_auc_ties_and_inf():
     scores = torch.tensor([0.9, 0.5, 0.5, 0.1, math.inf])
     pos = torch.tensor([True, True, False, False, True])
-    fpr, tpr, auc = C.roc(scores, pos)
+    fpr, tpr = B.roc(scores, pos)
     # pairs (pos, neg): (0.9,.5)1 (0.9,.1)1 (.5,.5).5 (.5,.1)1 (inf,.5)1 (inf,.1)1 -> 5.5/6
-    assert auc == pytest.approx(5.5 / 6)
+    assert verdicts.auc(scores, pos).value == pytest.approx(5.5 / 6)
     torch.testing.assert_close(tpr, torch.tensor([0, 1 / 3, 2 / 3, 1, 1], dtype=torch.float64))
     torch.testing.assert_close(fpr, torch.tensor([0, 0, 0, 0.5, 1], dtype=torch.float64))
     with pytest.raises(ValueError, match="both classes"):
-        C.roc(scores, torch.ones(5, dtype=torch.bool))
+        B.roc(scores, torch.ones(5, dtype=torch.bool))
 
 
 def test_linf_neighbours_stay_in_ball_and_box():
@@ -268,7 +274,7 @@ def test_top_singular_spectra_of_the_first_singular_images_are_stored(tmp_path, 
 
     world = worlds.load("digits", n_images=3, jacobian_images=3, singular_images=2,
                         singular_top_k=3, subspace_iterations=4, results_dir=str(tmp_path))
-    top = C.top_singular_spectra(world, progress=False)
+    top = runs.top_singular_spectra(world, progress=False)
     assert top.shape == (2, 3) and (top[:, :-1] >= top[:, 1:]).all()
     exact = torch.linalg.svdvals(C.jacobian(C.fixed_purifier(world.purifier(), 0, 1),
                                             world.images[1:2]).double())
@@ -277,8 +283,8 @@ def test_top_singular_spectra_of_the_first_singular_images_are_stored(tmp_path, 
     def fail(*args, **kwargs):
         raise AssertionError("recomputed a stored image")
 
-    monkeypatch.setattr(C, "top_singular_values", fail)
-    torch.testing.assert_close(C.top_singular_spectra(world, progress=False), top)
+    monkeypatch.setattr(runs, "top_singular_values", fail)
+    torch.testing.assert_close(runs.top_singular_spectra(world, progress=False), top)
 
 
 def test_critical_threshold_is_the_classifiers_own_boundary_distance_not_the_attacks_ray():
@@ -291,7 +297,7 @@ def test_critical_threshold_is_the_classifiers_own_boundary_distance_not_the_att
     clean = torch.randn((12, *SHAPE), generator=g, dtype=torch.float64)
     y = clf(clean).argmax(1)
     margin = (clf(clean)[:, 0] - clf(clean)[:, 1]).abs() / (w[1] - w[0]).norm()
-    factors = [C.robust_factors(clf, clean, clean, clean,
+    factors = [B.robust_factors(clf, clean, clean, clean,
                                 clean + torch.randn((12, *SHAPE), generator=g, dtype=torch.float64),
                                 y, max_dist=50.0) for _ in range(2)]
     torch.testing.assert_close(factors[0].critical, factors[1].critical)
@@ -311,10 +317,10 @@ def test_boundary_distance_of_a_multiclass_linear_classifier_is_its_nearest_face
     gap = z.gather(1, y.view(-1, 1)) - z                         # (40, 5), >= 0
     normal = (w.view(1, 5, D) - w[y].view(40, 1, D)).norm(dim=2)
     want = torch.where(gap > 0, gap / normal, torch.full_like(gap, math.inf)).amin(1)
-    got = C.boundary_distance(clf, x, y, max_dist=100.0)
+    got = B.boundary_distance(clf, x, y, max_dist=100.0)
     torch.testing.assert_close(got, want, atol=1e-3, rtol=0)
     # a misclassified start is at distance 0
-    assert (C.boundary_distance(clf, x, (y + 1) % 5) == 0).all()
+    assert (B.boundary_distance(clf, x, (y + 1) % 5) == 0).all()
 
 
 def test_pca_is_normalised_by_the_per_direction_input_variance():
@@ -347,13 +353,13 @@ def test_compare_spectra_sees_a_difference_only_where_there_is_one():
 def test_world_compression_rates_cover_every_jacobian_image():
     from diffrob import worlds
 
-    world = worlds.load("digits", n_images=3, jacobian_images=3)
-    rates = C.world_compression_rates(world, 5, progress=False)
+    world = worlds.load("digits", n_images=3, jacobian_images=3, rate_samples=5)
+    rates = runs.compression_rates(world, progress=False)
     assert rates.shape == (3, 5) and (rates > 0).all()
     f = C.fixed_purifier(world.purifier(), 0, 2)
     pts = C.linf_neighbours(world.images[2:3], world.params.eps, 5, torch.Generator().manual_seed(2))
     torch.testing.assert_close(rates[2], C.compression_rate(f, world.images[2:3], pts - world.images[2:3]))
-    clean, robust = C.jacobian_robustness(world, world.images)
+    clean, robust = runs.jacobian_robustness(world, world.images)
     assert torch.equal(clean, robust) and clean.shape == (3,)
 
 
@@ -368,6 +374,136 @@ def test_the_fixed_purifier_runs_in_float32_under_bf16_autocast():
     plain = worlds.load("digits", n_images=2).purifier()
     torch.testing.assert_close(f(x), C.fixed_purifier(plain, 0, 1)(x))
     assert bf16.autocast == "bf16"                       # the caller's purifier is untouched
-    with C.forward_mode():                               # raised a dtype error under autocast
+    with forward_mode():                               # raised a dtype error under autocast
         out = f(forward_ad.make_dual(x, torch.ones_like(x)))
         assert torch.isfinite(forward_ad.unpack_dual(out).tangent).all()
+
+
+# --- the chapter's report: tables, availability branches, claim rows ------------------------
+
+def test_verdicts_auc_is_the_pairwise_mann_whitney_auc_of_the_roc():
+    """Fig. 6's AUCs come from verdicts.auc (ranks): the same number as the pairwise count
+    (ties 1/2) to the last bit, with ties and infinite distances."""
+    g = torch.Generator().manual_seed(15)
+    scores = torch.randint(0, 6, (37,), generator=g).double()
+    scores[::7] = math.inf
+    pos = torch.rand(37, generator=g) < 0.6
+    greater = (scores[pos].view(-1, 1) > scores[~pos].view(1, -1)).double()
+    ties = (scores[pos].view(-1, 1) == scores[~pos].view(1, -1)).double()
+    assert verdicts.auc(scores, pos).value == (greater + 0.5 * ties).mean().item()
+
+
+def test_mean_std_and_mean_band():
+    assert report.mean_std(torch.tensor([1.0, 2.0, 3.0])) == "2.000 ± 1.000"   # sample sd
+    assert report.mean_std(torch.tensor([0.25])) == "0.250"
+    assert report.mean_std(torch.tensor([])) == "none"
+    m, sd = report.mean_band(torch.tensor([[2.0, 1.0], [4.0, 1.0]], dtype=torch.float64))
+    assert m.tolist() == [3.0, 1.0] and sd.tolist() == [math.sqrt(2), 0.0]
+    assert report.mean_band(torch.tensor([[2.0, 1.0]]))[1].tolist() == [0.0, 0.0]
+
+
+@pytest.fixture
+def smoke_params(tmp_path):
+    from diffrob import params
+
+    return params.load("params/smoke.yaml", results_dir=str(tmp_path))
+
+
+def test_rate_table_and_claim(smoke_params):
+    rates = torch.tensor([0.2, 0.3, 0.4], dtype=torch.float64)
+    hood = C.Neighbourhood(torch.ones(3), torch.tensor([0.16, 0.04, 0.01]), torch.ones(3), 0.5)
+    frame = report.rate_table(rates, hood).frame
+    assert frame["ours"].tolist() == ["0.300 ± 0.100 (3 images)", "0.300", "0.320", "0.566"]
+    assert frame["paper (cifar10)"].tolist() == ["~0.25", "", "", ""]
+    assert report.rate_text(rates) == "0.300"
+    claim = report.rate_claims(smoke_params, rates)
+    assert claim.name == "tbl-compression-rate-claim" and len(claim.frame) == 1
+
+
+def spectra_of(dim: int = 6) -> report.Spectra:
+    eig = torch.tensor([[1.5, 0.9, 0.5, 0.3, 0.2, 0.1], [1.1, 0.8, 0.2, 0.2, 0.1, 0.0]],
+                       dtype=torch.float64)
+    return report.Spectra(dim, C.Spectrum(eig, eig + 0.1))
+
+
+def test_spectrum_tables_with_and_without_the_exact_jacobian(smoke_params):
+    table, claims_table = report.spectrum_tables(smoke_params, spectra_of())
+    ours = table.frame["ours, |eigenvalues|"].tolist()
+    assert ours[:3] == ["1.300 ± 0.283", "3.0 of 6 (50.0%)", "1.0 of 6 (16.7%)"]
+    assert table.frame.loc["below 0.25", "paper (cifar10), |eigenvalues|"] == "2760 of 3072 (89.8%)"
+    assert claims_table.name == "tbl-compression-spectrum-claims" and len(claims_table.frame) == 2
+    (only,) = report.spectrum_tables(smoke_params, report.Spectra(150528, None))
+    assert only.name == "tbl-compression-spectrum-claims"
+    assert set(only.frame["verdict"]) == {verdicts.NOT_TESTED}
+    assert report.spectrum_figure(report.Spectra(150528, None)) is not None
+
+
+def test_top_table_measures_the_error_against_the_exact_values_where_they_exist():
+    s = spectra_of()
+    top = s.exact.singular_values[:1, :2] * torch.tensor([1.0, 1.01], dtype=torch.float64)
+    rows = report.top_table(top, s).frame["ours"]
+    assert rows.to_dict() == {"largest singular value": "1.600",
+                              "singular values above 1 (of the top 2)": "2.000",
+                              "largest relative error vs the exact values": "1.0e-02"}
+    assert len(report.top_table(top, report.Spectra(6, None)).frame) == 2
+
+
+def factors_of(robust: list[bool]) -> report.Factors:
+    n = len(robust)
+    r = torch.tensor(robust)
+    crit = torch.linspace(0.5, 2.0, n, dtype=torch.float64)
+    crit[0] = math.inf
+    return report.Factors("pgd-eot", torch.zeros(n, 1, 2, 2), r, crit,
+                          torch.where(r, 0.5, 1.5).double(), crit + 0.1,
+                          torch.ones(n, dtype=torch.float64))
+
+
+def test_factors_table_and_agreement(smoke_params):
+    fx = factors_of([True, True, False, False])
+    frame = report.factors_table(smoke_params, fx).frame
+    cap = smoke_params.critical_max
+    assert frame.iloc[:, 0].tolist()[0] == 2 and frame.iloc[:, 1].tolist()[0] == 2
+    assert frame.loc[f"gamma: no flip up to {cap:g}"].tolist()[:2] == ["1", "0"]
+    assert frame.loc["purified attack length ||f(x_adv) - f(x0)||", "paper (cifar10), robust"] \
+        == "0.76 ± 0.19"
+    line = report.agreement_line(fx).data
+    assert "**" in line and report.attack_line(fx).data == "Adversarial examples: `pgd-eot`."
+
+
+def test_auc_tables_with_both_classes_and_with_one(smoke_params):
+    fx = factors_of([True, True, False, False])
+    table, claim = report.auc_tables(smoke_params, fx)
+    assert fx.both_classes and table.frame["paper (cifar10)"].tolist() == [0.98, 0.91, ""]
+    assert table.frame.iloc[1, 0] == f"{fx.aucs['length'].value:.3f} " \
+        f"[{fx.aucs['length'].lo:.3f}, {fx.aucs['length'].hi:.3f}]"
+    assert fx.aucs["length"].value == 1.0 and len(claim.frame) == 2
+    assert report.roc_figure(smoke_params, fx) is not None
+    one = factors_of([True, True, True])
+    note, claim = report.auc_tables(smoke_params, one)
+    assert note.data == "*No ROC: all 3 correctly classified examples are robust here.*"
+    assert set(claim.frame["verdict"]) == {verdicts.NOT_TESTED}
+    assert report.scatter_figure(smoke_params, one) is not None
+
+
+def test_group_tables_compare_or_say_why_not():
+    s = spectra_of()
+    g = report.Groups(6, s.exact.eigenvalues, torch.tensor([True, True]),
+                      torch.tensor([True, False]))
+    summary, aucs = report.group_tables(g)
+    assert summary.frame.loc["robust"].tolist() == [1, "1.500 ± 0.000", "2.0 of 6", "1.0 of 6"]
+    assert list(aucs.frame.index) == ["auc largest", "auc below 0.25"]
+    none = report.Groups(6, s.exact.eigenvalues, torch.tensor([True, True]),
+                         torch.tensor([True, True]))
+    assert [m.data for m in report.group_tables(none)] == [
+        "*No comparison: of the 2 Jacobian images whose purified clean image is right, 2 are "
+        "robust; both groups are needed.*"]
+    assert report.Groups(150528, None, None, None).no_comparison == \
+        "No comparison: the exact 150528 x 150528 Jacobian is out of reach here."
+
+
+def test_cost_table_counts_the_compression_stages_at_the_papers_settings():
+    frame = report.cost_table().frame
+    assert set(frame.index) == {("cifar10", "compression/jacobian"),
+                                ("cifar10", "compression/top_singular"),
+                                ("imagenet", "compression/top_singular")}
+    assert list(frame.columns)[:3] == ["images", "diffusion evaluations", "PFLOP"]

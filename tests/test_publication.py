@@ -1,4 +1,4 @@
-"""The book as a publication (issue 14): the reproduce line, glued numbers, equations and
+"""The book as a publication: the reproduce line, glued numbers, equations and
 figure references, checked statically on the chapters' py:percent sources (no execution;
 tests/test_book.py executes the chapters and checks the reproduce line under every output)."""
 
@@ -66,8 +66,10 @@ def shows_result(cell) -> bool:
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
 def test_every_table_and_figure_has_a_reproduce_line_under_it(chapter: Path) -> None:
     cells = jupytext.read(chapter).cells
-    setup = [c for c in cells if f'Reproduce(P, params_file, "{chapter.stem}")' in c.source]
-    assert len(setup) == 1, f"{chapter.name}: make the line once, Reproduce(P, params_file, ...)"
+    setup = [c for c in cells if f'chapter.open(params_file, globals(), "{chapter.stem}")'
+             in c.source]
+    assert len(setup) == 1, (f"{chapter.name}: open the chapter once, "
+                             f"chapter.open(params_file, globals(), {chapter.stem!r})")
     missing = [i for i, c in enumerate(cells) if shows_result(c) and not (
         i + 1 < len(cells) and cells[i + 1].source.strip() == "reproduce()"
         and "remove-input" in cells[i + 1].metadata.get("tags", []))]
@@ -85,8 +87,9 @@ def test_the_result_rule_recognises_results() -> None:
     assert not shows_result(code("print(x)"))
 
 
-# A cell that shows a slider of precomputed views (a figure of its own).
-SLIDER = re.compile(r"\b(slider_stack|scrubber)\(")
+# A cell that shows a slider of precomputed views (a figure of its own): a report function
+# named for its slider, browser or scrubber.
+SLIDER = re.compile(r"\b\w*(slider|browser|scrubber)\w*\(")
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
@@ -151,7 +154,7 @@ def test_what_it_says_here_types_no_number_of_ours(chapter: Path) -> None:
         assert not typed, f"{chapter.name}: hand-typed numbers in 'What it says here': {typed}"
 
 
-# The paper's equations the book uses (issue 14, item 3), by label.
+# The paper's equations the book uses, by label.
 EQUATIONS = {"eq1": "eq. 1", "eq2": "eq. 2", "eq7": "eq. 7", "eq8": "eq. 8", "eq9": "eq. 9",
              "eq10": "eq. 10", "def1": "Definition 1", "def2": "Definition 2",
              "def3": "Definition 3"}
@@ -182,19 +185,19 @@ def test_every_equation_is_numbered_as_in_the_paper_and_implemented() -> None:
         assert citing, f"{name}: none of {functions} (after its block) cites {EQUATIONS[name]!r}"
 
 
-def tables(chapter: Path) -> list[tuple[str, str]]:
-    """The ``(name, caption)`` of every ``Table(frame, name, caption)`` call of a chapter, the
-    caption's f-string parts as written."""
+REPORTS = sorted((ROOT / "lib" / "diffrob").glob("*/report*.py"))
+
+
+def tables(source: Path) -> list[tuple[str, str]]:
+    """The ``(name, caption)`` of every ``Table(frame, name, caption)`` call of a wing's report
+    module, the caption's f-string parts as written."""
     found = []
-    for cell in jupytext.read(chapter).cells:
-        if cell.cell_type != "code":
-            continue
-        for node in ast.walk(ast.parse(cell.source)):
-            if isinstance(node, ast.Call) and _name(node) == "Table":
-                name, caption = node.args[1], node.args[2]
-                parts = caption.values if isinstance(caption, ast.JoinedStr) else [caption]
-                found.append((name.value, "".join(p.value for p in parts
-                                                  if isinstance(p, ast.Constant))))
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.Call) and _name(node) == "Table":
+            name, caption = node.args[1], node.args[2]
+            parts = caption.values if isinstance(caption, ast.JoinedStr) else [caption]
+            found.append((name.value, "".join(p.value for p in parts
+                                              if isinstance(p, ast.Constant))))
     return found
 
 
@@ -202,7 +205,7 @@ def test_tables_are_named_once_and_name_the_papers_table() -> None:
     """Every result table of the book (tests/test_book.py checks that no other kind is shown)
     has a label of its own (labels are global in Sphinx) and a caption naming the paper's
     table, figure, section or appendix it reproduces, or saying it has none."""
-    named = [t for chapter in CHAPTERS for t in tables(chapter)]
+    named = [t for report in REPORTS for t in tables(report)]
     names = [n for n, _ in named]
     assert len(named) >= 40 and all(n.startswith("tbl-") for n in names), names
     assert len(set(names)) == len(names), sorted(n for n in names if names.count(n) > 1)
@@ -232,7 +235,7 @@ def test_references_resolve_to_equations_figures_and_tables() -> None:
     for chapter in CHAPTERS:
         names |= {c.metadata["mystnb"]["figure"]["name"] for c in jupytext.read(chapter).cells
                   if "mystnb" in c.metadata}
-        names |= {name for name, _ in tables(chapter)}
+    names |= {name for report in REPORTS for name, _ in tables(report)}
     for stem, text in TEXT.items():
         refs = re.findall(r"\{(?:ref|numref)\}`(?:[^`<]*<)?([\w-]+)>?`", text)
         assert set(refs) <= names, f"{stem}: unresolved references {sorted(set(refs) - names)}"

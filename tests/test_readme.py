@@ -1,8 +1,9 @@
-"""The README as a newcomer follows it (issue 15): every command of its code blocks runs as
-written in the activated environment, in a cheap form where the real one takes long
+"""The README and docs/ as a newcomer follows them: every command of their ```bash blocks
+runs as written in the activated environment, in a cheap form where the real one takes long
 (``make -n`` and ``build_book.py --check`` for make, ``--prepare-only`` for papermill),
-and the ones that need a GPU or a cluster are checked as far as their arguments and
-skipped with the reason. A command of a kind this file does not know fails here."""
+and the ones that need a GPU, a cluster or the network are checked as far as their
+arguments and skipped with the reason. A command of a kind this file does not know fails
+here. The README stays a README: at most 100 lines, the rest in docs/."""
 
 from __future__ import annotations
 
@@ -18,27 +19,41 @@ import pytest
 from diffrob.params import parse_override
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text()
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BIN = Path(sys.executable).parent  # the environment's bin/: what `source .venv/bin/activate` puts first
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
 # what each needs beyond this machine; matched against the whole command
 NEEDS = {"--submitit slurm": "needs a Slurm cluster",
          "diffrob attack --params params/cifar10.yaml": "needs the CIFAR-10 checkpoints and a GPU",
          "diffrob evaluate --params params/cifar10.yaml": "needs the CIFAR-10 checkpoints and a GPU"}
+# the download recipes of docs/worlds.md: what they fetch
+DOWNLOADS = {"hf download ": "fetches a model from the Hugging Face hub",
+             "wget ": "fetches a checkpoint over the network",
+             "load_model(": "fetches RobustBench's checkpoint and CIFAR-10"}
 
 
 def commands(markdown: str) -> list[str]:
-    """The shell commands of the ```bash blocks: continuation lines joined, comments dropped."""
+    """The shell commands of the ```bash blocks: continuation lines joined, comments dropped,
+    a here-document (``python - <<'PY'`` ... ``PY``) kept with its command as one."""
     found = []
     for block in re.findall(r"```bash\n(.*?)```", markdown, re.S):
-        for line in block.replace("\\\n", " ").splitlines():
+        lines = iter(block.replace("\\\n", " ").splitlines())
+        for line in lines:
+            if heredoc := re.search(r"<<'?(\w+)'?", line):
+                body = list(iter(lambda: next(lines), heredoc.group(1)))
+                found.append("\n".join([line.strip(), *body, heredoc.group(1)]))
+                continue
             line = re.sub(r"\s+#.*$", "", line).strip()
             if line and not line.startswith("#"):
                 found.append(" ".join(line.split()))
     return found
 
 
-COMMANDS = commands(README)
+def page_name(page: Path) -> str:
+    return str(page.relative_to(ROOT))
+
+
+COMMANDS = [(page_name(page), command) for page in PAGES for command in commands(page.read_text())]
 
 
 def run(argv: list[str], **kw) -> subprocess.CompletedProcess:
@@ -48,10 +63,22 @@ def run(argv: list[str], **kw) -> subprocess.CompletedProcess:
     return done
 
 
-def test_the_readme_has_the_commands_a_newcomer_needs():
-    programs = {shlex.split(c)[0] for c in COMMANDS}
+def test_the_readme_is_short_and_has_the_two_commands():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 100, "the README is at most 100 lines: the rest goes to docs/"
+    assert commands(readme) == ["make book", "make test"]
+    assert "docs/design.md" in readme
+
+
+def test_the_docs_have_the_commands_a_newcomer_needs():
+    programs = {shlex.split(c)[0] for _, c in COMMANDS}
     assert {"make", "source", "diffrob", "papermill"} <= programs
-    assert "make book" in COMMANDS and "make test" in COMMANDS
+
+
+def test_every_page_of_docs_is_linked_from_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    unlinked = [page_name(p) for p in PAGES[1:] if f"]({page_name(p)})" not in readme]
+    assert unlinked == []
 
 
 def check_make(argv: list[str]) -> None:
@@ -91,22 +118,32 @@ def check_diffrob(argv: list[str], command: str) -> None:
 
 
 def check_papermill(argv: list[str], tmp_path: Path) -> None:
-    """The README's one papermill form: writes under _build/, runs with --prepare-only."""
+    """The docs' one papermill form: writes under _build/, runs with --prepare-only."""
     source, out = argv[1], argv[2]
     assert (ROOT / source).is_file() and out.startswith("_build/")
     sys.path.insert(0, str(ROOT / "scripts"))
-    import build_book
+    from book.execute import check_parameters
 
     keys = dict(zip(argv[argv.index("-p") + 1::3], argv[argv.index("-p") + 2::3]))
-    build_book.check_parameters(keys.pop("params_file"),
-                                {k: parse_override(k, v) for k, v in keys.items()})
+    check_parameters(keys.pop("params_file"), {k: parse_override(k, v) for k, v in keys.items()})
     target = tmp_path / Path(out).name
     run([argv[0], source, str(target), *argv[3:], "--prepare-only"])
     assert 'eot = 5' in target.read_text().replace('"', " ").replace("\\n", "\n")
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_readme_command_runs_as_written(command: str, tmp_path: Path):
+def check_mkdir(argv: list[str], tmp_path: Path) -> None:
+    """``mkdir -p`` of a folder inside the project: made in a scratch copy of the layout."""
+    assert argv[1] == "-p" and not Path(argv[2]).is_absolute()
+    subprocess.run(argv, cwd=tmp_path, check=True)
+    assert (tmp_path / argv[2]).is_dir()
+
+
+@pytest.mark.parametrize("page, command", COMMANDS, ids=[f"{p}: {c.splitlines()[0]}"
+                                                         for p, c in COMMANDS])
+def test_command_runs_as_written(page: str, command: str, tmp_path: Path):
+    fetches = next((why for what, why in DOWNLOADS.items() if what in command), None)
+    if fetches:
+        pytest.skip(f"{page}: `{command.splitlines()[0]}` {fetches}: needs the network")
     argv = shlex.split(command)
     if argv[0] == "make":
         check_make(argv)
@@ -116,16 +153,18 @@ def test_readme_command_runs_as_written(command: str, tmp_path: Path):
         check_diffrob(argv, command)
     elif argv[0] == "papermill":
         check_papermill(argv, tmp_path)
+    elif argv[0] == "mkdir":
+        check_mkdir(argv, tmp_path)
     else:
-        pytest.fail(f"README command `{command}`: tests/test_readme.py does not know how to run it")
+        pytest.fail(f"{page}: command `{command}`: tests/test_readme.py does not know how to run it")
 
 
-def test_one_papermill_form_in_the_readme_and_the_book():
-    """The README and the book's index page give the same papermill command."""
-    readme = [c for c in COMMANDS if c.startswith("papermill ")]
+def test_one_papermill_form_in_the_docs_and_the_book():
+    """docs/ and the book's index page give the same papermill command."""
+    docs = [c for _, c in COMMANDS if c.startswith("papermill ")]
     index = [c for c in commands((ROOT / "book" / "index.md").read_text())
              if c.startswith("papermill ")]
-    assert len(readme) == 1 and readme == index
+    assert len(docs) == 1 and docs == index
 
 
 def test_nothing_cites_a_file_that_is_not_shipped():
@@ -133,12 +172,13 @@ def test_nothing_cites_a_file_that_is_not_shipped():
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
                              check=True).stdout.split()
     citing = [f for f in tracked if f.endswith((".py", ".yaml", ".md", ".yml"))
-              and f != "tests/test_readme.py" and "FACTS.md" in (ROOT / f).read_text(errors="ignore")]
+              and f != "tests/test_readme.py" and (ROOT / f).is_file()
+              and "FACTS.md" in (ROOT / f).read_text(errors="ignore")]
     assert citing == []
 
 
 def test_the_cpu_switch_installs_torch_from_the_cpu_index_with_the_projects_versions():
-    """README, "A CPU-only install": TORCH=cpu runs scripts/install_torch.py before the
+    """docs/install.md, "CPU-only or CUDA": TORCH=cpu runs scripts/install_torch.py before the
     project, TORCH=default does not; the versions are pyproject.toml's."""
     import tomllib
 

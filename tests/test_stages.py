@@ -196,3 +196,42 @@ def test_seed_guard_holds_for_evaluations_of_stored_attacks(tmp_path):
     stages.evaluation_key(many, "clean")  # clean inputs have no attack seeds
     with pytest.raises(ValueError, match=r"'attack_seed' \(1000\) must be >= n_evals \(5000\)"):
         stages.evaluation_key(many, "pgd")
+
+
+# --- every stage goes through store.cached: two processes compute each batch once ----------
+
+TWO = """
+import os, sys, time
+from diffrob import worlds
+from diffrob.cap import runs
+compute = runs._slice_batch
+def logged(*a, **k):
+    out = compute(*a, **k)
+    time.sleep(0.5)  # long enough for the other process to find the claim
+    open(os.environ["COMPUTED"], "a").write(f"{os.getpid()}\\n")
+    return out
+runs._slice_batch = logged
+w = worlds.load("digits", results_dir=sys.argv[1], n_images=16, batch_size=1, cap_images=6,
+                cap_points=20, attack_steps=2, t_star=1)
+s = runs.slice_world(w, "random")
+print(s.predictions.tolist(), s.index.tolist())
+"""
+
+
+def test_two_processes_on_a_cap_stage_compute_each_batch_once(tmp_path):
+    """The sec. 5 slices, like every stored stage, are claimed batch by batch (store.cached):
+    two processes started together share the batches and print the same slices."""
+    import os
+    import subprocess
+    import sys
+
+    log = tmp_path / "computed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COMPUTED": str(log)}
+    procs = [subprocess.Popen([sys.executable, "-c", TWO, str(tmp_path / "results")], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
+    assert outs[0][0] == outs[1][0]  # the same slices in both
+    owners = log.read_text().split()
+    assert len(owners) == 6, f"{len(owners)} batch computations for 6 batches"  # none twice

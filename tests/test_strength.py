@@ -1,4 +1,5 @@
-"""Worst-of-N, worst case over attacks, and the attack-strength experiments (issue 13)."""
+"""Worst-of-N, worst case over attacks, and the attack-strength experiments of chapter
+04b_strength (sec. 4.2, Table S1; Carlini et al. 2019) with its tables."""
 
 import itertools
 
@@ -7,9 +8,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
-from diffrob import fuzzy, strength
+from diffrob.figures import Table
+from diffrob.fuzzy import analysis, report_strength, runs_strength
 
-from test_attacks import tiny_world
+from conftest import tiny_world
 
 PREDS = np.array([[0, 1, 9, 9, 4],
                   [0, 1, 2, 9, 4],
@@ -20,11 +22,11 @@ LABELS = np.array([0, 1, 2, 3, 4])
 
 def test_worst_of_n_by_hand():
     """Right in 4, 3, 2, 0, 2 of the 4 runs: N = 1 is the mean accuracy, N = r is m = 0."""
-    assert fuzzy.worst_of_n(PREDS, LABELS, 1) == pytest.approx(11 / 20)
-    assert fuzzy.worst_of_n(PREDS, LABELS, 2) == pytest.approx((6 + 3 + 1 + 0 + 1) / 6 / 5)
-    assert fuzzy.worst_of_n(PREDS, LABELS, 4) == fuzzy.non_adversarial(fuzzy.grades(PREDS, LABELS))
+    assert analysis.worst_of_n(PREDS, LABELS, 1) == pytest.approx(11 / 20)
+    assert analysis.worst_of_n(PREDS, LABELS, 2) == pytest.approx((6 + 3 + 1 + 0 + 1) / 6 / 5)
+    assert analysis.worst_of_n(PREDS, LABELS, 4) == analysis.non_adversarial(analysis.grades(PREDS, LABELS))
     with pytest.raises(ValueError, match="n:"):
-        fuzzy.worst_of_n(PREDS, LABELS, 5)
+        analysis.worst_of_n(PREDS, LABELS, 5)
 
 
 @settings(max_examples=30, deadline=None)
@@ -36,22 +38,22 @@ def test_worst_of_n_is_the_mean_over_every_n_subset_of_runs(preds, data):
     n = data.draw(st.integers(1, r))
     subsets = [(preds[list(s)] == labels).all(axis=0).mean()
                for s in itertools.combinations(range(r), n)]
-    assert fuzzy.worst_of_n(preds, labels, n) == pytest.approx(np.mean(subsets))
+    assert analysis.worst_of_n(preds, labels, n) == pytest.approx(np.mean(subsets))
 
 
 def test_worst_case_takes_per_example_the_attack_with_the_highest_grade():
     a = PREDS
     b = np.array([[9, 1, 2, 3, 9]] * 4)  # fools examples 0 and 4 always, never 1, 2, 3
-    worst = fuzzy.worst_case({"a": a, "b": b}, LABELS)
+    worst = analysis.worst_case({"a": a, "b": b}, LABELS)
     np.testing.assert_array_equal(worst[:, [0, 4]], b[:, [0, 4]])
     np.testing.assert_array_equal(worst[:, [1, 2, 3]], a[:, [1, 2, 3]])
-    g = fuzzy.grades(worst, LABELS)
-    assert (g >= fuzzy.grades(a, LABELS)).all() and (g >= fuzzy.grades(b, LABELS)).all()
+    g = analysis.grades(worst, LABELS)
+    assert (g >= analysis.grades(a, LABELS)).all() and (g >= analysis.grades(b, LABELS)).all()
 
 
 def test_summarised_accuracy_is_in_percent_with_an_interval_around_it():
     v = np.random.default_rng(0).random(50)
-    row = strength.summarise(v)
+    row = analysis.summarise(v)
     assert row["accuracy"] == pytest.approx(100 * v.mean())
     assert row["low"] < row["accuracy"] < row["high"]
     assert row["high"] - row["low"] < 50
@@ -65,14 +67,14 @@ def small(tmp_path_factory):
 
 
 def test_base_world_is_the_first_images_with_the_strength_protocol(small):
-    w = strength.base_world(small, eps_255=16.0)
+    w = runs_strength.base_world(small, eps_255=16.0)
     p = w.params
     assert len(w.images) == p.n_images == p.batch_size == 3
     assert (p.n_evals, p.attack_steps, p.eot, p.eps_255) == (3, 1, 2, 16.0)
 
 
 def test_compare_gives_paired_rows_and_a_worst_case_no_stronger_attack_beats(small):
-    side = strength.compare(small, {"pgd-eot": ("pgd-eot", {}), "transfer": ("transfer", {}),
+    side = runs_strength.compare(small, {"pgd-eot": ("pgd-eot", {}), "transfer": ("transfer", {}),
                                     "apgd": ("apgd-eot", {})}, reference="pgd-eot")
     assert list(side.index) == ["pgd-eot", "transfer", "apgd", "worst case"]
     acc = side["accuracy"].astype(float)
@@ -83,10 +85,49 @@ def test_compare_gives_paired_rows_and_a_worst_case_no_stronger_attack_beats(sma
 
 
 def test_step_grid_and_strongest(small):
-    grid = strength.step_grid(small)
+    grid = runs_strength.step_grid(small)
     assert len(grid) == 3 and set(grid["iterate"]) == {"last", "best"}
-    strong = strength.strongest(grid)
+    strong = analysis.strongest(grid)
     assert strong["rel_stepsize"] == 0.25
     assert grid["accuracy"].min() == pytest.approx(grid.loc[
         (grid["schedule"] == strong["pgd_schedule"]) & (grid["iterate"] == strong["pgd_iterate"]),
         "accuracy"].min())
+
+
+def test_grid_table_and_text_name_the_strongest_protocol(small):
+    s = report_strength.setting(small)
+    assert s.paper == {"rel_stepsize": small.params.rel_stepsize, "pgd_schedule": "constant",
+                       "pgd_iterate": "last"}
+    assert report_strength.setting_text(s) == ("digits: eps = 48/255, 3 images, 1 steps x 2 EOT "
+                                               "samples, r = 3")
+    g = report_strength.step_grid(s)
+    t = report_strength.grid_table(g)
+    assert isinstance(t, Table) and t.name == "tbl-strength-grid" and not t.index
+    assert list(t.frame.columns) == ["rel_stepsize", "schedule", "iterate", "accuracy", "low", "high"]
+    first, second = report_strength.grid_text(g).splitlines()
+    assert first == f"strongest protocol here: {g.strong}"
+    assert second.startswith("best minus last iterate (points, constant step): {'0.25': ")
+
+
+def test_side_table_and_the_strongest_attack_in_words(small):
+    s = report_strength.setting(small)
+    g = report_strength.step_grid(s)
+    side = report_strength.side_by_side(s, g.strong)
+    assert list(side.index)[-1] == "worst case" and len(side) == 9
+    t = report_strength.side_table(side)
+    assert t.name == "tbl-strength-side" and "vs PGD-EOT, strongest protocol" in t.frame.columns
+    text = report_strength.strongest_text(side)
+    assert text.startswith("**Strongest here:** ") and "The paper's protocol leaves" in text
+
+
+def test_autoattack_table_beside_its_examples_re_evaluated(small):
+    t = report_strength.autoattack_table(report_strength.setting(small))
+    assert t.name == "tbl-strength-autoattack" and list(t.frame.columns) == ["%"]
+    assert list(t.frame.index) == ["AutoAttack's own robust accuracy (1 evaluation)",
+                                   "its examples, standard robust accuracy (r = 3)", "interval",
+                                   "its examples, N = r (3)"]
+
+
+def test_gradient_table_holds_the_checks(small):
+    t = report_strength.gradient_table(report_strength.setting(small))
+    assert t.name == "tbl-strength-gradients" and len(t.frame) > 0

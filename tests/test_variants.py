@@ -1,53 +1,45 @@
 """Purifier variants: one-step denoising under PGD-EOT and the fixed-noise experiment
 (appendix B, C.2, review thread)."""
 
-import functools
-
 import numpy as np
 import pytest
 import torch
 
-from diffrob import attacks, claims, params, stages, variants
-from diffrob.worlds import World, digits
+from diffrob import attacks, claims, stages, store
+from diffrob.fuzzy import analysis, report, runs_variants
+from diffrob.worlds import World
 
-
-@functools.cache
-def _models():
-    torch.manual_seed(0)
-    return (digits.DigitsCNN().eval().requires_grad_(False),
-            digits.build_unet().eval().requires_grad_(False), digits.split()[2:])
+from conftest import tiny_world as _tiny_world
 
 
 def tiny_world(results_dir, **overrides) -> World:
     """6 images in batches of 2 (4 of them in the variants), random seeded models, t* = 2."""
-    p = params.load("params/smoke.yaml", results_dir=str(results_dir), n_images=6,
-                    batch_size=2, t_star=2, variant_images=4, **overrides)
-    cls, unet, (x, y) = _models()
-    return World("digits", x[:6], y[:6], cls, unet, digits.build_scheduler(), p)
+    return _tiny_world(6, results_dir=str(results_dir), batch_size=2, t_star=2,
+                       variant_images=4, **overrides)
 
 
 def test_accuracy_rows_carry_wilson_for_one_run_and_a_bootstrap_for_several():
     labels = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
-    one = variants.accuracy_row(np.where(np.arange(10) < 5, labels, 0)[None], labels)
+    one = analysis.accuracy_row(np.where(np.arange(10) < 5, labels, 0)[None], labels)
     assert one["ours"] == 50 and (round(one["low"], 2), round(one["high"], 2)) == (23.66, 76.34)
     runs = np.stack([labels, np.zeros(10, dtype=int)])  # right in one run of two, image 0 in both
-    many = variants.accuracy_row(runs, labels)
+    many = analysis.accuracy_row(runs, labels)
     assert many["ours"] == pytest.approx(55) and many["low"] < 55 < many["high"]
 
 
 def test_fixed_noise_t_carries_the_papers_ratio():
-    assert variants.fixed_noise_t(10, 150, 100) == 15   # digits: the thread's t = 150 of t* 100
-    assert variants.fixed_noise_t(100, 150, 100) == 150  # CIFAR-10 itself
-    assert variants.fixed_noise_t(150, 100, 150) == 100  # ImageNet reverse-only
-    assert variants.fixed_noise_t(1, 1, 100) == 1
+    assert analysis.fixed_noise_t(10, 150, 100) == 15   # digits: the thread's t = 150 of t* 100
+    assert analysis.fixed_noise_t(100, 150, 100) == 150  # CIFAR-10 itself
+    assert analysis.fixed_noise_t(150, 100, 150) == 100  # ImageNet reverse-only
+    assert analysis.fixed_noise_t(1, 1, 100) == 1
     with pytest.raises(ValueError, match="t_star"):
-        variants.fixed_noise_t(0, 150, 100)
+        analysis.fixed_noise_t(0, 150, 100)
 
 
 def test_fixed_noise_ignores_the_callers_seeds_and_dedups_exactly(tmp_path):
     w = tiny_world(tmp_path)
     pur = w.purifier("ddpm", 2)
-    fixed = variants.FixedNoise(pur, 0)
+    fixed = analysis.FixedNoise(pur, 0)
     x = w.images[:2]
     assert torch.equal(fixed(x, 7, 3), pur(x, 0, 3))
     assert not torch.equal(pur(x, 7, 3), pur(x, 0, 3))  # the seed does matter to the purifier
@@ -62,9 +54,9 @@ def test_fixed_noise_ignores_the_callers_seeds_and_dedups_exactly(tmp_path):
 def test_under_fixed_noise_bpda_eot_is_bpda(tmp_path):
     """EOT over copies of one sample averages equal gradients: the same attack. With the
     purifier's own (varying) seeds the two attacks differ, so this can fail."""
-    w = variants.subset(tiny_world(tmp_path, eot=3), purifier="ddpm")
+    w = runs_variants.subset(tiny_world(tmp_path, eot=3), purifier="ddpm")
     x, y = w.images[:2], w.labels[:2]
-    fixed = variants.FixedNoise(w.purifier(), 0)
+    fixed = analysis.FixedNoise(w.purifier(), 0)
     a = attacks.attack_batch(w, "bpda", x, y, 0, fixed)
     b = attacks.attack_batch(w, "bpda-eot", x, y, 0, fixed)
     torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
@@ -73,10 +65,10 @@ def test_under_fixed_noise_bpda_eot_is_bpda(tmp_path):
 
 def test_fixed_noise_attacks_with_the_evaluations_noise_and_is_stored(tmp_path, monkeypatch):
     w = tiny_world(tmp_path)
-    preds = variants.fixed_noise(w, "reverse", 2, progress=False)
+    preds = runs_variants.fixed_noise(w, "reverse", 2, progress=False)
     assert set(preds) == {"clean", "bpda", "bpda-eot"} and all(len(v) == 4 for v in preds.values())
     # clean: one deterministic evaluation with base seed 0, batch by batch (eq. 9's i)
-    sub = variants.subset(w, purifier="reverse", t_star=2)
+    sub = runs_variants.subset(w, purifier="reverse", t_star=2)
     pur = sub.purifier()
     want = np.concatenate([w.classifier(pur(sub.images[r], 0, i)).argmax(1).numpy()
                            for i, r in sub.batches()])
@@ -86,37 +78,47 @@ def test_fixed_noise_attacks_with_the_evaluations_noise_and_is_stored(tmp_path, 
     stored = list((w.params.store_dir / "fixed-noise" / "attack" / "bpda").glob("*/*"))
     assert len(stored) == 2
     x_adv = attacks.attack_batch(sub, "bpda", sub.images[rows], sub.labels[rows], i,
-                                 variants.FixedNoise(pur, 0))
+                                 analysis.FixedNoise(pur, 0))
     with torch.no_grad():
         want = w.classifier(pur(x_adv, 0, i)).argmax(1).numpy()
     assert np.array_equal(preds["bpda"][rows], want)
 
     def fail(*a, **k):
         raise AssertionError("a stored batch was recomputed")
-    monkeypatch.setattr(variants, "attack_batch", fail)
-    again = variants.fixed_noise(w, "reverse", 2, progress=False)
+    monkeypatch.setattr(attacks, "attack_batch", fail)
+    again = runs_variants.fixed_noise(w, "reverse", 2, progress=False)
     assert all(np.array_equal(again[s], preds[s]) for s in preds)
     with pytest.raises(ValueError, match="method"):
-        variants.fixed_noise(w, "ddim", 2)
+        runs_variants.fixed_noise(w, "ddim", 2)
 
 
 def test_onestep_uses_the_stages_with_the_onestep_purifier(tmp_path):
     w = tiny_world(tmp_path)
-    preds = variants.onestep(w, progress=False)
+    preds = runs_variants.onestep(w, progress=False)
     assert preds["clean"].shape == (w.params.n_evals, 4)
-    sub = variants.subset(w, purifier="onestep")
+    sub = runs_variants.subset(w, purifier="onestep")
     assert np.array_equal(preds["pgd-eot"], stages.evaluations(sub, "pgd-eot", progress=False))
     assert list((w.params.store_dir / "attack" / "pgd-eot").glob("*/*"))
     assert sub.purifier().method == "onestep" and sub.params.n_images == 4
 
 
+def test_fixed_noise_attacks_are_stored_under_the_attack_key_and_the_fixed_seed(tmp_path):
+    w = tiny_world(tmp_path)
+    runs_variants.fixed_noise(w, "ddpm", 2, attack_names=("bpda",), progress=False)
+    sub = runs_variants.subset(w, purifier="ddpm", t_star=2)
+    k = {**stages.attack_key(sub, "bpda"), "noise": "fixed", "noise_seed": 0}
+    assert k["stage"] == "attack/bpda" and k["eot"] == 1
+    for i, _ in sub.batches():
+        assert store.path(w.params, "fixed-noise/attack/bpda", i, k).is_file()
+
+
 def test_accuracy_row_and_the_papers_numbers(tmp_path):
-    row = variants.accuracy_row(np.array([[0, 1, 2, 0], [0, 1, 0, 0]]), np.array([0, 1, 2, 3]))
+    row = analysis.accuracy_row(np.array([[0, 1, 2, 0], [0, 1, 0, 0]]), np.array([0, 1, 2, 3]))
     assert row["ours"] == 62.5 and row["low"] < 62.5 < row["high"]
     with pytest.raises(ValueError, match="columns"):
-        variants.accuracy_row(np.zeros((2, 3)), np.zeros(4))
+        analysis.accuracy_row(np.zeros((2, 3)), np.zeros(4))
     paper = claims.paper("sec4")["variants"]
-    df = variants.table(tiny_world(tmp_path), paper, progress=False)
+    df = report.variants_frame(tiny_world(tmp_path), paper, progress=False)
     assert len(df) == 2 + 2 * 3
     got = df.set_index(["variant", "source"])["paper"]
     assert got[("one-step", "pgd-eot")] == 48.3

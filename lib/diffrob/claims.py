@@ -5,9 +5,9 @@ The paper's numbers and its claims are the project's own data files
 thread). Each claim there is an entry of ``claims:`` with the paper's words, the paper's
 value, the quantity we compute, the criterion (``above`` / ``below`` a threshold or
 ``within`` [lo, hi], derived from the paper's own numbers or words) and the criterion's
-``source``. A chapter passes its measured statistic with its interval
+``source``. A chapter's report passes its measured statistic with its interval
 (:mod:`diffrob.verdicts`) to :func:`record`, which reads the criterion, decides and
-stores the row; no threshold is typed in a chapter (issue 10, part 3).
+stores the row; no threshold is typed in a chapter or its report.
 
 Rows are stored per parameter set: ``<results_dir>/<world>/claims/<digest>/<section>/<id>.json``
 with ``digest = params_digest(p)``, one file per claim, each written atomically under a
@@ -80,6 +80,11 @@ def params_digest(p: Params) -> str:
     """The store's digest of the parameters that can change a result (one definition:
     :func:`diffrob.store.params_digest`), 16 hex digits."""
     return store.params_digest(p)[:16]
+
+
+def settings(p: Params) -> dict[str, Any]:
+    """The parameters of ``p`` that can change a result (those :func:`params_digest` digests)."""
+    return {k: v for k, v in p.as_dict().items() if k not in store.NOT_RESULT}
 
 
 def paper_value(entry: Mapping[str, Any], world: str) -> str:
@@ -160,9 +165,8 @@ def record(p: Params, section: str, claim: str,
     """Judge one claim (see :func:`judge`) and store its row under this parameter set."""
     row = judge(section, claim, ours, p.world)
     folder = _folder(p)
-    settings = {k: v for k, v in p.as_dict().items() if k not in store.NOT_RESULT}
     if not (folder / "params.json").exists():
-        _write_json(folder / "params.json", settings)
+        _write_json(folder / "params.json", settings(p))
     _write_json(folder / section / f"{claim}.json", row)
     return row
 

@@ -1,4 +1,4 @@
-"""What the expensive stages cost, before they run (sec. 4, Table S1; the README's cluster recipe).
+"""What the expensive stages cost, before they run (sec. 4, Table S1; docs/cluster.md).
 
 For the attack, evaluation and sec. 6 Jacobian stages of a params file: the diffusion-model
 evaluations (one image through the model once) and FLOPs they take, the GPU

@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
+from tqdm.auto import tqdm
 
 METHODS = ("ddpm", "reverse", "ddim", "onestep")
 DDIM_EPS = ("model", "rederived")
@@ -324,3 +325,54 @@ class _NoisePlan:
 
 def _resize(x: Tensor, size: int) -> Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+
+# --- a world's test images through a purifier, batch by batch (sec. 2, sec. 3.1) ----------
+
+def check_inputs(world, x: Tensor, unclipped: bool = False) -> None:
+    """Raise ``ValueError`` unless ``x`` holds one input per test image of ``world``, in [0,1]
+    (any finite values with ``unclipped=True``: the paper's unclipped noise, Tables S2-S4)."""
+    check_images(x, world.image_shape, world.device, name="inputs", in_range=not unclipped)
+    if len(x) != len(world.images):
+        raise ValueError(f"inputs: expected one per test image ({len(world.images)}), "
+                         f"got {len(x)}")
+
+
+@torch.no_grad()
+def purify(world, x: Tensor, method: str | None = None, base_seed: int | None = None) -> Tensor:
+    """f(x) for inputs aligned with the test images, batch i with eq. 9's batch index i
+    (``method`` and ``base_seed`` default to the world's parameters)."""
+    check_inputs(world, x)
+    purifier = world.purifier(method)
+    seed = world.params.base_seed if base_seed is None else base_seed
+    return torch.cat([purifier(x[rows], seed, i) for i, rows in
+                      tqdm(world.batches(), desc=f"purify ({purifier.method})", unit="batch",
+                           leave=False)])
+
+
+@torch.no_grad()
+def trajectories(world, x: Tensor, method: str | None = None, base_seed: int | None = None,
+                 unclipped: bool = False) -> Iterator[tuple[slice, Tensor]]:
+    """Each batch's rows and its states (S, B, C, H, W) from the input to the purified image
+    (:meth:`Purifier.trajectory`), batch i with eq. 9's batch index i; state t* ends the
+    forward process of eq. 1 (``ddpm``, ``ddim``)."""
+    check_inputs(world, x, unclipped)
+    purifier = world.purifier(method)
+    seed = world.params.base_seed if base_seed is None else base_seed
+    for i, rows in tqdm(world.batches(), desc=f"trajectories ({purifier.method})",
+                        unit="batch", leave=False):
+        yield rows, purifier.trajectory(x[rows], seed, i, unclipped)
+
+
+def first_states(world, x: Tensor, keep: int, method: str | None = None,
+                 base_seed: int | None = None) -> Tensor:
+    """The states (S, keep, C, H, W) of the first ``keep`` inputs along the purification
+    (eqs. 1 and 2 for ``ddpm``; Fig. S3), from the batches that hold them."""
+    if keep < 1:
+        raise ValueError(f"keep: expected >= 1 images, got {keep}")
+    kept: list[Tensor] = []
+    for _, states in trajectories(world, x, method, base_seed):
+        kept.append(states[:, :keep].cpu())
+        if sum(k.shape[1] for k in kept) >= keep:
+            break
+    return torch.cat(kept, 1)[:, :keep]

@@ -2,7 +2,7 @@
 
 A stage's batch ``i`` lives in ``<store_dir>/<stage>/<key hash>/batch_<i>.safetensors``
 (``store_dir`` = results_dir/world): runs with other parameters (a chapter rerun
-with ``-p eot 5``) keep their results side by side. Each file holds one tensor and, as
+with ``-p n_images 48``) keep their results side by side. Each file holds one tensor and, as
 metadata, the *key* that made it, the key's hash and the hash of the data bytes.
 The key is everything that decides the result (docs/design.md, "The store key"): the
 parameters that matter (each stage declares its own: :mod:`diffrob.stages`), a fingerprint of the model weights (of the underlying

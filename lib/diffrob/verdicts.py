@@ -1,7 +1,7 @@
 """Statistics with their uncertainty, and verdicts against criteria fixed in advance.
 
 Every claim the book checks is a statistic of per-image data (or per-slice, per-sample
-data), an interval for it, and a criterion read from ``paper_data`` (issue 10, part 3).
+data), an interval for it, and a criterion read from ``paper_data``.
 The intervals:
 
 - a fraction of successes: Wilson's score interval (Wilson 1927); the difference of two

@@ -59,7 +59,7 @@ class Attack:
         start and one per iteration (``(steps + 1) x eot``).
         """
         samples = self.eot_samples(eot)
-        if self.optimiser.startswith("apgd"):
+        if self.optimiser in ("apgd-ce", "apgd-dlr"):
             return (steps + 1) * samples, 1
         best = iterate == "best" and self.optimiser == "pgd"
         return steps * samples, samples if best else 0

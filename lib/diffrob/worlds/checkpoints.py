@@ -3,8 +3,7 @@
 The real worlds never download anything while loading (the build and test
 machines have no network): every checkpoint and data file is looked up on
 disk first, and a missing one raises :class:`MissingFileError` naming the
-file, the folder it was looked for in and where it comes from (README,
-"The paper's worlds"). A file that is there but cannot be read as what it should
+file, the folder it was looked for in and where it comes from (docs/worlds.md). A file that is there but cannot be read as what it should
 be (truncated, corrupt, another architecture) raises :class:`BadFileError`
 naming the file, what was expected and where a good copy comes from.
 """

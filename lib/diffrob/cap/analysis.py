@@ -1,17 +1,16 @@
-"""The hyperspherical cap model of adversarial regions (sec. 5, appendix A).
+"""The geometry of the hyperspherical cap model (sec. 5, appendix A), pure: tensors and
+arrays in, tensors and arrays out, every knob an argument.
 
-- 2-D slices (Fig. 4b, c, A.4): the plane through a clean image x0 spanned by
-  its adversarial direction u (untargeted PGD, l2-normalised) and a second
-  direction v (random, or a second adversarial direction) orthogonalised to u;
-  N points uniform in the disc of l2 radius R, and the classifier's decision
-  at each point.
+- Slice planes (Fig. 4b, c, A.4): the plane through a clean image x0 spanned by its
+  adversarial direction u (l2-normalised) and a second direction v orthogonalised to u;
+  points uniform in the disc of l2 radius R, and the classifier's decision at each point.
 - Psychometric fits (eq. 8, Fig. 4d-f): logistic regression of the decision
   (adversarial or not) on the projection onto u, giving a slope k and a
   threshold x0 per slice; curves aligned at their thresholds and averaged.
 - GAAS (appendix A.2): ``gaas_k`` (the formula) and ``orthogonal_adversarial_count``
   (measured: how many of the k mutually orthogonal directions of Tramer et al.'s GAAS
-  construction actually fool the classifier); cap volume (eq. 7): ``cap_volume_ratio``;
-  both take the l2 threat radius ``linf_ball_l2_radius``.
+  construction actually fool the classifier); cap volume (eq. 7): ``cap_volume_ratio``,
+  checked by ``monte_carlo_cap_share``; both take the l2 threat radius ``linf_ball_l2_radius``.
 - Definition 3 / eq. 5-6: ``logit_ranges``, the range of each logit along a direction.
 
 Decisions: a point is *adversarial* when the classifier's decision differs from
@@ -35,10 +34,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.special import betainc, expit
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
 from torch import Tensor
-from tqdm.auto import tqdm
 
-SECOND = ("random", "adversarial")
 POINT_BATCH = 4096  # slice points per classifier call
 
 
@@ -101,119 +100,6 @@ def decisions(classifier: Callable[[Tensor], Tensor], x0: Tensor, u: Tensor, v: 
     return torch.stack(out)
 
 
-@dataclass
-class Slices:
-    """2-D slices around clean images (Fig. 4b, c).
-
-    ``points`` (N, 2): plane coordinates (projection onto u, onto v) in l2 units;
-    ``predictions`` (B, N): decisions there; ``labels`` (B,); ``index`` (B,):
-    rows of the world's images; ``attack_length`` (B,): l2 length of the
-    adversarial perturbation that defined u; ``attack_success`` (B,): whether
-    it fooled the classifier; ``second``: what v is ("random" / "adversarial").
-    """
-
-    points: np.ndarray
-    predictions: np.ndarray
-    labels: np.ndarray
-    index: np.ndarray
-    attack_length: np.ndarray
-    attack_success: np.ndarray
-    radius: float
-    second: str
-
-    @property
-    def adversarial(self) -> np.ndarray:
-        """(B, N) booleans: the decision differs from the label."""
-        return self.predictions != self.labels[:, None]
-
-    @property
-    def projection(self) -> np.ndarray:
-        """(N,) projection of every point onto the adversarial direction."""
-        return self.points[:, 0]
-
-
-def pgd_directions(classifier: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, eps: float,
-                   steps: int, step_size: float, generator: torch.Generator | None = None
-                   ) -> Tensor:
-    """Adversarial directions x_adv - x0 of untargeted Linf PGD on the classifier (sec. 5)."""
-    from .attacks import pgd
-
-    return pgd(classifier, x, y, eps, steps, step_size, random_start=True,
-               generator=generator) - x
-
-
-def _key(world, second: str, n_images: int, n_points: int, radius: float, seed: int) -> dict:
-    """What determines a batch of slices (for the results store)."""
-    from . import store
-
-    return store.world_key(world, f"cap/{second}", ("world", "n_images", "batch_size", "eps_255",
-                           "attack_steps", "rel_stepsize"), modules=(world.classifier,),
-                           cap_images=n_images, cap_points=n_points, cap_radius=radius, seed=seed)
-
-
-def slice_world(world, second: str = "random", n_images: int | None = None,
-                n_points: int | None = None, radius: float | None = None,
-                seed: int | None = None, cache: bool = True) -> Slices:
-    """Slice the bare classifier of ``world`` around its first correctly classified images.
-
-    Sizes default to ``world.params`` (``cap_images``, ``cap_points``, ``cap_radius``,
-    seed ``base_seed``); the adversarial direction is untargeted PGD at ``eps``,
-    ``attack_steps``, ``step_size``. ``second="adversarial"`` takes v from a second
-    PGD run with another random start (Fig. 4c); ``"random"`` a Gaussian direction
-    (Fig. 4b). Batch j (``batch_size`` sliced images) draws on the CPU (the same numbers
-    on every device) with its own generator seeded ``10^4 seed + j``, so with ``cache``
-    finished batches are read from the results store
-    (``<store_dir>/cap/<second>-<hash of the settings>``) and a rerun computes only the rest.
-    """
-    from . import store
-
-    if second not in SECOND:
-        raise ValueError(f"second: expected one of {SECOND}, got {second!r}")
-    p = world.params
-    n_images, n_points = n_images or p.cap_images, n_points or p.cap_points
-    radius, seed = float(radius or p.cap_radius), p.base_seed if seed is None else seed
-    correct = (world.predict(world.images) == world.labels).nonzero().flatten()
-    if not len(correct):
-        raise ValueError(f"{world.name}: none of the {len(world.images)} test images is classified "
-                         f"correctly, so there is no clean image to slice around (raise n_images)")
-    index = correct[:n_images]
-    points = disc_points(n_points, radius, torch.Generator().manual_seed(seed))
-    key = _key(world, second, n_images, n_points, radius, seed)
-    stage = f"cap/{second}"  # the store keeps each setting in its own folder
-    rows = []   # per batch: (B, N + 2) float64 = decisions, attack length, attack success
-    for j, start in enumerate(tqdm(range(0, len(index), p.batch_size),
-                                   desc=f"cap slices ({second}, R = {radius:g})")):
-        data = store.read(p, stage, j, key) if cache else None
-        if data is None:
-            data = _slice_batch(world, index[start:start + p.batch_size], points, second,
-                                torch.Generator().manual_seed(10**4 * seed + j))
-            if cache:
-                store.write(p, stage, j, data, key)
-        rows.append(data.cpu())
-    data = torch.cat(rows).numpy()
-    return Slices(points.numpy(), data[:, :n_points].astype(np.int64),
-                  world.labels[index].cpu().numpy(), index.cpu().numpy(), data[:, n_points],
-                  data[:, n_points + 1].astype(bool), radius, second)
-
-
-def _slice_batch(world, rows: Tensor, points: Tensor, second: str,
-                 gen: torch.Generator) -> Tensor:
-    p = world.params
-    x, y = world.images[rows], world.labels[rows]
-    with torch.enable_grad():
-        adv = pgd_directions(world.classifier, x, y, p.eps, p.attack_steps, p.step_size, gen)
-        if second == "adversarial":
-            other = pgd_directions(world.classifier, x, y, p.eps, p.attack_steps, p.step_size,
-                                   gen)
-    if second == "random":
-        other = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
-    u, v = plane(adv, other)
-    pred = decisions(world.classifier, x, u, v, points, POINT_BATCH)
-    length = adv.flatten(1).norm(dim=1, keepdim=True)
-    success = (world.predict((x + adv).clamp(0, 1)) != y)[:, None]   # clamp: rounding only
-    return torch.cat([pred.double(), length.double(), success.double()], 1)
-
-
 # --- psychometric fits (eq. 8, A.4) -----------------------------------------------------------
 
 @dataclass
@@ -249,9 +135,6 @@ def fit_psychometric(projection: np.ndarray, adversarial: np.ndarray, C: float =
     on C, so C is fixed in advance (``cap_fit_c``: scikit-learn's default 1, chosen
     before any slice was fitted) and :func:`slope_sensitivity` shows what other C give.
     """
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
     adversarial = np.atleast_2d(np.asarray(adversarial, dtype=bool))
     projection = np.broadcast_to(np.asarray(projection, dtype=np.float64), adversarial.shape)
     if C <= 0:
@@ -472,56 +355,31 @@ def cap_volume_ratio(beta_bar: float | np.ndarray, d: int) -> float | np.ndarray
     return float(out) if out.ndim == 0 else out
 
 
-# --- figures (Fig. 4) -----------------------------------------------------------------------
+def monte_carlo_cap_share(beta_bar: float, d: int, n: int, seed: int) -> float:
+    """Eq. 7 by Monte Carlo: the share of ``n`` points uniform in the unit d-ball whose first
+    coordinate exceeds ``beta_bar``.
 
-def plot_slice(ax, slices: Slices, i: int, fits: Fits | None = None,
-               class_names: list[str] | None = None) -> None:
-    """Fig. 4b / 4c: slice ``i``, each point coloured by the classifier's decision.
-
-    The clean image is the origin; the x axis is the adversarial direction; a
-    dashed line marks the fitted threshold x0 (if ``fits``).
+    A uniform point's first coordinate is that of a Gaussian direction (z1 over the norm,
+    the other d - 1 squared coordinates summed as one chi-square draw) times a radius
+    U^(1/d); the draws come from ``numpy.random.default_rng(seed)`` in that order.
     """
-    import matplotlib.pyplot as plt
-
-    pts, pred = slices.points, slices.predictions[i]
-    cmap = plt.get_cmap("tab10")
-    for c in np.unique(pred):
-        m = pred == c
-        name = class_names[c] if class_names else str(c)
-        tag = " (label)" if c == slices.labels[i] else ""
-        ax.scatter(pts[m, 0], pts[m, 1], s=6, color=cmap(c % 10), label=f"{name}{tag}")
-    if fits is not None and np.isfinite(fits.threshold[i]):
-        ax.axvline(fits.threshold[i], color="k", ls="--", lw=1, label="threshold x0")
-    ax.plot([0], [0], "k+", ms=12)
-    ax.set_aspect("equal")
-    ax.set_xlabel("adversarial direction (l2)")
-    second = "second adversarial" if slices.second == "adversarial" else slices.second
-    ax.set_ylabel(f"{second} direction (l2)")
-    ax.legend(fontsize=7, loc="upper left", markerscale=2, framealpha=0.8)
+    rng = np.random.default_rng(seed)
+    z1, rest = rng.standard_normal(n), rng.chisquare(d - 1, n) if d > 1 else 0.0
+    first = z1 / np.sqrt(z1**2 + rest) * rng.random(n) ** (1 / d)
+    return float((first > beta_bar).mean())
 
 
-def plot_psychometric(ax, slices: Slices, i: int, fits: Fits) -> None:
-    """Fig. 4d: decisions (adversarial = 1) against the projection, and the fitted sigmoid."""
-    x, y = slices.projection, slices.adversarial[i]
-    ax.plot(x, y + np.linspace(-0.03, 0.03, len(x)), ".", ms=2, alpha=0.4, color="C0")
-    if fits.boundary[i]:
-        grid = np.linspace(-slices.radius, slices.radius, 200)
-        ax.plot(grid, expit(fits.slope[i] * (grid - fits.threshold[i])), "C3",
-                label=f"k = {fits.slope[i]:.2f}, x0 = {fits.threshold[i]:.2f}")
-        ax.legend(fontsize=8, loc="center left")
-    else:
-        ax.set_title("no boundary in the disc", fontsize=9)
-    ax.set_xlabel("projection on the adversarial direction (l2)")
-    ax.set_ylabel("adversarial")
+def gaas_k_at_thresholds(threshold: np.ndarray, boundary: np.ndarray, eps: float,
+                         d: int) -> tuple[np.ndarray, np.ndarray]:
+    """App. A.2's k = min(floor(1 / alpha^2), d) per slice, alpha = x0 / ``eps`` at the fitted
+    thresholds x0: (k, usable), k = -1 where the slice has no boundary or x0 <= 0."""
+    usable = boundary & (threshold > 0)
+    k = np.full(len(threshold), -1)
+    k[usable] = gaas_k(threshold[usable] / eps, d)
+    return k, usable
 
 
-def slice_figure(slices: Slices, i: int, fits: Fits, class_names: list[str] | None = None):
-    """Slice ``i`` and its psychometric fit side by side (one view of the slice browser)."""
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.8))
-    plot_slice(a, slices, i, fits, class_names)
-    plot_psychometric(b, slices, i, fits)
-    fig.suptitle(f"test image {slices.index[i]} (label {slices.labels[i]})", fontsize=10)
-    fig.tight_layout()
-    return fig
+def logit_range_ratio(adversarial: Tensor, random: Tensor) -> Tensor:
+    """Definition 3 per image: max_i r_i(adv) / E r_i(rand) over the logits i, from the
+    ranges (B, classes) along the adversarial direction and their mean over random ones."""
+    return (adversarial / random.clamp_min(1e-12)).amax(1)

@@ -1,10 +1,15 @@
-"""Fuzzy adversarial robustness (sec. 4.1-4.2, Definitions 1 and 2, Tables 1-2, Fig. 3).
+"""Fuzzy adversarial robustness, pure (sec. 4.1-4.2, Definitions 1 and 2, Tables 1-2, Fig. 3).
 
-Every function takes ``preds``, an int array (r, n) of the system's predictions
+Most functions take ``preds``, an int array (r, n) of the system's predictions
 for n stored examples under r base seeds (the evaluate stage), and ``labels``
 (n,). The grade of example i is the fraction of runs that it fools the system
 (Definition 1, the frequency estimate of P(s(xi_i) != y_i)); an example with grade
 >= alpha is alpha-fuzzy adversarial (Definition 2).
+
+Also here, for the attack-strength checks (Table S1's protocol; Carlini et al. 2019) and the
+purifier variants (appendices B and C.2): accuracies with their 95 % intervals over images
+(:mod:`diffrob.verdicts`), the strongest protocol of a step-size grid, and the fixed-noise
+purifier of eq. 9 read literally (:class:`FixedNoise`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import torch
+from torch import Tensor
+
+from .. import verdicts
+from ..purifiers import Purifier
 
 
 def _check(preds: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -185,3 +195,73 @@ def worst_case(preds: dict[str, np.ndarray], labels: np.ndarray) -> np.ndarray:
     stack = np.stack([_check(p, labels)[0] for p in preds.values()])  # (attacks, r, n)
     worst = np.argmax([grades(p, labels) for p in stack], axis=0)
     return stack[worst, :, np.arange(stack.shape[2])].T
+
+
+def per_image_accuracy(preds: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per example, the fraction of the r runs of ``preds`` (r, n) that classify it right: (n,)."""
+    return (preds == labels[None, :]).mean(axis=0)
+
+
+def summarise(per_image: np.ndarray) -> dict[str, float]:
+    """Accuracy (percent) with its 95 % bootstrap interval over images."""
+    e = verdicts.mean(per_image)
+    return {"accuracy": 100 * e.value, "low": 100 * e.lo, "high": 100 * e.hi}
+
+
+def strongest(grid: pd.DataFrame) -> dict:
+    """The protocol (Params changes) of a step-size grid's lowest accuracy (chosen on its
+    images): a frame with columns rel_stepsize, schedule, iterate and accuracy."""
+    row = grid.loc[grid["accuracy"].idxmin()]
+    return {"rel_stepsize": float(row["rel_stepsize"]), "pgd_schedule": row["schedule"],
+            "pgd_iterate": row["iterate"]}
+
+
+def fixed_noise_t(t_star: int, paper_t: int, paper_t_star: int) -> int:
+    """The t of the fixed-noise experiment in a world with ``t_star``: the paper's ratio
+    ``paper_t / paper_t_star`` (CIFAR-10: 150 / 100) times ``t_star``, rounded, at least 1."""
+    for name, v in (("t_star", t_star), ("paper_t", paper_t), ("paper_t_star", paper_t_star)):
+        if not (isinstance(v, int) and v >= 1):
+            raise ValueError(f"{name}: expected an int >= 1, got {v!r}")
+    return max(1, round(t_star * paper_t / paper_t_star))
+
+
+class FixedNoise:
+    """A purifier whose noise is fixed: every call draws with base seed ``seed`` (eq. 9;
+    appendix B, "Fixing randomness in diffusion models").
+
+    The ``base_seeds`` a caller passes (an attack's EOT seeds, say) only say how many
+    seed-major chunks the rows hold; each chunk is purified with ``seed``, so it gets
+    exactly the noise it would get alone. Without gradients, equal chunks (EOT copies of
+    one iterate) are purified once and repeated: the same result (up to the float rounding
+    of batched kernels), one chunk's cost.
+    """
+
+    def __init__(self, purifier: Purifier, seed: int):
+        if not (isinstance(seed, int) and seed >= 0):
+            raise ValueError(f"seed: expected an int >= 0, got {seed!r}")
+        self.purifier, self.seed, self.model = purifier, seed, purifier.model
+
+    def __repr__(self) -> str:
+        return f"FixedNoise({self.purifier!r}, seed={self.seed})"
+
+    def __call__(self, x: Tensor, base_seeds: int | Sequence[int] = 0, batch_index: int = 0,
+                 grad: bool = False) -> Tensor:
+        k = 1 if isinstance(base_seeds, int) else len(base_seeds)
+        if k > 1 and not grad and len(x) % k == 0:
+            chunks = x.chunk(k)
+            if all(torch.equal(chunks[0], c) for c in chunks[1:]):
+                return self.purifier(chunks[0], self.seed, batch_index).repeat(k, 1, 1, 1)
+        return self.purifier(x, [self.seed] * k, batch_index, grad=grad)
+
+
+def accuracy_row(preds: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Accuracy in percent of predictions (n,) or (r, n) (mean over runs) with its 95 %
+    interval over the n images: Wilson's for one run, a bootstrap of the per-image accuracy
+    for several."""
+    preds = np.atleast_2d(preds)
+    if preds.shape[1] != len(labels):
+        raise ValueError(f"preds: expected {len(labels)} columns (one per image), got "
+                         f"{preds.shape[1]}")
+    right = per_image_accuracy(preds, labels)
+    e = verdicts.proportion(right > 0.5) if len(preds) == 1 else verdicts.mean(right)
+    return {"ours": 100 * e.value, "low": 100 * e.lo, "high": 100 * e.hi}

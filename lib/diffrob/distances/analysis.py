@@ -1,25 +1,32 @@
-"""Distances and similarities between images, and correlations of directions.
+"""Distances, similarities and correlations of images (sec. 3.1-3.2), pure.
 
-All functions take images in [0,1] pixel units, shaped (..., C, H, W), and
-return one value per image (the leading dimensions), so a trajectory
-(S, N, C, H, W) against its clean images (N, C, H, W) gives an (S, N) table.
+All functions take images in [0,1] pixel units, shaped (..., C, H, W), and return one
+value per image (the leading dimensions), so a trajectory (S, N, C, H, W) against its
+clean images (N, C, H, W) gives an (S, N) table.
 
-- :func:`l2`, :func:`linf`: the distances of sec. 3.1 and Tables S2-S4 (a
-  uniform 8/255 perturbation of a 3072-pixel CIFAR-10 image has l2 ~ 1.0).
-- :func:`ssim`: the structural similarity of Wang et al. (2004) used in
-  Table S5 (Gaussian window of 11 taps, sigma 1.5, per channel, population
-  covariances, computed like ``skimage.metrics.structural_similarity`` with
-  ``gaussian_weights=True, use_sample_covariance=False``).
-- :func:`mean_correlation`: the mean off-diagonal ``np.corrcoef`` of a set of
-  flattened direction vectors (sec. 3.2).
+- :func:`l2`, :func:`linf`: the distances of sec. 3.1 and Tables S2-S4 (a uniform 8/255
+  perturbation of a 3072-pixel CIFAR-10 image has l2 ~ 1.0); :class:`Curves` holds them
+  along a purification (Fig. 1c/d, S1) and :func:`init_max_end` the tables' three columns;
+  :func:`floor_ratios` sets the purifier's own end distance against each input's.
+- :func:`ssim`: the structural similarity of Wang et al. (2004) used in Table S5 (Gaussian
+  window of 11 taps, sigma 1.5, per channel, population covariances, computed like
+  ``skimage.metrics.structural_similarity`` with ``gaussian_weights=True,
+  use_sample_covariance=False``); :func:`before_after` the table's rows.
+- :func:`mean_correlation`: the mean off-diagonal ``np.corrcoef`` of a set of flattened
+  direction vectors, and :func:`randomness_statistics` the measures of sec. 3.2 (Fig. 2).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+# The ways of varying the purification in sec. 3.2 (see :class:`Randomness`).
+CONDITIONS = ("fixed seed", "fixed input", "both vary")
 
 
 def _check_pair(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -144,8 +151,94 @@ def mean_std(values: Tensor | np.ndarray) -> tuple[float, float]:
     return float(v.mean()), float(v.std())
 
 
-def format_mean_std(values: Tensor | np.ndarray, digits: int = 3) -> str:
-    """'mean ± std' with ``digits`` decimals, as in Tables S2-S4."""
-    m, s = mean_std(values)
-    return f"{m:.{digits}f} ± {s:.{digits}f}"
+# --- sec. 3.1: distances along the purification --------------------------------------
 
+@dataclass
+class Curves:
+    """Distances to the clean images along the purification: (S, N) each.
+
+    ``states`` keeps the first few images' trajectories (S, k, C, H, W) for the
+    scrubber widget; state 0 is the input, state ``t_star`` the end of the
+    forward process (``ddpm``/``ddim``), the last state the purified image.
+    """
+
+    method: str
+    t_star: int
+    l2: Tensor
+    linf: Tensor
+    states: Tensor
+
+    def mean_l2(self, state: int) -> float:
+        """The mean l2 distance over the images at ``state`` (0: init, -1: end)."""
+        return self.l2[state].double().mean().item()
+
+
+def init_max_end(d: Tensor, t_star: int) -> dict[str, tuple[float, float]]:
+    """Mean and std over images at t = 0, t = t* and t = 2 t* (Tables S2-S4's columns)."""
+    if d.ndim != 2 or d.shape[0] != 2 * t_star + 1:
+        raise ValueError(f"distances: expected (2 t* + 1 = {2 * t_star + 1}, N), got "
+                         f"{tuple(d.shape)}")
+    return {"init": mean_std(d[0]), "max": mean_std(d[t_star]), "end": mean_std(d[-1])}
+
+
+def floor_ratios(l2_init: dict[str, float], l2_end: dict[str, float], floor_name: str,
+                 names: list[str]) -> dict[str, dict[str, float]]:
+    """Per input ``names``: its init l2, the purifier's floor (the end l2 of ``floor_name``,
+    the smallest uniform noise) over it, and its own end over init (sec. 3.1, Table S2)."""
+    floor = l2_end[floor_name]
+    return {n: {"init l2": l2_init[n], "floor / init": floor / l2_init[n],
+                "end / init": l2_end[n] / l2_init[n]} for n in names}
+
+
+def before_after(clean: Tensor, x: Tensor, purified: dict[str, Tensor]
+                 ) -> dict[str, dict[str, tuple[float, float]]]:
+    """Table S5: mean l2, linf and SSIM to the ``clean`` images of ``x`` and of each method's
+    purified ``x`` (``purified``: method -> f(x)).
+
+    Returns ``{"before": {...}, method: {...}}`` with (mean, std) per metric.
+    """
+    def measure(y: Tensor) -> dict[str, tuple[float, float]]:
+        return {"l2": mean_std(l2(y, clean)), "linf": mean_std(linf(y, clean)),
+                "ssim": mean_std(ssim(y, clean))}
+
+    return {"before": measure(x), **{m: measure(y) for m, y in purified.items()}}
+
+
+# --- sec. 3.2: randomness ------------------------------------------------------------
+
+@dataclass
+class Randomness:
+    """Sec. 3.2 for ``n`` clean images x0 and K draws per condition.
+
+    Directions are measured from the clean image: f(x) - x0 (sec. 6 calls
+    f(x0) - x0 "the shift of the entire image neighborhood as analyzed in
+    Sec. 3.2"; measured from f_s(x0) instead, the fixed-seed directions would be
+    the compressed perturbations J eta, nearly uncorrelated, not 0.9954):
+
+    - ``fixed seed``: f_s(x0 + eta_k), K inputs of the eps ball, one base seed s;
+    - ``fixed input``: f_{s_k}(x0), the clean image under K base seeds 0..K-1;
+    - ``both vary``: f_{s_k}(x0 + eta_k);
+    - ``perturbation``: the inputs x0 + eta_k themselves (no purification).
+
+    ``correlation[c]`` (n,) is the mean off-diagonal ``np.corrcoef`` of the K
+    directions of each image; ``centroid[c]`` (K, n) the l2 distance of each
+    output to the mean of its image's K outputs (Fig. 2f); ``example[c]`` the
+    K x K correlation matrix of the first image (Fig. 2a/b).
+    """
+
+    correlation: dict[str, np.ndarray]
+    centroid: dict[str, np.ndarray]
+    example: dict[str, np.ndarray]
+
+
+def randomness_statistics(outputs: dict[str, Tensor], clean: Tensor) -> Randomness:
+    """The measures of :class:`Randomness` from each condition's outputs (K, n, C, H, W) of the
+    ``clean`` images (n, C, H, W) (sec. 3.2, Fig. 2a/b/f)."""
+    out = Randomness({}, {}, {})
+    for name, y in outputs.items():
+        directions = (y - clean).flatten(2).double()              # (K, n, D)
+        out.correlation[name] = np.array([mean_correlation(directions[:, j])
+                                          for j in range(len(clean))])
+        out.centroid[name] = l2(y, y.mean(0)).numpy()
+        out.example[name] = np.corrcoef(directions[:, 0].numpy())
+    return out

@@ -1,0 +1,189 @@
+"""Sec. 6, Fig. 6: what separates robust from non-robust examples under one fixed randomness.
+
+- :func:`critical_threshold`: the distance from a point to the classifier's decision
+  boundary along a given ray;
+- :func:`deepfool`: the classifier's own l2 adversarial direction at a point;
+- :func:`boundary_distance`: the critical threshold gamma of Assumption 2 / App. A.1, the
+  distance from f(x0) to the boundary along the classifier's own direction (Fig. 6b);
+- :func:`robust_factors`: gamma, the purified attack length (Fig. 6c) and the decisions of
+  each example; :func:`roc`: the ROC curve of a score (Fig. 6; its AUC with an interval is
+  :func:`diffrob.verdicts.auc`).
+
+Adversarial examples and directions are arguments, so nothing here depends on a particular
+attack; the classifier is any map of images to logits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+@torch.no_grad()
+def critical_threshold(classifier: nn.Module | Callable[[Tensor], Tensor], start: Tensor,
+                       direction: Tensor, labels: Tensor, max_dist: float = 5.0,
+                       grid: int = 50, tol: float = 1e-4) -> Tensor:
+    """Sec. 6 (Fig. 6b): l2 distance from ``start`` along ``direction`` at which the decision flips.
+
+    For each row, the smallest r in [0, ``max_dist``] with
+    ``classifier(start + r u).argmax() != label`` (u = direction / ||direction||):
+    a grid of ``grid`` steps finds the first wrong point, bisection refines it
+    to ``tol``. ``inf`` where no flip happens up to ``max_dist`` (or the
+    direction is zero); 0 where ``start`` itself is misclassified. Points are
+    not clipped to [0,1] (a distance of 5 leaves the image box). In sec. 6,
+    start = f(x0) and direction = f(x_adv) - f(x0).
+    """
+    if start.shape != direction.shape or start.shape[0] != labels.shape[0]:
+        raise ValueError(f"start {tuple(start.shape)}, direction {tuple(direction.shape)} and "
+                         f"labels {tuple(labels.shape)} must agree")
+    if max_dist <= 0 or grid < 1 or tol <= 0:
+        raise ValueError(f"expected max_dist > 0, grid >= 1, tol > 0, "
+                         f"got {max_dist}, {grid}, {tol}")
+    norm = direction.flatten(1).norm(dim=1)
+    u = direction / norm.clamp_min(1e-30).view(-1, *[1] * (direction.ndim - 1))
+
+    def wrong(r: Tensor, rows: Tensor) -> Tensor:
+        x = start[rows] + r.view(-1, *[1] * (start.ndim - 1)).to(start.dtype) * u[rows]
+        return classifier(x).argmax(1) != labels[rows]
+
+    n = start.shape[0]
+    radii = torch.linspace(0, max_dist, grid + 1, device=start.device, dtype=torch.float64)
+    flags = torch.stack([wrong(r.expand(n), torch.arange(n, device=start.device))
+                         for r in radii], 1)                          # (n, grid + 1)
+    flags &= (norm > 0).view(-1, 1) | (torch.arange(grid + 1, device=start.device) == 0)
+    first = torch.where(flags.any(1), flags.float().argmax(1), torch.full_like(norm, -1).long())
+    out = torch.full((n,), math.inf, dtype=torch.float64, device=start.device)
+    out[first == 0] = 0.0
+    rows = torch.nonzero(first > 0).flatten()
+    if len(rows):
+        lo, hi = radii[first[rows] - 1], radii[first[rows]]
+        for _ in range(max(0, math.ceil(math.log2((max_dist / grid) / tol)))):
+            mid = (lo + hi) / 2
+            w = wrong(mid, rows)
+            hi, lo = torch.where(w, mid, hi), torch.where(w, lo, mid)
+        out[rows] = hi
+    return out
+
+
+def deepfool(classifier: nn.Module | Callable[[Tensor], Tensor], start: Tensor, labels: Tensor,
+             steps: int = 50, overshoot: float = 0.02, candidates: int = 10) -> Tensor:
+    """An l2 adversarial direction of the classifier alone at ``start``: DeepFool's perturbation.
+
+    DeepFool (Moosavi-Dezfooli et al. 2016): at each step the classifier is
+    linearised and the point moves to the nearest linearised boundary among the
+    ``candidates`` highest-scoring other classes, until the decision leaves the
+    label (or ``steps`` run out); the total is scaled by 1 + ``overshoot``. For an
+    affine two-class classifier one step lands on the boundary's foot point, so the
+    perturbation's direction is the normal of the boundary. Points are not clipped to
+    [0,1] (as :func:`critical_threshold`). Rows already misclassified get zero.
+    Returns the perturbation (same shape as ``start``); gradients of ``classifier``
+    only, nothing of any purifier.
+    """
+    if steps < 1 or overshoot < 0 or candidates < 1:
+        raise ValueError(f"deepfool: expected steps >= 1, overshoot >= 0, candidates >= 1, "
+                         f"got {steps}, {overshoot}, {candidates}")
+    start, labels = start.detach(), labels.to(start.device)
+    total = torch.zeros_like(start)
+    for _ in range(steps):
+        x = (start + (1 + overshoot) * total).requires_grad_(True)
+        with torch.enable_grad():
+            z = classifier(x)
+            active = z.argmax(1) == labels
+            if not active.any():
+                break
+            m = min(candidates + 1, z.shape[1])
+            others = z.detach().scatter(1, labels.view(-1, 1), -math.inf).topk(m - 1, 1).indices
+            grad_y = torch.autograd.grad(z.gather(1, labels.view(-1, 1)).sum(), x,
+                                         retain_graph=True)[0]
+            best = torch.full((len(x),), math.inf, device=x.device, dtype=z.dtype)
+            step = torch.zeros_like(x)
+            for j in range(m - 1):
+                k = others[:, j]
+                w = torch.autograd.grad(z.gather(1, k.view(-1, 1)).sum(), x,
+                                        retain_graph=j < m - 2)[0] - grad_y
+                gap = (z.gather(1, labels.view(-1, 1)) - z.gather(1, k.view(-1, 1))).detach()
+                wn = w.flatten(1).norm(dim=1).clamp_min(1e-12)
+                dist = gap.view(-1).abs() / wn
+                closer = dist < best
+                best = torch.where(closer, dist, best)
+                r = ((dist + 1e-4) / wn).view(-1, *[1] * (x.ndim - 1)) * w
+                step = torch.where(closer.view(-1, *[1] * (x.ndim - 1)), r, step)
+        total = total + torch.where(active.view(-1, *[1] * (x.ndim - 1)), step, 0).detach()
+    return (1 + overshoot) * total
+
+
+@torch.no_grad()
+def boundary_distance(classifier: nn.Module | Callable[[Tensor], Tensor], start: Tensor,
+                      labels: Tensor, max_dist: float = 5.0, steps: int = 50) -> Tensor:
+    """The critical threshold gamma of Assumption 2 / App. A.1 at ``start`` (sec. 6, Fig. 6b).
+
+    The distance from ``start`` (in sec. 6, the purified clean image f(x0)) to the
+    classifier's decision boundary along an adversarial direction *of the
+    classifier at that point*: the direction of :func:`deepfool` on the classifier
+    alone, then :func:`critical_threshold` along it (first flip, to ``max_dist``).
+    Nothing of the purifier or of its attack enters, so whether the purified attack
+    is shorter than gamma is a finding, not a definition.
+    """
+    direction = deepfool(classifier, start, labels, steps)
+    return critical_threshold(classifier, start, direction, labels, max_dist)
+
+
+@dataclass(frozen=True)
+class RobustFactors:
+    """Per example: decisions on the purified clean and adversarial images, sec. 6's factors."""
+
+    clean_correct: Tensor   # classifier(f(x0)) == y
+    robust: Tensor          # classifier(f(x_adv)) == y
+    critical: Tensor        # gamma: boundary distance at f(x0) along g's own direction, Fig. 6b
+    ray: Tensor             # boundary distance along the purified attack's own ray (circular)
+    length: Tensor          # purified attack length ||f(x_adv) - f(x0)||, Fig. 6c
+    attack_length: Tensor   # ||x_adv - x0||
+
+
+@torch.no_grad()
+def robust_factors(classifier: nn.Module | Callable[[Tensor], Tensor], x0: Tensor, x_adv: Tensor,
+                   clean_purified: Tensor, adv_purified: Tensor, labels: Tensor,
+                   max_dist: float = 5.0) -> RobustFactors:
+    """Fig. 6: what separates robust from non-robust examples under one fixed randomness.
+
+    An example is robust if the classifier is right on the purified adversarial
+    image f(x_adv). The critical threshold gamma is :func:`boundary_distance` at
+    f(x0), computed from the classifier alone. ``ray`` is the boundary distance
+    along the purified attack f(x_adv) - f(x0) itself: there an example is robust
+    exactly when its purified attack is shorter than ``ray`` (up to decision regions
+    that are not convex along the ray), by construction, so ``ray`` separates the
+    two groups almost perfectly whatever the purifier does and is no evidence.
+    """
+    d = adv_purified - clean_purified
+    return RobustFactors(
+        clean_correct=classifier(clean_purified).argmax(1) == labels,
+        robust=classifier(adv_purified).argmax(1) == labels,
+        critical=boundary_distance(classifier, clean_purified, labels, max_dist),
+        ray=critical_threshold(classifier, clean_purified, d, labels, max_dist),
+        length=d.flatten(1).norm(dim=1).double(),
+        attack_length=(x_adv - x0).flatten(1).norm(dim=1).double())
+
+
+def roc(scores: Tensor, positive: Tensor) -> tuple[Tensor, Tensor]:
+    """ROC curve of ``scores`` (higher = positive) for the boolean ``positive`` (Fig. 6).
+
+    Returns (false positive rates, true positive rates), the curve from (0, 0) to (1, 1)
+    through every distinct threshold; its area, the Mann-Whitney probability that a
+    positive outscores a negative (ties count one half), is :func:`diffrob.verdicts.auc`.
+    Infinite scores (no flip found) are allowed.
+    """
+    s, pos = scores.double().flatten().cpu(), positive.bool().flatten().cpu()
+    if s.shape != pos.shape:
+        raise ValueError(f"scores {tuple(s.shape)} and positive {tuple(pos.shape)} must agree")
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"roc: needs both classes, got {n_pos} positive and {n_neg} negative")
+    thresholds = torch.unique(s).flip(0)
+    tpr = torch.stack([(s[pos] >= t).sum() for t in thresholds]).double() / n_pos
+    fpr = torch.stack([(s[~pos] >= t).sum() for t in thresholds]).double() / n_neg
+    zero = torch.zeros(1, dtype=torch.float64)
+    return torch.cat([zero, fpr]), torch.cat([zero, tpr])

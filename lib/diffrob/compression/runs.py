@@ -1,0 +1,210 @@
+"""Sec. 6's runs on a world: the neighbourhood (Fig. 5b), the compression rates, the
+Jacobian spectra (Fig. 5c, stored), their matrix-free top (stored), the adversarial
+examples of Fig. 6 (stored) and what decides robust from non-robust examples.
+
+Every function reads ``world.params`` once and passes its knobs to :mod:`.analysis` and
+:mod:`.analysis_boundary`. Image i is purified with the fixed randomness of eq. 9 with base
+seed ``base_seed`` and batch index i (:func:`.analysis.fixed_purifier`), so each image has
+its own fixed randomness. Stored stages go through :func:`diffrob.store.cached`, one file
+per image (or per batch), read back on reruns.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .. import attacks, stages, store
+from ..purifiers import seed_for
+from .analysis import (ImageMap, Neighbourhood, Spectrum, apply, fixed_purifier, jacobian,
+                       jacobian_spectrum, linf_neighbours, pca_spectra, rates_of,
+                       top_singular_values)
+from .analysis_boundary import RobustFactors, robust_factors
+
+# What determines each stage's result (the store refuses files made with other values).
+MODEL_FIELDS = ("world", "diffusion_model", "autocast", "purifier", "t_star", "base_seed")
+BATCH_FIELDS = ("n_images", "batch_size")  # eq. 9's batch index and the noise per row
+SINGULAR_FIELDS = ("singular_top_k", "subspace_iterations", "singular_oversample")
+
+
+def counting(f: ImageMap, bar: tqdm) -> ImageMap:
+    """``f`` advancing ``bar`` by one at every call (one chunk of rows)."""
+    def counted(x: Tensor) -> Tensor:
+        y = f(x)
+        bar.update()
+        return y
+    return counted
+
+
+def neighbourhood(world, progress: bool = True) -> Neighbourhood:
+    """Fig. 5b at the first test image: :func:`.analysis.pca_spectra` of ``pca_samples`` points
+    of its Linf ball of radius ``eps`` (generator seeded ``base_seed``), purified with the fixed
+    randomness of batch index 0, ``batch_size`` points at a time; top ``pca_components``."""
+    p = world.params
+    x0 = world.images[:1]
+    calls = 1 + math.ceil(p.pca_samples / p.batch_size)
+    with tqdm(total=calls, desc="PCA samples", disable=not progress, leave=False) as bar:
+        f = counting(fixed_purifier(world.purifier(), p.base_seed, 0), bar)
+        return pca_spectra(f, x0, p.eps, p.pca_samples, p.pca_components, chunk=p.batch_size,
+                           generator=torch.Generator().manual_seed(p.base_seed))
+
+
+def compression_rates(world, progress: bool = True) -> Tensor:
+    """Sec. 6's compression rate at each of the first ``jacobian_images`` test images:
+    (n, ``rate_samples``).
+
+    Image i is purified with the fixed randomness of :func:`jacobian_spectra` at
+    ``rate_samples`` uniform points of its Linf ball of radius ``eps``
+    (:func:`.analysis.linf_neighbours`, generator seeded i); each row holds
+    ||f(x) - f(x_i)|| / ||x - x_i|| per point. The paper's "~0.25" is one number over
+    images: report the per-image means' mean and spread, not one image's.
+    """
+    p = world.params
+    purifier = world.purifier()
+    n = min(p.jacobian_images, len(world.images))
+    out = []
+    for i in tqdm(range(n), desc="compression rates", unit="image", disable=not progress):
+        x0 = world.images[i:i + 1]
+        f = fixed_purifier(purifier, p.base_seed, i)
+        points = linf_neighbours(x0, p.eps, p.rate_samples, torch.Generator().manual_seed(i))
+        with torch.no_grad():
+            out.append(rates_of(points - x0, apply(f, points, p.batch_size) - f(x0)).cpu())
+    return torch.stack(out)
+
+
+def jacobian_spectra(world, progress: bool = True) -> Spectrum:
+    """Fig. 5c for the first ``jacobian_images`` test images: spectra stacked as (n, D).
+
+    The exact Jacobian of image i (:func:`.analysis.jacobian`, ``jacobian_chunk`` rows at a
+    time) and its spectrum are computed under image i's fixed randomness; both spectra are
+    stored (``compression/jacobian``, one file per image).
+    """
+    p = world.params
+    stage = "compression/jacobian"
+    purifier = world.purifier()
+    n = min(p.jacobian_images, len(world.images))
+    calls = 1 + math.ceil(world.images[0].numel() / p.jacobian_chunk)
+
+    def compute(i: int) -> Tensor:
+        with tqdm(total=calls, desc="vector-Jacobian products", disable=not progress,
+                  leave=False) as bar:
+            f = counting(fixed_purifier(purifier, p.base_seed, i), bar)
+            s = jacobian_spectrum(jacobian(f, world.images[i:i + 1], p.jacobian_chunk))
+        return torch.stack([s.eigenvalues, s.singular_values])
+
+    both = store.cached(p, stage, stages.key(world, stage, MODEL_FIELDS), list(range(n)),
+                        compute, desc="Jacobians", unit="image", progress=progress).values()
+    return Spectrum(torch.stack([b[0] for b in both]), torch.stack([b[1] for b in both]))
+
+
+def top_singular_spectra(world, progress: bool = True) -> Tensor:
+    """The ``singular_top_k`` largest singular values of J_f at the first ``singular_images``
+    of the ``jacobian_images`` test images (:func:`.analysis.top_singular_values`), stacked
+    as (n, k), largest first.
+
+    Each image has the fixed randomness of :func:`jacobian_spectra`, and its random start
+    block the seed of its index, so the values are reproducible; they are stored
+    (``compression/top_singular``, one file per image).
+    """
+    p = world.params
+    stage = "compression/top_singular"
+    purifier = world.purifier()
+    n = min(p.singular_images, p.jacobian_images, len(world.images))
+    d = int(world.images[0].numel())
+    k = min(p.singular_top_k, d)
+    calls = 2 * (p.subspace_iterations + 1) * math.ceil(min(k + p.singular_oversample, d)
+                                                         / p.jacobian_chunk)
+
+    def compute(i: int) -> Tensor:
+        with tqdm(total=calls, desc="J and J^T", disable=not progress, leave=False) as bar:
+            f = counting(fixed_purifier(purifier, p.base_seed, i), bar)
+            return top_singular_values(f, world.images[i:i + 1], k, p.subspace_iterations,
+                                       p.singular_oversample, p.jacobian_chunk,
+                                       torch.Generator().manual_seed(i))
+
+    key = stages.key(world, stage, MODEL_FIELDS + SINGULAR_FIELDS)
+    top = store.cached(p, stage, key, list(range(n)), compute, desc="top singular values",
+                       unit="image", progress=progress)
+    return torch.stack(list(top.values()))
+
+
+@torch.no_grad()
+def jacobian_robustness(world, x_adv: Tensor) -> tuple[Tensor, Tensor]:
+    """(clean correct, robust) of the first ``jacobian_images`` images, each judged by the
+    purifier with the fixed randomness its Jacobian was computed with
+    (:func:`jacobian_spectra`)."""
+    p = world.params
+    purifier = world.purifier()
+    n = min(p.jacobian_images, len(world.images))
+    clean, robust = [], []
+    for i in range(n):
+        f = fixed_purifier(purifier, p.base_seed, i)
+        y = world.labels[i:i + 1]
+        clean.append((world.classifier(f(world.images[i:i + 1])).argmax(1) == y).cpu())
+        robust.append((world.classifier(f(x_adv[i:i + 1])).argmax(1) == y).cpu())
+    return torch.cat(clean), torch.cat(robust)
+
+
+def adversarial_fixed(world, progress: bool = True) -> Tensor:
+    """PGD with the full gradient through the purifier with fixed randomness (sec. 6).
+
+    Batch i is attacked through ``classifier(purifier(x, base_seed, i, grad=True))``,
+    the same deterministic system every step (no EOT: there is no randomness to
+    average), with :func:`diffrob.attacks.pgd` at the world's eps, steps and step
+    size; the random start uses the seed of :mod:`diffrob.attacks`. Batches are
+    stored (``compression/pgd-fixed``).
+    """
+    p = world.params
+    stage = "compression/pgd-fixed"
+    purifier = world.purifier()
+    rows = dict(world.batches())
+
+    def compute(i: int) -> Tensor:
+        def logits(z: Tensor) -> Tensor:
+            return world.classifier(purifier(z, p.base_seed, i, grad=True))
+        g = torch.Generator().manual_seed(seed_for(p.attack_seed, i, 0, forward=False))
+        return attacks.pgd(logits, world.images[rows[i]], world.labels[rows[i]], p.eps,
+                           p.attack_steps, p.step_size, p.random_start, g, progress=progress)
+
+    key = stages.key(world, stage, MODEL_FIELDS + BATCH_FIELDS + stages.ATTACK_FIELDS)
+    out = store.cached(p, stage, key, list(rows), compute, desc="PGD (fixed randomness)",
+                       progress=progress)
+    return torch.cat([x.to(world.device) for x in out.values()])
+
+
+def adversarial_examples(world, progress: bool = True) -> Tensor:
+    """The adversarial examples of Fig. 6, as ``compression_attack`` names them.
+
+    A system attack (``bpda`` .. ``pgd-eot``) is read from the store of
+    :func:`diffrob.stages.adversarial` (computed there if missing; the book's
+    chapter on distances has made it already); ``fixed-pgd`` is
+    :func:`adversarial_fixed`. The default ``pgd-eot`` matches the paper's
+    attack lengths (1.16 and 1.23, as PGD-EOT's 1.19 in Table S2).
+    """
+    attack = world.params.compression_attack
+    if attack == "fixed-pgd":
+        return adversarial_fixed(world, progress)
+    return stages.adversarial(world, attack, progress=progress)
+
+
+@torch.no_grad()
+def world_robust_factors(world, x_adv: Tensor) -> RobustFactors:
+    """:func:`.analysis_boundary.robust_factors` of every test image, purified batch by batch
+    with fixed randomness.
+
+    Batch i goes through ``purifier(x, base_seed, i)`` (eq. 9), for the clean and the
+    adversarial images alike: the randomness that :func:`adversarial_fixed` attacks,
+    and for a stored system attack one of the evaluation runs it never saw. Distances to
+    the boundary are searched up to ``critical_max``.
+    """
+    p = world.params
+    purifier = world.purifier()
+    clean, adv = [], []
+    for i, rows in world.batches():
+        clean.append(purifier(world.images[rows], p.base_seed, i))
+        adv.append(purifier(x_adv[rows], p.base_seed, i))
+    return robust_factors(world.classifier, world.images, x_adv, torch.cat(clean),
+                          torch.cat(adv), world.labels, p.critical_max)

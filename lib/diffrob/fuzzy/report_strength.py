@@ -1,0 +1,176 @@
+"""What chapter 04b_strength shows: are the attacks of Table 1 strong enough? (sec. 4.2,
+Table S1; Carlini et al. 2019): the gradient checks, the step-size grid, the curves against
+steps, EOT samples and eps, the attacks side by side, and AutoAttack's own number beside its
+examples re-evaluated (:mod:`.runs_strength`)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ..attacks import gradcheck
+from ..figures import Table
+from ..worlds import World
+from . import analysis, runs_strength
+
+PAPER_NAME = "PGD-EOT, paper's protocol"
+STRONGEST_NAME = "PGD-EOT, strongest protocol"
+
+
+@dataclass
+class Setting:
+    """The chapter's world, its :func:`.runs_strength.base_world`, the paper's protocol
+    (Table S1: the params' relative step, constant, last iterate) and when the chapter started."""
+
+    world: World
+    base: World
+    paper: dict
+    started: float
+
+
+def setting(world: World) -> Setting:
+    """The base world and the paper's protocol of ``world``; the clock starts."""
+    started = time.perf_counter()
+    return Setting(world, runs_strength.base_world(world),
+                   runs_strength.protocol(world, None, "constant", "last"), started)
+
+
+def setting_text(s: Setting) -> str:
+    """The base protocol in one line."""
+    p = s.world.params
+    return (f"{p.world}: eps = {p.eps_255:g}/255, {len(s.base.images)} images, "
+            f"{p.strength_steps} steps x {p.strength_eot} EOT samples, r = {p.strength_evals}")
+
+
+def gradient_table(s: Setting) -> Table:
+    """The checks of the full gradient (:func:`diffrob.attacks.gradcheck.checks`)."""
+    return Table(gradcheck.checks(s.world, n_images=1, eot=2, directions=3),
+                 "tbl-strength-gradients", "Checks of the full gradient: finite differences, "
+                 "checkpointing, EOT folding, no masking (no table of the paper; the checks of "
+                 "Carlini et al. 2019).")
+
+
+@dataclass
+class Grid:
+    """PGD-EOT's accuracy under each protocol (:func:`.runs_strength.step_grid`) and the
+    strongest of them (:func:`.analysis.strongest`)."""
+
+    frame: pd.DataFrame
+    strong: dict
+
+
+def step_grid(s: Setting) -> Grid:
+    """The step-size grid on the base world, read from the store or computed."""
+    frame = runs_strength.step_grid(s.world)
+    return Grid(frame, analysis.strongest(frame))
+
+
+def grid_table(g: Grid) -> Table:
+    """The grid, rounded to one decimal."""
+    return Table(g.frame.round(1), "tbl-strength-grid", "PGD-EOT's robust accuracy under each "
+                 "step size, schedule and iterate (no table of the paper; its protocol is Table "
+                 "S1's first row).", index=False)
+
+
+def grid_text(g: Grid) -> str:
+    """The strongest protocol, and what the best iterate gains over the last one."""
+    grid = g.frame
+    last = grid[grid["iterate"] == "last"].set_index("rel_stepsize")["accuracy"]
+    best = grid[(grid["iterate"] == "best") & (grid["schedule"] == "constant")]
+    best = best.set_index("rel_stepsize")["accuracy"]
+    gains = {f"{r:.3g}": round(float(best[r] - last[r]), 1) for r in last.index}
+    return (f"strongest protocol here: {g.strong}\n"
+            f"best minus last iterate (points, constant step): {gains}")
+
+
+def curves_figure(s: Setting, strong: dict) -> Figure:
+    """Robust accuracy against attack steps and EOT samples (PGD-EOT, ``strong`` protocol)
+    and against eps (PGD-EOT under both protocols, BPDA-EOT, the transfer attack)."""
+    p, world = s.world.params, s.world
+    steps = runs_strength.curve(world, "pgd-eot", "attack_steps",
+                                sorted({*p.strength_step_grid, p.strength_steps}), **strong)
+    eots = runs_strength.curve(world, "pgd-eot", "eot",
+                               sorted({*p.strength_eot_grid, p.strength_eot}), **strong)
+    eps_curves = {
+        PAPER_NAME: ("pgd-eot", s.paper),
+        STRONGEST_NAME: ("pgd-eot", strong),
+        "BPDA-EOT, strongest protocol": ("bpda-eot", strong),
+        "transfer from the bare classifier": ("transfer", strong),
+    }
+    eps = {name: runs_strength.curve(world, attack, "eps_255", p.strength_eps_255, **changes)
+           for name, (attack, changes) in eps_curves.items()}
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2), sharey=True)
+    for ax, (df, field, label) in zip(axes, ((steps, "attack_steps", "PGD steps"),
+                                             (eots, "eot", "EOT samples"))):
+        ax.errorbar(df[field], df["accuracy"], yerr=[df["accuracy"] - df["low"],
+                    df["high"] - df["accuracy"]], marker="o", capsize=3)
+        ax.set_xlabel(label)
+    for name, df in eps.items():
+        axes[2].errorbar(df["eps_255"], df["accuracy"], yerr=[df["accuracy"] - df["low"],
+                         df["high"] - df["accuracy"]], marker="o", capsize=3, label=name)
+    axes[2].set_xlabel("eps (1/255)")
+    axes[2].legend(fontsize=7)
+    axes[0].set_ylabel("robust accuracy (%)")
+    return fig
+
+
+def side_by_side(s: Setting, strong: dict) -> pd.DataFrame:
+    """The attacks at equal budget (:func:`.runs_strength.compare`), paired against our
+    PGD-EOT under the ``strong`` protocol."""
+    return runs_strength.compare(s.world, {
+        PAPER_NAME: ("pgd-eot", s.paper),
+        "PGD-EOT, best iterate, paper's step": ("pgd-eot", {**s.paper, "pgd_iterate": "best"}),
+        STRONGEST_NAME: ("pgd-eot", strong),
+        "APGD-CE-EOT (autoattack)": ("apgd-eot", {}),
+        "APGD-DLR-EOT (autoattack)": ("apgd-dlr-eot", {}),
+        "EOTPGD (torchattacks)": ("eotpgd", {"rel_stepsize": strong["rel_stepsize"]}),
+        "BPDA-EOT, strongest protocol": ("bpda-eot", strong),
+        "transfer from the bare classifier": ("transfer", strong),
+    }, reference=STRONGEST_NAME)
+
+
+def side_table(side: pd.DataFrame) -> Table:
+    """:func:`side_by_side`, rounded to one decimal."""
+    return Table(side.astype(float).round(1), "tbl-strength-side", "The attacks side by side "
+                 "at equal budget, paired against our strongest PGD-EOT (no table of the paper).")
+
+
+def strongest_text(side: pd.DataFrame) -> str:
+    """The strongest attack of :func:`side_by_side` (ties named), its lead over the next, the
+    paper's protocol and the worst case over all attacks."""
+    acc = side["accuracy"].astype(float).drop(index="worst case")
+    best_name = acc.idxmin()
+    ties = [n for n in acc.index if n != best_name and acc[n] == acc[best_name]]
+    others = acc.drop(index=[best_name, *ties])
+    runner_up = others.idxmin() if len(others) else best_name
+    gap = float(acc[runner_up] - acc[best_name])
+    return (
+        f"**Strongest here:** {best_name}, {acc[best_name]:.1f} % "
+        f"[{float(side.loc[best_name, 'low']):.1f}, {float(side.loc[best_name, 'high']):.1f}]"
+        + (f" (tied with {', '.join(ties)})" if ties else "") +
+        f", {gap:.1f} points below the next ({runner_up}). The paper's protocol leaves "
+        f"{float(side.loc[PAPER_NAME, 'accuracy']):.1f} %; "
+        f"the worst case over all attacks {float(side.loc['worst case', 'accuracy']):.1f} %.")
+
+
+def autoattack_table(s: Setting) -> Table:
+    """AutoAttack's own number beside its examples re-evaluated r times
+    (:func:`.runs_strength.autoattack_example` on the base world)."""
+    r = s.world.params.strength_evals
+    aa = runs_strength.autoattack_example(s.base)
+    frame = pd.DataFrame({"AutoAttack's own robust accuracy (1 evaluation)": [aa["own"]],
+                          f"its examples, standard robust accuracy (r = {r})": [aa["accuracy"]],
+                          "interval": [f"[{aa['low']:.1f}, {aa['high']:.1f}]"],
+                          f"its examples, N = r ({r})": [aa["m=0"]]})
+    return Table(frame.round(1).T.rename(columns={0: "%"}), "tbl-strength-autoattack",
+                 "AutoAttack's own number beside its examples re-evaluated r times (no table of "
+                 "the paper; the point of the paper's sec. 4).")
+
+
+def run_time(s: Setting) -> str:
+    """How long the chapter took since :func:`setting`."""
+    return f"chapter run time: {time.perf_counter() - s.started:.0f} s"

@@ -1,0 +1,135 @@
+"""What chapter 01 shows (sec. 2, Appendix B): this world beside the paper's setting, its
+first test images, clean accuracy bare and purified beside Tables 1-2, the set-up's claim
+rows, and Fig. S3's clean, perturbed and purified images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .. import claims, verdicts
+from ..figures import Table, image_grid
+from ..params import PURIFIERS, Params
+from . import analysis, runs
+
+
+def _paper_world(p: Params) -> str:
+    """The world whose setting the paper gives beside ours: this one, or CIFAR-10."""
+    return p.world if p.world in claims.paper("setup") else "cifar10"
+
+
+def world_table(world) -> Table:
+    """The data set, the two models, the purification depth and the attack radius, beside the
+    paper's (sec. 2, Appendix B, Table S1)."""
+    p = world.params
+    paper_world = _paper_world(p)
+    pw = claims.paper("setup")[paper_world]
+    t_star = world.purifier().t_star
+    size = lambda m: f"{type(m).__name__}, {analysis.n_parameters(m):,} parameters"
+    facts = pd.DataFrame({
+        "ours": [p.world, len(world.images), "x".join(map(str, world.image_shape)),
+                 size(world.classifier), size(world.diffusion),
+                 len(world.scheduler.alphas_cumprod), t_star,
+                 f"{analysis.alpha_bar(world.scheduler.alphas_cumprod, t_star):.4f}",
+                 f"{p.eps_255:g}/255", p.batch_size],
+        f"paper ({paper_world})": [
+            paper_world, pw["n_images"], pw["image_shape"], pw["classifier"], pw["diffusion"],
+            pw["diffusion_steps"], pw["t_star"], f"{pw['alpha_bar_t_star']:.4f}",
+            f"{pw['eps_255']}/255", pw["batch_size"]],
+    }, index=["world", "test images", "image shape (C x H x W)", "classifier",
+              "diffusion model", "diffusion training steps T", "t*", "alpha_bar(t*)",
+              "attack eps (l_inf)", "batch size (eq. 9's batch)"])
+    return Table(facts, "tbl-setup-world", "This world beside the paper's setting (the paper's "
+                 "sec. 2, Appendix B and Table S1).")
+
+
+def images_figure(world, k: int = 10) -> Figure:
+    """The first ``k`` test images with their labels (the paper shows CIFAR-10's in Fig. S3)."""
+    k = min(k, len(world.images))
+    fig = image_grid({"clean": world.images[:k]})
+    fig.suptitle("first test images, labels " + " ".join(str(int(y)) for y in world.labels[:k]),
+                 fontsize="small")
+    return fig
+
+
+@dataclass
+class Accuracy:
+    """Per test image, whether the bare and each purified classifier is right
+    (:func:`runs.clean_correct`), with the parameters and the world the paper's numbers are
+    of (this one, or CIFAR-10)."""
+
+    p: Params
+    correct: dict[str, np.ndarray]
+    paper_world: str
+
+    @property
+    def paper(self) -> dict[str, Any]:
+        return claims.paper("setup")[self.paper_world]
+
+
+def accuracy(world) -> Accuracy:
+    """Clean accuracy, bare and behind each purifier (:func:`runs.clean_correct`)."""
+    return Accuracy(world.params, runs.clean_correct(world), _paper_world(world.params))
+
+
+def _paper_accuracy(paper: dict[str, Any], method: str) -> str:
+    row = paper["purified_clean_accuracy"].get(method)
+    if row is None:
+        return "n/a"
+    return f"{row['value']:.2f}" + (f" ± {row['std']:.2f}" if "std" in row else "")
+
+
+def _with_interval(flags: np.ndarray) -> str:
+    e = verdicts.proportion(flags)
+    return f"{100 * e.value:.2f} [{100 * e.lo:.1f}, {100 * e.hi:.1f}]"
+
+
+def accuracy_table(a: Accuracy) -> Table:
+    """Clean accuracy with its 95 % Wilson interval, bare and purified, beside the paper's
+    (Tables 1 and 2, clean rows; the other samplers from the review thread)."""
+    frame = pd.DataFrame(
+        {"ours (%) [95 % interval]": [_with_interval(a.correct[m]) for m in ["bare", *PURIFIERS]],
+         f"paper ({a.paper_world}) (%)": [f"{a.paper['classifier_clean_accuracy']:.2f}"]
+         + [_paper_accuracy(a.paper, m) for m in PURIFIERS]},
+        index=["bare classifier"] + [f"purified: {m}" for m in PURIFIERS])
+    return Table(frame, "tbl-setup-accuracy", "Clean accuracy, bare and purified, beside the "
+                 "paper's (the paper's Table 1 and Table 2, clean rows; the other samplers from "
+                 "its review thread).")
+
+
+def claims_table(a: Accuracy) -> Table:
+    """The set-up's claims (criteria in paper_data/setup.yaml): DiffPure's cost in clean
+    accuracy, bare minus DiffPure on the same images (Newcombe's paired interval), and the
+    samplers' spread, largest minus smallest accuracy (paired bootstrap over the images)."""
+    c = a.correct
+    rows = [claims.record(a.p, "setup", "purification_costs_accuracy",
+                          verdicts.paired_proportions(c["bare"], c["ddpm"])),
+            claims.record(a.p, "setup", "samplers_comparable",
+                          verdicts.spread_of_means(np.stack([c[m] for m in PURIFIERS], 1)))]
+    return Table(claims.frame(rows), "tbl-setup-claims", "The set-up's claims judged (criteria "
+                 "from the paper's sec. 2 and Appendix C.2, in paper_data/setup.yaml).")
+
+
+def purified_figure(world, k: int = 6) -> Figure:
+    """Fig. S3 on the first ``k`` test images: clean, with uniform noise of the attack's eps,
+    DiffPure's intermediate states, and each sampler's purified images."""
+    p = world.params
+    k = min(k, len(world.images))
+    ex = runs.purification_examples(world, k)
+    rows = {"clean": world.images[:k], f"uniform {p.eps_255:g}/255": ex.perturbed}
+    rows.update({f"ddpm step {s}": states for s, states in ex.states.items()})
+    rows.update({f"purified: {m}": x for m, x in ex.purified.items()})
+    return image_grid(rows)
+
+
+def setup_said(a: Accuracy) -> dict[str, str]:
+    """The numbers of chapter 01's "What it says here": the bare, DiffPure's and every
+    sampler's clean accuracy."""
+    acc = {m: a.correct[m].mean() for m in ["bare", *PURIFIERS]}
+    return {"setup_bare": f"{100 * acc['bare']:.1f} %",
+            "setup_ddpm": f"{100 * acc['ddpm']:.1f} %",
+            "setup_samplers": ", ".join(f"{m} {100 * acc[m]:.1f} %" for m in PURIFIERS)}
