@@ -14,7 +14,7 @@ ARGS   ?=
 TORCH  ?= $(if $(filter Linux,$(shell uname -s)),$(if $(shell nvidia-smi -L 2>/dev/null),default,cpu),default)
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: help env book chapter test bench train colab-cells colab-requirements clean
+.PHONY: help env book chapter test bench train colab-cells colab-requirements colab-check clean
 
 help:
 	@echo "make book    execute every chapter on PARAMS ($(PARAMS)) and build the HTML book"
@@ -22,6 +22,7 @@ help:
 	@echo "make test    install and run the test suite"
 	@echo "make bench   run the benchmarks (tables printed and saved under bench/results/)"
 	@echo "make colab-cells  write the Colab cell of _config.yml into every chapter (book/*.py, .ipynb)"
+	@echo "make colab-check  a chapter with sliders on Colab's packages (Python 3.13 in .venv-colab; COLAB_PYTHON=$(COLAB_PYTHON))"
 	@echo "make env     only create .venv (TORCH=cpu|default, here: $(TORCH)); then"
 	@echo "             'source .venv/bin/activate' puts diffrob, papermill and jb on the PATH"
 
@@ -64,6 +65,12 @@ colab-cells: env
 # The versions the chapters' Colab cell installs: the ones installed here (after `make test`).
 colab-requirements: env
 	$(PY) scripts/build_book.py --colab-requirements
+
+# Colab's runtime as published (../shared/colab/pip-freeze.gpu.txt) in .venv-colab, the Colab
+# cell's install, then one chapter with sliders on params/smoke.yaml (scripts/colab_check.py).
+COLAB_PYTHON ?= python3.13
+colab-check: env
+	$(PY) scripts/colab_check.py --python $(COLAB_PYTHON) $(ARGS)
 
 clean:
 	rm -rf _build

@@ -33,6 +33,9 @@
 # the independent random eta and could not correlate at 0.9954; and sec. 6 of the paper calls
 # f(x0) - x0 "the shift of the entire image neighborhood as analyzed in Sec. 3.2". The fixed
 # input is the clean image x0 itself, the centre of the ball.
+#
+# The experiments run in `diffrob.distances.runs.randomness` (one image's seeds against its
+# inputs, the directions' correlations by `diffrob.distances.analysis.mean_correlation`).
 
 # %% tags=["remove-cell"]
 # Colab: fetch and install the project (a GPU runtime can run params/cifar10.yaml).

@@ -1,8 +1,10 @@
 """diffrob: the library behind the book "How Do Diffusion Models Improve Adversarial Robustness?".
 
-One module per idea: ``params`` (run parameters), ``worlds`` (data + models),
-``purifiers`` (DiffPure and its variants), ``attacks``, ``store``, ``fuzzy``,
-``metrics``, ``cap``, ``compression``, ``figures`` and ``cli``.
+Shared floors that know no paper section (``params``, ``worlds``, ``purifiers``,
+``attacks``, ``store``, ``stages``, ``verdicts``, ``claims``, ``figures``, ``plan``,
+``progress``, ``chapter``), one wing per paper section above them (``setup``, ``distances``,
+``fuzzy``, ``cap``, ``compression``, ``summary``: each ``analysis``, ``runs``, ``report``) and
+the command line (``cli``) on top: docs/design.md.
 """
 
 __version__ = "0.1.0"

@@ -50,6 +50,12 @@ def paper(section: str) -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
+def paper_world(section: str, world: str) -> str:
+    """The world whose numbers the paper gives for ``section`` beside ours: ``world`` itself
+    where the paper has it, else CIFAR-10 (the paper's main setting)."""
+    return world if world in paper(section) else "cifar10"
+
+
 def specs(section: str) -> dict[str, dict[str, Any]]:
     """The claims of ``section`` in book order, each checked (errors name the file and id)."""
     where = f"paper_data/{section}.yaml"

@@ -1,8 +1,8 @@
 """Figures and widgets shared by the chapters.
 
 Widgets are built so that they keep working in the static HTML book: every view
-is precomputed, and a slider is linked to a ``Stack`` on the JavaScript side
-(``jslink``), so moving it needs no kernel.
+is precomputed, and a slider is linked to a ``Stack`` (a ``Tab`` under ipywidgets 7,
+Colab's) on the JavaScript side (``jslink``), so moving it needs no kernel.
 
 Importing this module sets figures on a white background (:data:`WHITE`), so they stay
 readable in the book theme's dark mode; :class:`Reproduce` writes the line under every
@@ -172,21 +172,35 @@ def figure_widget(fig: Figure, dpi: int = 90) -> widgets.Image:
     return widgets.Image(value=buf.getvalue(), format="png")
 
 
+def _switch(children: Sequence[widgets.Widget], titles: Sequence[str] | None = None
+            ) -> widgets.Box:
+    """A container that shows one of ``children``, the one at its ``selected_index``: a
+    ``Stack`` (ipywidgets 8, the static book), else a ``Tab`` whose tab bar names them by
+    ``titles`` (ipywidgets 7.7, Colab's, has no ``Stack``)."""
+    if hasattr(widgets, "Stack"):
+        return widgets.Stack(children=children, selected_index=0)
+    tab = widgets.Tab(children=children, selected_index=0)
+    for i, title in enumerate(titles or ()):
+        tab.set_title(i, title)
+    return tab
+
+
 def slider_stack(views: Sequence[Figure | widgets.Widget], description: str,
                  labels: Sequence[str] | None = None) -> widgets.VBox:
     """A slider that switches between precomputed views, without a kernel.
 
     ``views`` are matplotlib figures (turned into images) or widgets; the slider's
-    value is the view's index, and ``labels[i]`` (if given) is shown beside it.
+    value is the view's index, and ``labels[i]`` (if given) is shown beside it (under
+    ipywidgets 7, in the tab bar of :func:`_switch`).
     """
     children = [figure_widget(v) if isinstance(v, Figure) else v for v in views]
-    stack = widgets.Stack(children=children, selected_index=0)
+    stack = _switch(children, [str(x) for x in labels or ()])
     slider = widgets.IntSlider(value=0, min=0, max=len(children) - 1, description=description,
                                readout=labels is None, continuous_update=True)
     widgets.jslink((slider, "value"), (stack, "selected_index"))
-    if labels is None:
+    if labels is None or isinstance(stack, widgets.Tab):
         return widgets.VBox([slider, stack])
-    names = widgets.Stack(children=[widgets.Label(str(x)) for x in labels], selected_index=0)
+    names = _switch([widgets.Label(str(x)) for x in labels])
     widgets.jslink((slider, "value"), (names, "selected_index"))
     return widgets.VBox([widgets.HBox([slider, names]), stack])
 

@@ -23,15 +23,16 @@ import yaml
 from .attacks.registry import NAMES
 from .names import did_you_mean
 
-WORLDS = ("digits", "mnist", "cifar10", "imagenet")
+WORLDS = ("digits", "mnist", "cifar10", "imagenet", "custom")
 PURIFIERS = ("ddpm", "reverse", "ddim", "onestep")
 ATTACKS = NAMES  # the registry of diffrob.attacks
 
 
 def _p(default: Any, doc: str, lo: float | None = None, hi: float | None = None,
-       choices: tuple | None = None) -> Any:
-    """A dataclass field carrying its documentation and its allowed range."""
-    meta = {"doc": doc, "lo": lo, "hi": hi, "choices": choices}
+       choices: tuple | None = None, custom: bool = False) -> Any:
+    """A dataclass field carrying its documentation and its allowed range; ``custom`` marks a
+    key that only the custom world reads (:data:`CUSTOM_KEYS`)."""
+    meta = {"doc": doc, "lo": lo, "hi": hi, "choices": choices, "custom": custom}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -47,7 +48,26 @@ class Params:
     batch_size: int = _p(64, "images per batch (eq. 9's batch index counts these)", lo=1)
     model_dir: str = _p("models", "folder with checkpoints (RobustBench model_dir layout)")
     data_dir: str = _p("data", "folder with the data sets of the real worlds")
-    diffusion_model: str = _p("", "diffusers hub id or local folder; '' = the world's own")
+    diffusion_model: str = _p("", "diffusers hub id or local folder; '' = the world's own "
+                              "(custom: a diffusers folder or a guided-diffusion checkpoint)")
+    # --- the custom world: your own data and models (docs/custom.md) -------------
+    classifier: str = _p("", "a TorchScript or torch.export file, 'robustbench:NAME' or "
+                         "'robustbench:DATASET/THREAT/NAME' (in model_dir), 'torchvision:ARCH' "
+                         "or 'module.path:factory'; it returns logits", custom=True)
+    classifier_weights: str = _p("", "state-dict file of a 'torchvision:' or "
+                                 "'module.path:factory' classifier", custom=True)
+    data: str = _p("", "test data: .npz or .pt (images in [0,1] N x C x H x W, integer "
+                   "labels), a folder with one sub-folder per class, or the CIFAR-10 pickle "
+                   "(cifar-10-batches-py/test_batch)", custom=True)
+    mean: list[float] = _p([], "per-channel mean the classifier subtracts from [0,1] images "
+                           "([] = none)", custom=True)
+    std: list[float] = _p([], "per-channel std the classifier divides by after the mean "
+                          "([] = none)", custom=True)
+    image_size: int = _p(0, "image height = width (an image folder is resized and centre-"
+                         "cropped to it; 0 = the data's own)", lo=0, custom=True)
+    channels: int = _p(0, "image channels (0 = the data's own)", lo=0, custom=True)
+    n_classes: int = _p(0, "classes (0 = the classifier's number of outputs)", lo=0,
+                        custom=True)
     results_dir: str = _p("results", "root of the results store (one sub-folder per world)")
     device: str = _p("auto", "'auto' (cuda if present), 'cpu', 'cuda', 'cuda:K' or 'mps'")
     autocast: str = _p("none", "mixed precision of the diffusion model (GPU; bf16 also on a "
@@ -139,6 +159,10 @@ class Params:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             _check(f, getattr(self, f.name))
+        given = [k for k in CUSTOM_KEYS if getattr(self, k) != _default(k)]
+        if given and self.world != "custom":
+            raise ValueError(f"parameter(s) {given}: read by world 'custom' only, but world is "
+                             f"{self.world!r} (docs/custom.md)")
 
     @property
     def eps(self) -> float:
@@ -166,11 +190,21 @@ class Params:
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every parameter, but the custom world's keys only where they differ from their
+        defaults: the digests of the other worlds' parameters (``store.params_digest``) stay
+        what they were before the custom world existed."""
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if k not in CUSTOM_KEYS or v != _default(k)}
 
 
 _HINTS = get_type_hints(Params)
 FIELDS = {f.name: f for f in dataclasses.fields(Params)}
+CUSTOM_KEYS = tuple(k for k, f in FIELDS.items() if f.metadata["custom"])
+
+
+def _default(name: str) -> Any:
+    f = FIELDS[name]
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
 def _expected(name: str) -> str:

@@ -25,9 +25,8 @@ from .analysis import Curves
 def paper_numbers(p: Params, section: str) -> tuple[dict[str, Any], str]:
     """The paper's numbers of ``section`` for this world (CIFAR-10's where the paper has
     none for it) and their column label."""
-    paper = claims.paper(section)
-    world = p.world if p.world in paper else "cifar10"
-    return paper[world], f"paper ({world})"
+    world = claims.paper_world(section, p.world)
+    return claims.paper(section)[world], f"paper ({world})"
 
 
 def _label(name: str) -> str:

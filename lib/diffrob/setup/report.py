@@ -17,16 +17,11 @@ from ..params import PURIFIERS, Params
 from . import analysis, runs
 
 
-def _paper_world(p: Params) -> str:
-    """The world whose setting the paper gives beside ours: this one, or CIFAR-10."""
-    return p.world if p.world in claims.paper("setup") else "cifar10"
-
-
 def world_table(world) -> Table:
     """The data set, the two models, the purification depth and the attack radius, beside the
     paper's (sec. 2, Appendix B, Table S1)."""
     p = world.params
-    paper_world = _paper_world(p)
+    paper_world = claims.paper_world("setup", p.world)
     pw = claims.paper("setup")[paper_world]
     t_star = world.purifier().t_star
     size = lambda m: f"{type(m).__name__}, {analysis.n_parameters(m):,} parameters"
@@ -73,7 +68,7 @@ class Accuracy:
 
 def accuracy(world) -> Accuracy:
     """Clean accuracy, bare and behind each purifier (:func:`runs.clean_correct`)."""
-    return Accuracy(world.params, runs.clean_correct(world), _paper_world(world.params))
+    return Accuracy(world.params, runs.clean_correct(world), claims.paper_world("setup", world.params.world))
 
 
 def _paper_accuracy(paper: dict[str, Any], method: str) -> str:
