@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from diffrob import attacks, cli, compression, params, plan, stages, worlds
+from diffrob import attacks, cli, params, plan, stages, worlds
+from diffrob.compression import runs as compression
 from diffrob.worlds import imagenet
 
 from conftest import tiny_world

@@ -20,6 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 COLAB_PYTHON = ROOT / ".venv-colab" / "bin" / "python"
+COLAB_READY = ROOT / ".venv-colab" / ".colab-installed"  # written by scripts/colab_check.py
 
 # Run as `python -c PROBE OUT_DIR [--no-stack]`: prints what the slider is made of, as JSON.
 PROBE = r'''
@@ -102,7 +103,7 @@ def test_without_stack_a_tab_linked_to_the_slider_names_the_views(tmp_path):
     assert_tab(probe(sys.executable, tmp_path, "--no-stack"))
 
 
-@pytest.mark.skipif(not COLAB_PYTHON.is_file(),
+@pytest.mark.skipif(not COLAB_READY.is_file(),
                     reason="no .venv-colab (Colab's ipywidgets 7.7.1 on Python 3.13): "
                            "`make colab-check` creates it")
 def test_colab_s_ipywidgets_7_7_1_a_tab_linked_to_the_slider(tmp_path):

@@ -180,7 +180,7 @@ def test_differentiable_checkpointed_mode(files):
 def test_forward_and_reverse_mode_products_agree_at_256(files):
     """Sec. 6's matrix-free spectrum needs J v (forward mode, through the ADM and the 224 <-> 256
     resizes) and u^T J (reverse mode): they must be adjoint, u . (J v) = (u^T J) . v."""
-    from diffrob import compression
+    from diffrob.compression import analysis as compression
 
     world = load(files, n_images=1)
     f = compression.fixed_purifier(world.purifier(), 0, 0)

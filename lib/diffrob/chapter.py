@@ -10,6 +10,7 @@ reproduce line under each result and the glue of its numbers.
 
 from __future__ import annotations
 
+import time
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ class Chapter:
         self.name = name
         self.P: Params = params.load_notebook(params_file, namespace)
         self.reproduce = figures.Reproduce(self.P, params_file, name)
+        self.started = time.time()
 
     @cached_property
     def world(self):
@@ -35,6 +37,11 @@ class Chapter:
         from . import worlds
 
         return worlds.from_params(self.P)
+
+
+    def run_time(self) -> str:
+        """"Chapter computed in N s on <device>.": the time since the chapter opened."""
+        return f"Chapter computed in {time.time() - self.started:.0f} s on {self.world.device}."
 
 
 def open(params_file: str | Path, namespace: dict[str, Any], name: str) -> Chapter:  # noqa: A001

@@ -1,5 +1,8 @@
 """The command line of the book's library.
 
+  diffrob check     a world's card (data, model outputs, accuracy, alpha_bar at t*, cost),
+                    and one line naming the parameter and the file for whatever does not fit
+  diffrob fetch     the paper's checkpoints and data, on a machine with network
   diffrob plan      cost and GPU memory of the expensive stages, before running them
   diffrob attack    adversarial examples (sec. 4, Table S1), resumable, in shards
   diffrob evaluate  the r re-evaluations of sec. 4.2, then Table 1
@@ -35,10 +38,14 @@ class UsageError(Exception):
 
 
 def _is_user_error(err: BaseException) -> bool:
-    """Missing files, wrong parameters (:class:`UsageError`) and refused store files."""
+    """Missing or damaged files, wrong parameters (:class:`UsageError`), files of a custom
+    world that do not fit together and refused store files."""
     from .store import StoreError
+    from .worlds.checkpoints import BadFileError
+    from .worlds.custom import MismatchError
 
-    return isinstance(err, (UsageError, FileNotFoundError, StoreError))
+    return isinstance(err, (UsageError, FileNotFoundError, StoreError, BadFileError,
+                            MismatchError))
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -67,7 +74,7 @@ def _plan(args: argparse.Namespace) -> None:
     from .worlds import architecture
 
     p = _params(args)
-    units = plan.unit_costs(architecture(p.world))
+    units = plan.unit_costs(architecture(p.world, p))
     costs = plan.table(p, args.tflops, args.gpu_gb, units=units)
     hours = plan.hours_column(args.tflops)
     number = "{:,.3f}".format
@@ -84,6 +91,25 @@ def _plan(args: argparse.Namespace) -> None:
     print(textwrap.fill(note, width=100))
     for advice in _memory_advice(p, costs, args.gpu_gb - units.weights / 1e9):
         print(advice)
+
+
+def _check(args: argparse.Namespace) -> None:
+    """The world's card (:func:`diffrob.worlds.custom_check.card`), then its cost (``plan``);
+    a mismatch stops it in one line naming the parameter, its file and the parameter file."""
+    from . import worlds
+    from .worlds import custom_check
+
+    p = _params(args)
+    try:
+        world = worlds.from_params(p)
+        lines = custom_check.card(world)
+    except Exception as err:
+        if not _is_user_error(err) or isinstance(err, UsageError):
+            raise
+        raise type(err)(f"{args.params}: {err}") from None
+    print("\n".join(lines))
+    print()
+    _plan(args)
 
 
 def _memory_advice(p, costs, free_gb: float) -> list[str]:
@@ -238,12 +264,21 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="default: beside it, suffix .safetensors")
     c.set_defaults(run=_convert_adm)
 
-    c = sub.add_parser("plan", help="FLOPs, GPU hours and memory of the attack, evaluate and "
-                                     "Jacobian stages, before running them (nothing downloaded)")
-    _overrides(c, "params/imagenet.yaml")
-    c.add_argument("--tflops", type=float, default=100.0, help="sustained TFLOP/s of one GPU (default: %(default)s)")
-    c.add_argument("--gpu-gb", type=float, default=80.0, help="memory of one GPU, GB (default: %(default)s)")
-    c.set_defaults(run=_plan)
+    for name, run, help in (
+            ("plan", _plan, "FLOPs, GPU hours and memory of the attack, evaluate and Jacobian "
+                            "stages, before running them (nothing downloaded)"),
+            ("check", _check, "load the world and print its card (data, model outputs, clean "
+                              "and purified accuracy on the first images, alpha_bar at t*, "
+                              "the plan's cost); stop on anything that does not fit")):
+        c = sub.add_parser(name, help=help, description=help)
+        _overrides(c, "params/custom.example.yaml" if name == "check" else "params/imagenet.yaml")
+        c.add_argument("--tflops", type=float, default=100.0, help="sustained TFLOP/s of one GPU (default: %(default)s)")
+        c.add_argument("--gpu-gb", type=float, default=80.0, help="memory of one GPU, GB (default: %(default)s)")
+        c.set_defaults(run=run)
+
+    from . import fetch
+
+    fetch.add_parser(sub)
 
     from .attacks.registry import NAMES
 

@@ -35,7 +35,7 @@ TIMEOUT = 60  # seconds without a byte before a download stops (a rerun resumes 
 AGENT = "diffrob-fetch"
 KINDS = ("sha256", "sha256-prefix", "md5", "")  # "": no hash published
 GDRIVE_ID = "1t98aEuzeTL8P7Kpd5DIrCoCL21BNZUhC"  # RobustBench's cifar10/Linf/Standard.pt
-HUB_ID = "google/ddpm-cifar10-32"  # diffrob.worlds.HUB_ID
+HUB_ID = "google/ddpm-cifar10-32"  # diffrob.worlds.cifar10.HUB_ID
 HUB_REVISION = "267b167dc01f0e4e61923ea244e8b988f84deb80"  # its main, with safetensors weights
 HUB = f"https://huggingface.co/{HUB_ID}"
 

@@ -6,7 +6,9 @@ branch are set) by ``make colab-cells`` (:func:`sync_colab_cells`), never by ``m
 a test checks that the committed chapters hold it. In Colab it keeps the runtime's
 torch, torchvision and scientific stack (:data:`COLAB_KEEPS`) and installs the rest at
 the versions the book was tested with (``requirements-colab.txt``, written by
-``make colab-requirements``: :func:`colab_requirements`).
+``make colab-requirements``: :func:`colab_requirements`). When a cell has set
+``params_file`` to the CIFAR-10 or ImageNet parameters (the paper's checkpoints and data,
+Appendix B), it runs ``diffrob fetch`` for that world, which downloads what is missing.
 """
 
 from __future__ import annotations
@@ -32,6 +34,14 @@ if "google.colab" in sys.modules:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", "/content/diffrob"], check=True)
     os.chdir("/content/diffrob")
     sys.path.insert(0, "/content/diffrob/lib")
+    # params/cifar10.yaml and imagenet.yaml read the paper's files: once the parameters cell
+    # below names one, `diffrob fetch` downloads those that are missing (once a runtime)
+    def fetch_world_files(result=None, fetched=set()):
+        world = next((w for w in ("cifar10", "imagenet") if w in str(globals().get("params_file"))), None)
+        if world and world not in fetched:
+            fetched.add(world)
+            subprocess.run(["diffrob", "fetch", world, "--params", params_file], check=True)
+    get_ipython().events.register("post_run_cell", fetch_world_files)
     print("Colab: results are stored in this runtime only (results/); the Summary lists the "
           "chapters run in this runtime.")"""
 COLAB_KEEPS = ("torch", "torchvision", "numpy", "scipy", "scikit-learn", "pyyaml", "tqdm",

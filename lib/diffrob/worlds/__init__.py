@@ -2,8 +2,9 @@
 
 ``load("digits")`` needs nothing but installed packages; ``load("cifar10")``
 and ``load("imagenet")`` read the paper's checkpoints from local files and
-fail at once, naming the missing file, when they are absent. Every world's test
-data pass :func:`check_data` when loaded.
+fail at once, naming the missing file, when they are absent; ``world: custom``
+reads your own data, classifier and diffusion model from the files its parameters
+name (:mod:`.custom`). Every world's test data pass :func:`check_data` when loaded.
 """
 
 from __future__ import annotations
@@ -103,10 +104,16 @@ class Architecture:
     model_size: int | None = None
 
 
-def architecture(name: str) -> Architecture:
-    """The real architectures of world ``name``, built on the meta device: no weights, no
-    files, no compute."""
+def architecture(name: str, p: Params | None = None) -> Architecture:
+    """The real architectures of world ``name``, on the meta device: no compute. The paper's
+    and the embedded worlds' are built without weights or files; the custom world's are read
+    from the files that its parameters ``p`` name (:func:`.custom.architecture`)."""
     module = importlib.import_module(f"{__name__}.{name}")
+    if name == "custom":
+        if p is None:
+            raise ValueError("the custom world's architecture is read from its files: give "
+                             "its parameters")
+        return module.architecture(p)
     with torch.device("meta"):
         return module.architecture()
 
