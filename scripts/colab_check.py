@@ -8,10 +8,10 @@
    torch CPU-only from PyTorch's index where it can be reached, else PyPI's build.
 2. The chapters' Colab cell's install steps exactly as written (``COLAB_CELL`` of
    ``scripts/book/colab.py``: ``requirements-colab.txt``, then ``pip install --no-deps -e``),
-   run here with this checkout in place of ``/content/diffrob``; then a check that the
-   runtime's own packages (``COLAB_KEEPS``) kept Colab's versions.
+   run here with this checkout in place of ``/content/diffrob``.
 3. The chapter executed with papermill on ``params/smoke.yaml`` (results in a temporary
-   folder), and a check that its slider outputs are widget views.
+   folder), and a check that its slider outputs are widget views; then that the runtime's
+   own packages (``COLAB_KEEPS``, torch) kept Colab's versions through the cell's install.
 
 A warm venv (steps 1-2 done, stamped ``.venv-colab/.colab-installed``) skips to step 3;
 ``--fresh`` starts from scratch. Each step prints its time.
@@ -144,10 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh or not STAMP.is_file():
         install(args.python, pins)
     changed = kept(pins)
+    run_chapter(args.chapter)
     if changed:
         raise SystemExit("colab-check: the Colab cell changed the runtime's own packages: "
                          + ", ".join(changed))
-    run_chapter(args.chapter)
     print(f"== colab-check passed in {time.monotonic() - start:.0f} s")
     return 0
 

@@ -111,6 +111,14 @@ def test_help_has_no_rest_markup_and_every_option_says_what_it_does_and_its_defa
     assert "TrainConfig" not in subparsers()["train"].format_help()
 
 
+def test_attack_and_evaluate_help_list_every_attack_of_the_registry():
+    from diffrob import attacks
+
+    for name in ("attack", "evaluate"):
+        text = " ".join(subparsers()[name].format_help().split())
+        assert all(a in text.split() for a in attacks.NAMES), (name, text)
+
+
 def test_train_help_states_each_worlds_training_defaults():
     text = " ".join(subparsers()["train"].format_help().split())
     for name, module in (("digits", digits), ("mnist", mnist)):
@@ -130,6 +138,10 @@ def test_train_help_states_each_worlds_training_defaults():
      "exclude each other"),
     (["attack", "--params", "params/smoke.yaml", "-p", "model_dir", "/nonexistent"],
      "not found in /nonexistent"),
+    (["attack", "--params", "params/smoke.yaml", "--attack", "pgd_eot"],
+     "--attack: attack: unknown attack 'pgd_eot' (did you mean 'pgd-eot'"),
+    (["evaluate", "--params", "params/smoke.yaml", "--source", "clean", "foo"],
+     "--source: attack: unknown attack 'foo'"),
 ])
 def test_a_user_error_is_one_line_and_exit_status_2(argv, says, capsys):
     with pytest.raises(SystemExit) as stop:

@@ -29,7 +29,8 @@ NEEDS = {"--submitit slurm": "needs a Slurm cluster",
 # the download recipes of docs/worlds.md: what they fetch
 DOWNLOADS = {"hf download ": "fetches a model from the Hugging Face hub",
              "wget ": "fetches a checkpoint over the network",
-             "load_model(": "fetches RobustBench's checkpoint and CIFAR-10"}
+             "load_model(": "fetches RobustBench's checkpoint and CIFAR-10",
+             "diffrob fetch ": "downloads the paper's checkpoints and data"}
 
 
 def commands(markdown: str) -> list[str]:

@@ -21,10 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 from export_custom_example import export  # noqa: E402
 
-# params/mnist.yaml at the smallest sizes that run Table 1, the slices and the rates.
-SMALL = dict(n_images=2, batch_size=2, t_star=2, attacks=["pgd", "bpda"], attack_steps=1,
-             eot=2, n_evals=2, vote_k=[2], cap_images=1, cap_points=20, pca_samples=8,
-             pca_components=3, jacobian_images=1, rate_samples=2, device="cpu")
+# params/mnist.yaml at the smallest sizes that run Table 1, the slices and the rates (one PGD
+# step of the whole radius, so that the attacks change predictions).
+SMALL = dict(n_images=4, batch_size=2, t_star=2, attacks=["pgd", "bpda"], attack_steps=1,
+             rel_stepsize=1.0, eot=2, n_evals=2, vote_k=[2], cap_images=2, cap_points=20,
+             cap_radius=12.0, pca_samples=8, pca_components=3, jacobian_images=1,
+             rate_samples=2, device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import textwrap
 import warnings
@@ -221,8 +222,15 @@ def _overrides(parser: argparse.ArgumentParser, example: str) -> None:
                              "repeatable. Keys, defaults and ranges: lib/diffrob/params.py")
 
 
+class _KeepNames(argparse.HelpFormatter):
+    """Help text wrapped between words only, so attack names such as apgd-dlr-eot stay whole."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 def _stage_parser(sub, name: str, help: str, names_help: str) -> None:
-    a = sub.add_parser(name, help=help, description=help)
+    a = sub.add_parser(name, help=help, description=help, formatter_class=_KeepNames)
     _overrides(a, "params/cifar10.yaml")
     a.add_argument("--attack" if name == "attack" else "--source", dest="names", nargs="+",
                    help=names_help)
@@ -294,6 +302,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run one subcommand; a user error (:func:`_is_user_error`) exits 2 with one line."""
     for action, category, module in QUIET:
         warnings.filterwarnings(action, category=category, module=module)
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")  # not its advice to install accelerate
     args = parser().parse_args(argv)
     try:
         args.run(args)

@@ -30,6 +30,7 @@ import contextlib
 import importlib
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,13 +57,15 @@ class MismatchError(ValueError):
 
 @contextlib.contextmanager
 def about(key: str):
-    """Errors raised inside name parameter ``key`` first (same exception type)."""
+    """Errors raised inside name parameter ``key`` first (of the same type; a plain
+    ``ValueError``, e.g. of :func:`~diffrob.worlds.check_data`, becomes a :class:`MismatchError`)."""
     try:
         yield
-    except (MismatchError, BadFileError, MissingFileError, ValueError) as e:
+    except (BadFileError, MissingFileError, ValueError) as e:
         if str(e).startswith("parameter "):
             raise
-        raise type(e)(f"parameter {key!r}: {e}") from e
+        kind = MismatchError if type(e) is ValueError else type(e)
+        raise kind(f"parameter {key!r}: {e}") from e
 
 
 def refuse_html(path: Path) -> None:
@@ -236,7 +239,9 @@ def _file_classifier(p: Params, device: torch.device | str) -> nn.Module:
     try:
         if path.suffix == ".pt2":
             return torch.export.load(path).module().to(device)
-        return torch.jit.load(path, map_location=device).eval()
+        with warnings.catch_warnings():  # torch's notice that TorchScript is deprecated
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.load(path, map_location=device).eval()
     except Exception as e:  # noqa: BLE001 -- truncated, or not TorchScript / torch.export
         raise bad_file(path, "a TorchScript (torch.jit.save) or torch.export (.pt2) file",
                        SOURCE, e) from e
