@@ -117,20 +117,25 @@ def kept(pins: dict[str, str]) -> list[str]:
 
 
 def run_chapter(chapter: str) -> None:
-    """Step 3: the chapter on smoke parameters; its sliders must be widget views."""
+    """Step 3: the chapter on smoke parameters; the widget state it stores must hold its
+    sliders (an ``IntSlider`` jslinked to a ``Tab``, ipywidgets 7's :func:`figures.slider_stack`)."""
     with tempfile.TemporaryDirectory(prefix="colab-check-") as tmp:
         out = Path(tmp) / f"{chapter}.ipynb"
         step(f"papermill {chapter} on params/smoke.yaml",
              [str(VENV / "bin" / "papermill"), f"book/{chapter}.ipynb", str(out), "--cwd",
               str(ROOT), "-k", "python3", "-p", "params_file", "params/smoke.yaml",
               "-p", "results_dir", str(Path(tmp) / "results")])
-        views = [o["data"]["application/vnd.jupyter.widget-view+json"]
-                 for c in json.loads(out.read_text())["cells"] for o in c.get("outputs", ())
-                 if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
-    if not views:
-        raise SystemExit(f"colab-check: {chapter} shows no widget")
-    print(f"== {chapter}: {len(views)} widget views (ipywidgets 7.7.1, model version "
-          f"{views[0]['version_major']}.{views[0]['version_minor']})")
+        widgets = json.loads(out.read_text())["metadata"].get("widgets", {})
+    state = widgets.get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    name = {k: v["model_name"] for k, v in state.items()}
+    sliders = [s for s in state.values() if s["model_name"] == "LinkModel"
+               and [name.get(s["state"]["source"][0].removeprefix("IPY_MODEL_")),
+                    name.get(s["state"]["target"][0].removeprefix("IPY_MODEL_"))]
+               == ["IntSliderModel", "TabModel"]]
+    if not sliders:
+        raise SystemExit(f"colab-check: {chapter} stored no slider linked to a Tab "
+                         f"(models: {sorted(set(name.values()))})")
+    print(f"== {chapter}: {len(sliders)} sliders linked to a Tab (ipywidgets 7.7.1)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -262,6 +262,30 @@ def test_chapter_runs_on_mnist(chapter: Path, mnist_results: Path, tmp_path: Pat
     assert "mnist" in output_text(outputs) or chapter.stem not in ("01_setup", "07_summary")
 
 
+# --- every chapter on `world: custom`: the mnist world's models exported (docs/custom.md) ---
+
+@pytest.fixture(scope="module")
+def custom_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import export_custom_example
+
+    files = export_custom_example.export(tmp_path_factory.mktemp("custom_example"))
+    return {k: str(v) for k, v in files.items()}
+
+
+@pytest.fixture(scope="module")
+def custom_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("custom_results")
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+def test_chapter_runs_on_a_custom_world(chapter: Path, custom_files: dict, custom_results: Path,
+                                        tmp_path: Path) -> None:
+    outputs = executed_outputs(chapter, tmp_path, "params/custom.example.yaml",
+                               {**PAPER_SMOKE, **custom_files, "results_dir": str(custom_results)})
+    assert "custom" in output_text(outputs) or chapter.stem not in ("01_setup", "07_summary")
+
+
 # --- static widgets: a two-page book built like the real one ----------------------------
 
 DEMO = '''# %% [markdown]

@@ -165,3 +165,43 @@ def test_a_model_or_data_file_that_is_an_html_page_or_truncated(tmp_path, files,
         target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
     err = refused(tmp_path, copy, capsys, key, target.name)
     assert ("is an HTML page" in err) == (damage == "html"), err
+
+
+def test_every_classifier_form_gives_the_same_logits(tmp_path, files) -> None:
+    from diffrob import params, worlds
+
+    torch.manual_seed(1)
+    model = digits.DigitsCNN().eval()
+    torch.save(model.state_dict(), tmp_path / "cnn.pth")
+    x = torch.from_numpy(good_data()[0][:4])
+    exported = torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("n")},))
+    torch.export.save(exported, tmp_path / "cnn.pt2")
+    forms = [dict(classifier=script(model, tmp_path / "cnn.pt")),
+             dict(classifier=str(tmp_path / "cnn.pt2")),
+             dict(classifier="diffrob.worlds.digits:DigitsCNN",
+                  classifier_weights=str(tmp_path / "cnn.pth"))]
+    for form in forms:
+        world = worlds.from_params(params.load(None, **SMOKE, **{**files, **form}))
+        assert torch.equal(world.classifier(x), model(x)), form
+    normalised = worlds.from_params(params.load(None, **SMOKE, **{**files, **forms[0]},
+                                                mean=[0.5], std=[0.25]))
+    assert torch.equal(normalised.classifier(x), model((x - 0.5) / 0.25))
+
+
+def test_an_image_folder_is_read_class_by_class_in_turn(tmp_path, files) -> None:
+    from PIL import Image
+
+    from diffrob import params
+    from diffrob.worlds import custom
+
+    for label, name in enumerate(["cat", "dog"]):
+        (tmp_path / "folder" / name).mkdir(parents=True)
+        for j in range(2):
+            Image.fromarray(np.full((10, 12), 60 * label + 20 * j, dtype=np.uint8)).save(
+                tmp_path / "folder" / name / f"{j}.png")
+    p = params.load(None, **{**SMOKE, **files, "data": str(tmp_path / "folder")}, image_size=8,
+                    channels=1)
+    x, y, classes, _ = custom.load_data(p, 4)
+    assert classes == ["cat", "dog"] and y.tolist() == [0, 1, 0, 1]
+    assert x.shape == (4, 1, 8, 8) and torch.allclose(x[:, 0, 0, 0] * 255, torch.tensor(
+        [0.0, 60, 20, 80]))

@@ -2,7 +2,7 @@
 
 Each case builds a slider over three figures in a fresh Python and reads back what a
 notebook and the static book get: the widget models and their tree, the ``jslink``s that
-move the views without a kernel, the view a cell displays (``_repr_mimebundle_``) and a
+move the views without a kernel, the view a cell displays (IPython's ``display``) and a
 page written by ``embed_minimal_html`` with the whole widget state. ipywidgets 8 is this
 environment's (a ``Stack``); 7.7.1 is Colab's (a ``Tab``), in ``.venv-colab``, which
 ``make colab-check`` creates (scripts/colab_check.py).
@@ -31,6 +31,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import ipywidgets as widgets
 from ipywidgets.embed import embed_minimal_html
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.display import display
+from IPython.utils.capture import capture_output
 if "--no-stack" in sys.argv and hasattr(widgets, "Stack"):
     del widgets.Stack  # ipywidgets 8 without its Stack: the path ipywidgets 7 takes
 from diffrob.figures import slider_stack
@@ -45,6 +48,9 @@ links = sorted([name[ref(s["state"]["source"][0])], s["state"]["source"][1],
                for s in state.values() if s["model_name"] == "LinkModel")
 titles = [s["state"].get("titles") or s["state"].get("_titles") for s in state.values()
           if s["model_name"] == "TabModel"]
+InteractiveShell.instance()
+with capture_output() as shown:  # what a cell shows (ipywidgets 8: _repr_mimebundle_)
+    display(box)
 page = Path(sys.argv[1]) / "slider.html"
 embed_minimal_html(page, views=[box], state=state)
 html = page.read_text()
@@ -52,7 +58,7 @@ embedded = re.search(r'widget-state[+]json">(.*?)</script>', html, re.S)
 print(json.dumps({
     "ipywidgets": widgets.__version__, "tree": tree(box.model_id), "links": links,
     "titles": [list(t.values()) if isinstance(t, dict) else t for t in titles],
-    "view": box._repr_mimebundle_()["application/vnd.jupyter.widget-view+json"]["model_id"]
+    "view": shown.outputs[0].data["application/vnd.jupyter.widget-view+json"]["model_id"]
             == box.model_id,
     "page": {"state": bool(embedded) and name == {k: v["model_name"] for k, v in
                                                    json.loads(embedded[1])["state"].items()},

@@ -208,7 +208,7 @@ def table(p: Params, tflops: float = 100.0, gpu_gb: float = 80.0,
     hours at ``tflops`` sustained TFLOP/s, and for full gradients (PGD attacks, Jacobian VJPs)
     the rows and activation GB of one forward/backward, and whether they fit ``gpu_gb``
     beside the weights."""
-    u = units or unit_costs(architecture(p.world))
+    u = units or unit_costs(architecture(p.world, p))
     n, calls, rows = p.n_images, model_calls(p), {}
     for name in p.attacks:
         attack = attacks.get(name)
