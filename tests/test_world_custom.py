@@ -16,6 +16,7 @@ from diffrob import params, plan, store, worlds
 from diffrob.cap import report as cap_report
 from diffrob.compression import report as compression_report
 from diffrob.fuzzy import runs as fuzzy_runs
+from diffrob.setup import report as setup_report
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -66,6 +67,15 @@ def test_table_1_and_a_sec5_and_a_sec6_table_are_the_mnist_worlds(both) -> None:
               for w in both]
     for ours, theirs in zip(*tables):
         pd.testing.assert_frame_equal(ours, theirs)
+
+
+def test_chapter_1_names_the_users_models_as_the_mnist_world_does(both) -> None:
+    """The world table shows the exported classifier's class (MnistCNN), not the wrapper's."""
+    mnist, custom = both
+    rows = ["classifier", "diffusion model"]
+    tables = [setup_report.world_table(w).frame.loc[rows, "ours"] for w in both]
+    assert tables[1].tolist() == tables[0].tolist()
+    assert tables[1]["classifier"].startswith("MnistCNN, ")
 
 
 def test_plan_counts_the_mnist_worlds_costs(exported) -> None:

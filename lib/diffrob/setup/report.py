@@ -24,7 +24,8 @@ def world_table(world) -> Table:
     paper_world = claims.paper_world("setup", p.world)
     pw = claims.paper("setup")[paper_world]
     t_star = world.purifier().t_star
-    size = lambda m: f"{type(m).__name__}, {analysis.n_parameters(m):,} parameters"
+    size = lambda m: (f"{getattr(m, 'model_name', type(m).__name__)}, "
+                      f"{analysis.n_parameters(m):,} parameters")
     facts = pd.DataFrame({
         "ours": [p.world, len(world.images), "x".join(map(str, world.image_shape)),
                  size(world.classifier), size(world.diffusion),

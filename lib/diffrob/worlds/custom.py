@@ -197,6 +197,11 @@ class Classifier(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.model((x - self.mean) / self.std if self.normalised else x)
 
+    @property
+    def model_name(self) -> str:
+        """The user's model's class (a TorchScript module's original one), for chapter 1."""
+        return getattr(self.model, "original_name", type(self.model).__name__)
+
     def train(self, mode: bool = True) -> "Classifier":
         self.training = mode
         return self
