@@ -7,6 +7,7 @@ PY     := $(VENV)/bin/python
 PARAMS ?= params/digits.yaml
 CH     ?=
 ARGS   ?=
+PYTEST_ARGS ?=
 # Which PyTorch build the first run installs (docs/install.md):
 #   cpu      PyTorch's CPU-only wheels from TORCH_INDEX: no CUDA libraries
 #   default  PyPI's wheels (on Linux with the CUDA libraries, several GB)
@@ -48,7 +49,7 @@ chapter: env
 	$(PY) scripts/build_book.py --params $(PARAMS) --chapter $(CH) --no-html $(ARGS)
 
 test: env
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: env
 	@mkdir -p bench/results
