@@ -1,4 +1,4 @@
-"""APGD-EOT and AutoAttack `rand` from the autoattack package, under our seed plan (issue 13)."""
+"""APGD-EOT and AutoAttack `rand` from the autoattack package, under our seed plan."""
 
 import sys
 

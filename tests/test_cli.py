@@ -85,7 +85,7 @@ def test_evaluate_prints_table_1_and_keeps_other_parameters_apart(tmp_path, mode
     assert len(list((tmp_path / "digits" / "evaluate" / "clean").iterdir())) == 2
 
 
-# --- the first hour of a newcomer (issue 15): help texts, user errors, plan's advice -------
+# --- the first hour of a newcomer: help texts, user errors, plan's advice -------
 
 import argparse  # noqa: E402
 

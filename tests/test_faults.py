@@ -1,4 +1,4 @@
-"""Fault injection (issue 11): the store never serves a wrong answer and loses no finished work.
+"""Fault injection: the store never serves a wrong answer and loses no finished work.
 
 Fast faults run by default. The long kill -9 / concurrency matrix is marked ``faults``
 and runs with ``DIFFROB_FAULTS=1`` (``DIFFROB_FAULTS=1 pytest -m faults tests/test_faults.py``).

@@ -1,5 +1,5 @@
 """Damaged, truncated or wrong data and checkpoint files of the real worlds: one error that
-names the file, what was expected and where a good copy comes from (issue 11)."""
+names the file, what was expected and where a good copy comes from."""
 
 import pickle
 import shutil
