@@ -133,8 +133,10 @@ reproduce()
 # Each claim's criterion is fixed in `paper_data/setup.yaml` with its source in the paper;
 # `claims.record` reads it and compares it with our statistic's 95 % interval. The drop is bare
 # minus DiffPure on the same images, with Newcombe's interval for paired yes/no outcomes; the
-# samplers' spread is the largest minus the smallest of their accuracies, with a paired
-# bootstrap over the images.
+# samplers are comparable when every pair of them differs by less than the bound, each pair
+# with Newcombe's paired interval. A column *MDE* gives the smallest effect each test detects
+# at its number of images (80 % power), and a claim whose MDE exceeds the effect it tests is
+# *underpowered*, not inconclusive.
 
 # %%
 report.claims_table(acc)

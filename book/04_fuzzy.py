@@ -171,9 +171,12 @@ reproduce()
 # Each row is one observation of sec. 4.2 with its criterion, fixed in `paper_data/sec4.yaml`
 # from the paper's Table 1 and words (the source column says where). Ours are computed per
 # image and compared on the same images: an image's robustness in one run is 1 - grade, its
-# alpha = 0.5 cut is grade < 0.5, its vote is the mean over the groups of k runs of the
-# majority vote being right. The intervals are 95 % paired bootstraps over the images; a
-# verdict is *inconclusive* when the interval straddles the criterion.
+# vote is the mean over the groups of k runs of the majority vote being right, and an
+# attacked image is fuzzy when 0 < m < 1 among those it fools at least once (Wilson's
+# interval); the differences have 95 % paired bootstrap intervals over the images. A verdict
+# is *inconclusive* when the interval straddles the criterion, and *underpowered* when, in
+# addition, the smallest effect the test detects at this number of images (MDE, 80 % power)
+# exceeds the effect it tests. The alpha = 0.5 cut is a reading of Table 1, not a claim.
 
 # %%
 report.claims_table(r)

@@ -18,17 +18,33 @@
 # # Summary
 #
 # Every claim that the chapters checked is listed here with the paper's value, the value measured in
-# this world with its 95 % interval, the criterion the claim is judged by and the verdict; then with
-# the paper's words and where that criterion comes from in the paper. The rows are not written by
-# hand: each chapter passes its per-image measurements to `diffrob.claims.record`, which reads the
-# claim's criterion from `paper_data/<section>.yaml` (fixed from the paper's own numbers and words
-# before any result was seen) and decides; this chapter reads the rows back with
-# `diffrob.claims.table`. It runs last. A chapter that has not run for this world and this parameter
-# set contributes no rows (in Colab: only the chapters run in that runtime).
+# this world with its 95 % interval, the criterion the claim is judged by, the verdict and the power
+# of the test; then with the paper's words, where that criterion comes from in the paper and when it
+# was fixed. The rows are not written by hand: each chapter passes its per-image measurements to
+# `diffrob.claims.record`, which reads the claim's criterion from `paper_data/<section>.yaml`
+# (derived from the paper's own numbers and words) and decides; this chapter reads the rows back
+# with `diffrob.claims.table`. It runs last. A chapter that has not run for this world and this
+# parameter set contributes no rows (in Colab: only the chapters run in that runtime).
 #
 # A verdict is **holds** when the whole interval meets the criterion, **does not hold** when
 # the whole interval misses it, **inconclusive** when the interval straddles it (more images
-# would decide), and **not tested** when this world cannot measure it (e.g. no PGD on ImageNet).
+# would decide), **underpowered** when it straddles it and the test could not have seen the
+# paper's own effect at this number of images (below), and **not tested** when this world cannot
+# measure it (e.g. no PGD on ImageNet).
+#
+# **Power.** Each claim tests an effect: the distance between the paper's value and the
+# criterion's bar (for a window, its half-width), recorded with its source in `paper_data`. The
+# *MDE* column is the minimum detectable effect of our interval at 80 % power: an interval of
+# half-width h has standard error h / 1.96, and an effect of (1.96 + 0.84) standard errors from the
+# bar clears it in 80 % of data sets (`diffrob.verdicts.mde`). *n needed* is the number of units
+# (images, slices, the examples an attack fooled) at which the MDE would equal the paper's effect,
+# n (MDE / effect)^2 (`diffrob.verdicts.n_needed`). An undecided claim whose MDE is larger than the
+# paper's effect is underpowered, not evidence against the paper.
+#
+# **Registration.** Every criterion says when it was fixed: *pre* (before the world's first results,
+# as the git log shows) or *post hoc* with the date it was written or changed, after results had
+# been seen. Each section's claims are frozen by a digest in `paper_data/frozen.yaml`; a test fails
+# when a claim changes without a newly recorded digest, so no criterion moves silently.
 
 # %% tags=["remove-cell"]
 # Colab: fetch and install the project (a GPU runtime can run params/cifar10.yaml).
@@ -80,8 +96,9 @@ Markdown(report.parameter_sets(r))
 # with its 95 % interval in brackets (Wilson for fractions, bootstrap over the images
 # otherwise, paired where two conditions are compared on the same images); a claim with
 # parts (every attack, every sampler) lists each part and holds only when every part holds.
-# What each claim says in the paper's words, and where its criterion comes from, follows in
-# {numref}`tbl-summary-sources`.
+# *MDE* and *n needed* are in the claim's unit; for a claim with parts they are those of its
+# weakest undecided part. What each claim says in the paper's words, where its criterion comes
+# from and when it was fixed follows in {numref}`tbl-summary-sources`.
 
 # %%
 report.claims_table(r)
@@ -90,7 +107,10 @@ report.claims_table(r)
 reproduce()
 
 # %% [markdown]
-# ## What each claim says, and where its criterion comes from
+# ## What each claim says, where its criterion comes from, and when it was fixed
+# *registered* is *pre* for a criterion fixed before this world's first results and *post hoc*
+# (with its date) for one written or changed after results had been seen
+# (`paper_data/<section>.yaml`, frozen by `paper_data/frozen.yaml`).
 
 # %%
 report.sources_table(r)
@@ -132,9 +152,12 @@ reproduce()
 # %% [markdown]
 # A claim that holds in the `digits` world shows that the mechanism appears in a small
 # diffusion model trained on 8x8 digits. The paper's values come from CIFAR-10 and
-# ImageNet models that are a thousand times larger. Most criteria test the direction of a
-# claim, which a small world can test; the few that test a value (the compression rate, the
-# largest Jacobian eigenvalue, the share of small eigenvalues, the mean psychometric slope)
-# are judged against CIFAR-10's numbers and can miss in a small world for that reason alone.
+# ImageNet models that are a thousand times larger. Many criteria test the direction of a
+# claim, which a small world can test; those that test a magnitude (the l_inf growth at half
+# the paper's ratio, BPDA's over-estimate at half the paper's gap, the compression rate, the
+# largest Jacobian eigenvalue within the paper's 95 % interval, the share of small eigenvalues,
+# the mean psychometric slope within the paper's 95 % interval) are judged against CIFAR-10's
+# numbers and can miss in a small world for that reason alone. The *n needed* column says how
+# many images a decided verdict would take where this world has too few.
 # To check the values themselves, build the book with `params/cifar10.yaml` and the paper's
 # checkpoints (see the Introduction). Each chapter explains its own verdicts.

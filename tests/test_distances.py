@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import tiny_world
-from diffrob import purifiers
+from diffrob import claims, purifiers, verdicts
 from diffrob.distances import analysis, report, report_randomness, runs
 from diffrob.figures import Table
 from diffrob.params import PURIFIERS
@@ -290,6 +290,10 @@ def test_distance_claims_table(distances, capsys):
     assert list(frame.index) == ["l2_grows", "linf_grows", "attacks_like_uniform",
                                  "large_noise_shrinks"]
     assert "end/init l2:" in capsys.readouterr().out
+    linf = claims.spec("sec31", "linf_grows")["criterion"]      # half the paper's ratio (C.1)
+    assert frame.loc["linf_grows", "criterion"] == verdicts.describe(
+        {k: v for k, v in linf.items() if k != "registered"})
+    assert {"MDE", "n needed"} <= set(frame.columns)
 
 
 def test_floor_table(distances):

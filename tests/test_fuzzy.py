@@ -37,6 +37,14 @@ def test_alpha_cut_is_strictly_below_alpha():
         analysis.robust_fraction(g, 0.0)
 
 
+def test_fooled_and_strictly_fuzzy_examples():
+    g = analysis.grades(PREDS, LABELS)                          # 0, 0.25, 0.5, 1, 0.5
+    assert analysis.fooled(g).tolist() == [False, True, True, True, True]
+    assert analysis.strictly_fuzzy(g).tolist() == [False, True, True, False, True]
+    with pytest.raises(ValueError, match="grades"):
+        analysis.fooled(np.array([0.5, 1.5]))
+
+
 def test_cfr_limits_of_sec_4_2():
     alphas = np.linspace(0.01, 1, 50)
     np.testing.assert_allclose(analysis.cfr(np.zeros(7), alphas), 1)     # perfectly robust
@@ -146,11 +154,24 @@ def test_paper_cost_table_counts_the_papers_stages_without_sec_6():
     assert not t.frame.index.get_level_values(1).str.startswith("compression/").any()
 
 
-def test_claims_table_judges_the_five_observations_of_sec_4_2(evaluated):
+def test_claims_table_judges_the_observations_of_sec_4_2(evaluated):
     t = report.claims_table(evaluated)
-    assert t.name == "tbl-fuzzy-claims" and len(t.frame) == 5
-    assert list(t.frame.columns) == claims.COLUMNS
+    assert t.name == "tbl-fuzzy-claims" and list(t.frame.columns) == claims.COLUMNS
+    assert list(t.frame.index) == ["most_examples_fuzzy", "vote_helps", "pgd_stronger_than_bpda",
+                                   "pgd_stronger_than_bpda_direction", "eot_stronger"]
     assert "not tested" not in set(t.frame["verdict"])  # every pair of attacks is there
+    row = {r["claim"]: r for r in claims.table(evaluated.params)}
+    g = evaluated.grades["pgd-eot"]
+    fooled = int((g > 0).sum())
+    assert 0 < fooled < len(g)                          # Wilson over the fooled examples only
+    part = row["most_examples_fuzzy"]["parts"]["pgd-eot"]
+    assert part["n"] == fooled and part["value"] == pytest.approx(
+        ((g > 0) & (g < 1)).sum() / fooled)
+    same = row["pgd_stronger_than_bpda"]["estimate"]    # one estimate, two bars
+    assert same == row["pgd_stronger_than_bpda_direction"]["estimate"]
+    assert t.frame.loc["pgd_stronger_than_bpda", "criterion"] != \
+        t.frame.loc["pgd_stronger_than_bpda_direction", "criterion"]
+    assert all(m for m in t.frame["MDE"])               # every tested claim shows its power
     assert report.table_1_text(evaluated).startswith("bpda: standard ")
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import tiny_world
-from diffrob import purifiers
+from diffrob import claims, purifiers, verdicts
 from diffrob.figures import Table
 from diffrob.params import PURIFIERS
 from diffrob.setup import analysis, report, runs
@@ -16,6 +16,13 @@ def test_shown_steps_are_inside_the_purification():
     assert analysis.shown_steps(10) == [5, 10, 15]
     assert analysis.shown_steps(1) == [0, 1]
     assert analysis.shown_steps(100) == [50, 100, 150]
+
+
+def test_pairs_of_samplers():
+    assert analysis.pairs(["a", "b", "c"]) == [("a", "b"), ("a", "c"), ("b", "c")]
+    assert len(analysis.pairs(PURIFIERS)) == 6
+    with pytest.raises(ValueError, match="distinct"):
+        analysis.pairs(["a", "a"])
 
 
 def test_alpha_bar_and_parameters():
@@ -86,6 +93,11 @@ def test_claims_table_and_said(accuracy):
     t = report.claims_table(accuracy)
     assert isinstance(t, Table) and t.name == "tbl-setup-claims"
     assert list(t.frame.index) == ["purification_costs_accuracy", "samplers_comparable"]
+    row = {r["claim"]: r for r in claims.table(accuracy.p)}["samplers_comparable"]
+    assert list(row["parts"]) == [f"{m} - {n}" for m, n in analysis.pairs(PURIFIERS)]
+    c = accuracy.correct
+    assert row["parts"]["ddpm - ddim"]["lo"] == verdicts.paired_proportions(c["ddpm"],
+                                                                            c["ddim"]).lo
     said = report.setup_said(accuracy)
     assert said["setup_bare"] == f"{100 * accuracy.correct['bare'].mean():.1f} %"
     assert said["setup_samplers"].startswith("ddpm ")

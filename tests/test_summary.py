@@ -1,6 +1,8 @@
 """The Summary wing: the claims recorded for one parameter set, their verdicts counted by
 section, and the same claims across worlds."""
 
+import json
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -37,7 +39,11 @@ def test_recorded_rows_in_book_order_with_the_papers_section_numbers(digits):
     assert r.digest == claims.params_digest(digits) and r.params_file == "params/digits.yaml"
     assert r.rows[["section", "claim"]].values.tolist() == [
         ["Setup", "samplers_comparable"], ["3.1", "l2_grows"], ["6", "compression_rate"]]
-    assert list(r.rows.columns) == ["section", "claim", *claims.COLUMNS]
+    assert list(r.rows.columns) == ["section", "claim", *claims.COLUMNS, "registered"]
+    assert r.rows["registered"].tolist() == [
+        claims.spec(s, c)["criterion"]["registered"]
+        for s, c in [("setup", "samplers_comparable"), ("sec31", "l2_grows"),
+                     ("sec6", "compression_rate")]]
 
 
 def test_parameter_sets_name_this_set_and_how_the_others_differ(digits):
@@ -53,13 +59,29 @@ def test_claims_and_sources_tables(digits):
     verdicts = report.claims_table(r)
     assert isinstance(verdicts, Table) and verdicts.name == "tbl-summary-claims"
     assert list(verdicts.frame.columns) == ["section", "claim", "paper", "ours", "criterion",
-                                            "verdict"]
+                                            "verdict", "MDE", "n needed"]
     assert verdicts.frame["verdict"].tolist() == ["not tested", "does not hold", "holds"]
+    assert verdicts.frame["MDE"].tolist()[0] == ""                 # not tested: no power
+    assert verdicts.frame["n needed"].tolist()[1] == claims.judge(
+        "sec31", "l2_grows", est(1.0, 1.5))["n needed"]
     assert f"digest `{r.digest}`" in verdicts.caption
     assert "no table of the paper" in verdicts.caption
     sources = report.sources_table(r)
     assert sources.name == "tbl-summary-sources" and not sources.index
-    assert list(sources.frame.columns) == ["section", "claim", "words", "source"]
+    assert list(sources.frame.columns) == ["section", "claim", "words", "source", "registered"]
+    assert sources.frame["registered"].str.match(r"pre$|post hoc \(\d{4}-\d\d-\d\d\)$").all()
+
+
+def test_rows_recorded_before_the_power_and_registration_fields_show_empty(digits):
+    folder = digits.store_dir / "claims" / claims.params_digest(digits) / "sec5"
+    folder.mkdir(parents=True)
+    old = {"section": "sec5", "claim": "mean_slope", "words": "w", "paper": "5.91",
+           "ours": "6 [5, 7]", "criterion": "within [4.84, 6.98]", "source": "s",
+           "verdict": "inconclusive"}
+    (folder / "mean_slope.json").write_text(json.dumps(old))
+    r = report.recorded(digits, "params/digits.yaml")
+    shown = r.rows.set_index("claim").loc["mean_slope"]
+    assert shown["MDE"] == shown["registered"] == "" and shown["verdict"] == "inconclusive"
 
 
 def test_verdicts_figure_stacks_each_sections_verdicts(digits):
@@ -68,6 +90,7 @@ def test_verdicts_figure_stacks_each_sections_verdicts(digits):
     assert [t.get_text() for t in ax.get_yticklabels()] == ["Setup", "3.1", "6"]
     assert ax.get_title() == "Claims of the paper tested in the digits world"
     assert ax.get_legend().get_title().get_text() == "verdict"
+    assert len(report.VERDICT_COLOURS) == len(VERDICTS)           # one colour per verdict
     plt.close(fig)
 
 
@@ -80,8 +103,13 @@ def test_verdicts_figure_without_claims_says_so(tmp_path):
 
 def test_what_it_says_counts_and_quotes_what_does_not_hold(digits):
     text = report.what_it_says(report.recorded(digits, "params/digits.yaml"))
+    pre = sum(claims.spec(s, c)["criterion"]["registered"] == "pre"
+              for s, c in [("setup", "samplers_comparable"), ("sec31", "l2_grows"),
+                           ("sec6", "compression_rate")])
     assert text.startswith("Claims recorded in the `digits` world: **3**. Holding here: **1**; "
-                           "not holding: **1**; inconclusive: **0**; not tested: **1**.")
+                           "not holding: **1**; inconclusive: **0**; underpowered: **0**; not "
+                           f"tested: **1**. Criteria pre-registered: **{pre}** of 3 (the others "
+                           "were fixed post hoc, after results had been seen).")
     words = claims.spec("sec31", "l2_grows")["words"]
     assert text.endswith(f" The claims that do not hold here: 3.1: \"{words}\".")
 
@@ -101,6 +129,8 @@ def test_verdict_counts_and_tally():
                          "verdict": ["holds", "inconclusive", "holds"]})
     counts = analysis.verdict_counts(rows, ["Setup", "3.1", "5"], VERDICTS)
     assert counts.index.tolist() == ["Setup", "3.1"] and counts.columns.tolist() == list(VERDICTS)
-    assert counts.loc["3.1"].tolist() == [2, 0, 0, 0] and counts.loc["Setup", "inconclusive"] == 1
-    assert analysis.tally(rows["verdict"], VERDICTS).tolist() == [2, 0, 1, 0]
+    assert counts.loc["3.1"].tolist() == [2, 0, 0, 0, 0]
+    assert counts.loc["Setup", "inconclusive"] == 1
+    assert analysis.tally(rows["verdict"], VERDICTS).tolist() == [2, 0, 1, 0, 0]
+    assert analysis.pre_registered(pd.Series(["pre", "post hoc (2026-11-30)", ""])) == 1
     assert analysis.differing({"eot": 5, "seed": 0, "new": 1}, {"eot": 2, "seed": 0}) == {"eot": 5}

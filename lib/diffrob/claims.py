@@ -9,6 +9,20 @@ value, the quantity we compute, the criterion (``above`` / ``below`` a threshold
 (:mod:`diffrob.verdicts`) to :func:`record`, which reads the criterion, decides and
 stores the row; no threshold is typed in a chapter or its report.
 
+Power: each claim tests an effect, the distance between the paper's value and the
+criterion's bar (``paper_effect``, in the quantity's unit, per world where the paper has
+several; ``null`` where the paper gives no number), or for ``within`` the window's
+half-width. A row carries the minimum detectable effect of our interval and the number
+of units that would detect the claim's effect (:func:`diffrob.verdicts.mde`,
+:func:`diffrob.verdicts.n_needed`); an undecided verdict whose MDE exceeds the effect is
+``underpowered``.
+
+Registration: every criterion carries ``registered: pre`` (fixed before the world's first
+results, as the git log shows) or ``registered: "post hoc (YYYY-MM-DD)"`` (written or
+changed on that day, after results had been seen). Each section's claims are frozen by
+their digest (:func:`claims_digest`) in ``paper_data/frozen.yaml``: a change to a claim
+without a newly recorded digest fails the tests (:func:`frozen_digest`).
+
 Rows are stored per parameter set: ``<results_dir>/<world>/claims/<digest>/<section>/<id>.json``
 with ``digest = params_digest(p)``, one file per claim, each written atomically under a
 unique temporary name. The Summary reads the rows of one parameter set
@@ -18,8 +32,11 @@ unique temporary name. The Summary reads the rows of one parameter set
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
+import re
 import tempfile
 from importlib import resources
 from pathlib import Path
@@ -37,9 +54,10 @@ SECTIONS = ("setup", "sec31", "sec32", "sec4", "sec5", "sec6")  # the book's ord
 SECTION_NAMES = {"setup": "Setup", "sec31": "3.1", "sec32": "3.2", "sec4": "4", "sec5": "5",
                  "sec6": "6"}                                       # the paper's section numbers
 
-# Fields that say where things are or how fast they run, never what comes out.
 _SPEC_KEYS = {"words", "paper", "quantity", "criterion", "source"}
-_OPTIONAL_KEYS = {"scale", "unit"}
+_OPTIONAL_KEYS = {"scale", "unit", "paper_effect"}
+_REGISTERED = re.compile(r"pre|post hoc \(\d{4}-\d{2}-\d{2}\)")
+FROZEN = "frozen.yaml"   # paper_data/frozen.yaml: section -> list of {digest, date}
 
 
 def paper(section: str) -> dict[str, Any]:
@@ -56,6 +74,22 @@ def paper_world(section: str, world: str) -> str:
     return world if world in paper(section) else "cifar10"
 
 
+def _decision(criterion: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a criterion that decides (its ``registered`` field left out)."""
+    return {k: v for k, v in criterion.items() if k != "registered"}
+
+
+def _check_effect(value: Any, where: str) -> None:
+    values = value.values() if isinstance(value, Mapping) else [value]
+    for v in values:
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                              or not (math.isfinite(v) and v > 0)):
+            raise ValueError(f"{where}: paper_effect must be a number > 0, null (the paper "
+                             f"gives no number) or a mapping world -> one, got {value!r}")
+    if isinstance(value, Mapping) and "cifar10" not in value:
+        raise ValueError(f"{where}: paper_effect per world needs a 'cifar10' entry, got {value!r}")
+
+
 def specs(section: str) -> dict[str, dict[str, Any]]:
     """The claims of ``section`` in book order, each checked (errors name the file and id)."""
     where = f"paper_data/{section}.yaml"
@@ -63,13 +97,28 @@ def specs(section: str) -> dict[str, dict[str, Any]]:
     if not isinstance(entries, dict) or not entries:
         raise ValueError(f"{where}: expected a mapping 'claims:' of claim id -> entry")
     for claim, spec in entries.items():
+        at = f"{where}: claim {claim!r}"
         if not isinstance(spec, dict):
-            raise ValueError(f"{where}: claim {claim!r} must be a mapping")
+            raise ValueError(f"{at} must be a mapping")
         missing, unknown = _SPEC_KEYS - set(spec), set(spec) - _SPEC_KEYS - _OPTIONAL_KEYS
         if missing or unknown:
-            raise ValueError(f"{where}: claim {claim!r}: missing keys {sorted(missing)}, "
+            raise ValueError(f"{at}: missing keys {sorted(missing)}, "
                              f"unknown keys {sorted(unknown)}")
-        verdicts.check_criterion(spec["criterion"], f"{where}: claim {claim!r}")
+        criterion = spec["criterion"]
+        registered = criterion.get("registered") if isinstance(criterion, Mapping) else None
+        if not (isinstance(registered, str) and _REGISTERED.fullmatch(registered)):
+            raise ValueError(f"{at}: the criterion needs registered: pre or "
+                             f"registered: \"post hoc (YYYY-MM-DD)\", got {registered!r}")
+        c = verdicts.check_criterion(_decision(criterion), at)
+        if c["kind"] == "within" and "paper_effect" in spec:
+            raise ValueError(f"{at}: a within criterion tests its window's half-width; "
+                             "drop paper_effect")
+        if c["kind"] != "within":
+            if "paper_effect" not in spec:
+                raise ValueError(f"{at}: missing key 'paper_effect' (the paper's distance from "
+                                 "the bar, in the quantity's unit; null if the paper gives no "
+                                 "number)")
+            _check_effect(spec["paper_effect"], at)
     return entries
 
 
@@ -80,6 +129,28 @@ def spec(section: str, claim: str) -> dict[str, Any]:
         raise ValueError(f"claim: {claim!r} is not in paper_data/{section}.yaml "
                          f"(known: {', '.join(entries)})")
     return entries[claim]
+
+
+def claims_digest(section: str) -> str:
+    """The SHA-256 of the canonical JSON of ``section``'s claims (keys sorted, compact): any
+    change to a claim's words, values, criterion, registration or source changes it."""
+    text = json.dumps(specs(section), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def frozen_digest(section: str) -> str | None:
+    """The digest last recorded for ``section`` in ``paper_data/frozen.yaml`` (the last entry
+    of its list of ``{digest, date}``), or ``None`` when none is recorded."""
+    if section not in SECTIONS:
+        raise ValueError(f"section: expected one of {list(SECTIONS)}, got {section!r}")
+    frozen = yaml.safe_load(resources.files("diffrob").joinpath("paper_data", FROZEN)
+                            .read_text()) or {}
+    entries = frozen.get(section) or []
+    if not isinstance(entries, list) or not all(isinstance(e, Mapping) and "digest" in e
+                                                for e in entries):
+        raise ValueError(f"paper_data/{FROZEN}: {section!r} must be a list of "
+                         f"{{digest: ..., date: YYYY-MM-DD}}, got {entries!r}")
+    return str(entries[-1]["digest"]) if entries else None
 
 
 def params_digest(p: Params) -> str:
@@ -101,37 +172,82 @@ def paper_value(entry: Mapping[str, Any], world: str) -> str:
     return str(value)
 
 
+def effect(entry: Mapping[str, Any], world: str) -> float | None:
+    """The effect a claim tests in ``world``: the paper's distance from the bar
+    (``paper_effect``; its own world's where given, else CIFAR-10's), or the half-width of
+    a ``within`` window; ``None`` where the paper gives no number."""
+    c = entry["criterion"]
+    if c["kind"] == "within":
+        return (c["hi"] - c["lo"]) / 2
+    value = entry["paper_effect"]
+    if isinstance(value, Mapping):
+        value = value.get(world, value["cifar10"])
+    return None if value is None else float(value)
+
+
+def _power_text(mde: float | None, needed: float | None, scale: float, unit: str,
+                tested: bool) -> tuple[str, str]:
+    """The MDE and n-needed columns of a row."""
+    if not tested or mde is None:
+        return "", ""
+    m = f"{scale * mde:.3g}{unit}" if math.isfinite(mde) else "inf"
+    if needed is None:
+        return m, "no paper number"
+    return m, f"{math.ceil(needed):,}" if math.isfinite(needed) else "inf"
+
+
 def judge(section: str, claim: str, ours: Estimate | Mapping[str, Estimate] | None,
           world: str = "cifar10") -> dict[str, Any]:
-    """The row of one claim: the paper's side, ours with its interval, the verdict.
+    """The row of one claim: the paper's side, ours with its interval, the verdict, and the
+    power (MDE, n needed; see :mod:`diffrob.verdicts`).
 
     ``ours`` is one :class:`~diffrob.verdicts.Estimate`, a mapping part -> Estimate for
     a claim with parts (every attack, every sampler; see :func:`verdicts.all_of`), or
-    ``None`` when the claim cannot be tested in this world.
+    ``None`` when the claim cannot be tested in this world. A part is underpowered when it
+    is undecided and its MDE exceeds the claim's effect; the claim's MDE and n needed are
+    the largest over its undecided parts (over all parts when every part is decided).
     """
     entry = spec(section, claim)
     scale, unit = float(entry.get("scale", 1)), str(entry.get("unit", ""))
+    criterion, size = _decision(entry["criterion"]), effect(entry, world)
     row = {"section": section, "claim": claim, "words": entry["words"],
            "paper": paper_value(entry, world), "quantity": entry["quantity"],
-           "criterion": verdicts.describe(entry["criterion"], scale, unit),
-           "source": entry["source"], "estimate": None, "parts": {}}
+           "criterion": verdicts.describe(criterion, scale, unit),
+           "registered": entry["criterion"]["registered"], "source": entry["source"],
+           "effect": size, "estimate": None, "parts": {}, "mde": None, "n_needed": None}
+    if isinstance(ours, Estimate):
+        estimates = {"": ours}
+    elif ours is None or (isinstance(ours, Mapping) and ours
+                          and all(isinstance(e, Estimate) for e in ours.values())):
+        estimates = dict(ours or {})
+    else:
+        raise ValueError(f"ours: expected an Estimate, a non-empty mapping of Estimates or None "
+                         f"for claim {claim!r}, got {ours!r}")
+    parts = {name: {**e.as_dict(),
+                    "verdict": verdicts.powered(verdicts.decide(criterion, e), e, size),
+                    "mde": verdicts.mde(e), "n_needed": verdicts.n_needed(e, size)}
+             for name, e in estimates.items()}
+    undecided = [q for q in parts.values() if q["verdict"] not in (verdicts.HOLDS, verdicts.FAILS,
+                                                                   verdicts.NOT_TESTED)]
+    tested = [q for q in parts.values() if q["verdict"] != verdicts.NOT_TESTED]
+    weakest = undecided or tested
+    if weakest:
+        row["mde"] = max(q["mde"] for q in weakest)
+        row["n_needed"] = None if size is None else max(q["n_needed"] for q in weakest)
     if ours is None:
         row.update(ours="not measured here", verdict=verdicts.NOT_TESTED)
     elif isinstance(ours, Estimate):
         row.update(ours=ours.text(scale, unit), estimate=ours.as_dict(),
-                   verdict=verdicts.decide(entry["criterion"], ours))
-    elif isinstance(ours, Mapping) and ours and all(isinstance(e, Estimate) for e in ours.values()):
-        parts = {name: verdicts.decide(entry["criterion"], e) for name, e in ours.items()}
-        row.update(ours="; ".join(f"{name}: {e.text(scale, unit)}" for name, e in ours.items()),
-                   parts={name: {**e.as_dict(), "verdict": parts[name]} for name, e in ours.items()},
-                   verdict=verdicts.all_of(parts.values()))
+                   verdict=parts[""]["verdict"])
     else:
-        raise ValueError(f"ours: expected an Estimate, a non-empty mapping of Estimates or None "
-                         f"for claim {claim!r}, got {ours!r}")
+        row.update(ours="; ".join(f"{name}: {e.text(scale, unit)}" for name, e in ours.items()),
+                   parts=parts, verdict=verdicts.all_of(q["verdict"] for q in parts.values()))
+    row["MDE"], row["n needed"] = _power_text(row["mde"], row["n_needed"], scale, unit,
+                                              bool(tested))
     return row
 
 
-COLUMNS = ["words", "paper", "ours", "criterion", "source", "verdict"]
+COLUMNS = ["words", "paper", "ours", "criterion", "source", "verdict", "MDE", "n needed"]
 
 
 def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -182,9 +298,9 @@ def _rows(folder: Path) -> list[dict[str, Any]]:
     for section in SECTIONS:
         if not (folder / section).is_dir():
             continue
-        order = {c: i for i, c in enumerate(specs(section))}
-        files = sorted((folder / section).glob("*.json"),
-                       key=lambda f: (order.get(f.stem, len(order)), f.stem))
+        order = {c: i for i, c in enumerate(specs(section))}   # claims no longer in
+        files = sorted((f for f in (folder / section).glob("*.json") if f.stem in order),
+                       key=lambda f: order[f.stem])            # paper_data are left out
         rows += [_read_json(f) for f in files]
     return rows
 
@@ -192,7 +308,8 @@ def _rows(folder: Path) -> list[dict[str, Any]]:
 def table(p: Params, digest: str | None = None) -> list[dict[str, Any]]:
     """Every claim recorded for this world under one parameter set (default: ``p``'s).
 
-    Rows come in the book's order: by section, then as listed in ``paper_data``.
+    Rows come in the book's order: by section, then as listed in ``paper_data``; rows of
+    claims no longer in ``paper_data`` are left out.
     """
     return _rows(_folder(p, digest))
 

@@ -1,4 +1,4 @@
-"""Statistics with their uncertainty, and verdicts against criteria fixed in advance.
+"""Statistics with their uncertainty and power, and verdicts against criteria from ``paper_data``.
 
 Every claim the book checks is a statistic of per-image data (or per-slice, per-sample
 data), an interval for it, and a criterion read from ``paper_data``.
@@ -6,7 +6,7 @@ The intervals:
 
 - a fraction of successes: Wilson's score interval (Wilson 1927); the difference of two
   yes/no outcomes on the same images: Newcombe's paired interval (1998, method 10);
-- anything else (means, ratios of means, paired differences, ranges, ROC AUCs): the
+- anything else (means, ratios of means, paired differences, ROC AUCs): the
   percentile bootstrap over images, ``N_RESAMPLES`` resamples from a fixed seed. Several
   arrays passed together are resampled with the *same* image indices (a paired
   comparison: "A is stronger than B" on the same images). The AUC resamples positives
@@ -22,6 +22,15 @@ A verdict compares the interval, not the point value, with the criterion:
 
 A claim with several parts (every attack, every sampler) holds when every part holds and
 does not hold as soon as one part does not hold.
+
+Power. An interval of half-width h at ``LEVEL`` 0.95 has standard error SE = h / z_0.975;
+its minimum detectable effect at 80 % power is MDE = (z_0.975 + z_0.80) SE = 2.80 SE, the
+distance from a criterion's bar at which the interval clears the bar in 80 % of data sets
+(:func:`mde`). SE shrinks as 1 / sqrt(n), so detecting an effect e takes about
+n (MDE / e)^2 units (:func:`n_needed`). A verdict that is not decided while the MDE is
+larger than the effect the claim tests (the paper's distance from the bar) is
+**underpowered** rather than inconclusive (:func:`powered`): at this n the test could not
+have seen the paper's effect.
 """
 
 from __future__ import annotations
@@ -37,8 +46,11 @@ LEVEL = 0.95          # two-sided confidence level of every interval
 N_RESAMPLES = 2000    # bootstrap resamples
 SEED = 0              # bootstrap seed: the same data always get the same interval
 
+POWER = 0.80         # the power at which the minimum detectable effect is stated
+
 HOLDS, FAILS, INCONCLUSIVE, NOT_TESTED = "holds", "does not hold", "inconclusive", "not tested"
-VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_TESTED)
+UNDERPOWERED = "underpowered"   # not decided, and the MDE exceeds the effect the claim tests
+VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, UNDERPOWERED, NOT_TESTED)
 KINDS = ("above", "below", "within")
 
 
@@ -86,6 +98,19 @@ def proportion(flags: Any) -> Estimate:
     """The fraction of true ``flags`` (one per image or slice), Wilson interval."""
     a = _array(flags, "flags")
     return wilson(int(np.count_nonzero(a)), len(a))
+
+
+def proportion_among(flags: Any, among: Any) -> Estimate:
+    """The fraction of true ``flags`` among the units where ``among`` is true (a conditional
+    fraction, Wilson interval over those units); with no such unit it is undefined (NaN, an
+    infinite interval: the claim is then not tested)."""
+    a, b = _array(flags, "flags").astype(bool), _array(among, "among").astype(bool)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"flags and among must cover the same units, got shapes {a.shape}, "
+                         f"{b.shape}")
+    if not b.any():
+        return Estimate(math.nan, -math.inf, math.inf, 0, "Wilson")
+    return wilson(int(np.count_nonzero(a & b)), int(np.count_nonzero(b)))
 
 
 def paired_proportions(a: Any, b: Any, level: float = LEVEL) -> Estimate:
@@ -153,15 +178,6 @@ def paired_difference(a: Any, b: Any) -> Estimate:
                      method="paired bootstrap, mean difference")
 
 
-def spread_of_means(columns: Any) -> Estimate:
-    """Largest minus smallest column mean of ``columns`` (images, k), paired bootstrap."""
-    a = _array(columns, "columns")
-    if a.ndim != 2 or a.shape[1] < 2:
-        raise ValueError(f"columns: expected (images, k >= 2), got shape {a.shape}")
-    return bootstrap(lambda x: x.mean(axis=1).max(axis=-1) - x.mean(axis=1).min(axis=-1), a,
-                     method="paired bootstrap, largest minus smallest mean")
-
-
 def _auc(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     """Mann-Whitney AUC per row of (resamples, n_pos) and (resamples, n_neg); ties 1/2."""
     ranks = stats.rankdata(np.concatenate([pos, neg], axis=1), axis=1)
@@ -223,7 +239,8 @@ def within(est: Estimate, lo: float, hi: float) -> str:
 
 
 def all_of(verdicts: Iterable[str]) -> str:
-    """A claim with parts: holds if all hold, does not hold if any does not, else inconclusive.
+    """A claim with parts: holds if all hold, does not hold if any does not; otherwise
+    underpowered if an undecided part is, else inconclusive.
 
     Parts that could not be tested are left out; with none left the claim is not tested.
     """
@@ -232,7 +249,51 @@ def all_of(verdicts: Iterable[str]) -> str:
         return NOT_TESTED
     if FAILS in tested:
         return FAILS
-    return HOLDS if all(v == HOLDS for v in tested) else INCONCLUSIVE
+    if all(v == HOLDS for v in tested):
+        return HOLDS
+    return UNDERPOWERED if UNDERPOWERED in tested else INCONCLUSIVE
+
+
+# --- power: the minimum detectable effect of an interval ------------------------------
+
+def _z(p: float) -> float:
+    return float(stats.norm.ppf(p))
+
+
+def mde(est: Estimate, level: float = LEVEL, power: float = POWER) -> float:
+    """The minimum detectable effect of ``est``'s interval at ``power`` (80 %).
+
+    The interval's half-width h at ``level`` (0.95) gives SE = h / z_{(1 + level) / 2}; an
+    effect of (z_{(1 + level) / 2} + z_power) SE from a bar is detected (the interval clears
+    the bar) with probability ``power`` (normal approximation). For an asymmetric interval
+    (Wilson, percentile bootstrap) h is half its width; an infinite interval has an infinite
+    MDE.
+    """
+    half = (est.hi - est.lo) / 2
+    if not math.isfinite(half):
+        return math.inf
+    z = _z(0.5 + level / 2)
+    return (z + _z(power)) * half / z
+
+
+def n_needed(est: Estimate, effect: float | None, level: float = LEVEL,
+             power: float = POWER) -> float | None:
+    """The number of units (images, slices) at which :func:`mde` equals ``effect``:
+    n (MDE / effect)^2, since SE falls as 1 / sqrt(n). ``None`` when the effect is unknown
+    (the paper gives no number); infinite with an infinite interval."""
+    if effect is None:
+        return None
+    if not (isinstance(effect, (int, float)) and not isinstance(effect, bool) and effect > 0):
+        raise ValueError(f"effect: expected a number > 0 or None, got {effect!r}")
+    return est.n * (mde(est, level, power) / effect) ** 2
+
+
+def powered(verdict: str, est: Estimate, effect: float | None) -> str:
+    """``verdict``, or :data:`UNDERPOWERED` when it is inconclusive and the MDE of ``est``
+    exceeds ``effect`` (the paper's distance from the bar; ``None``: unknown, left as is)."""
+    if verdict == INCONCLUSIVE and effect is not None and mde(est) > effect:
+        return UNDERPOWERED
+    return verdict
 
 
 def check_criterion(criterion: Any, where: str) -> dict[str, Any]:

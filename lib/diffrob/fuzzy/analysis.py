@@ -84,6 +84,20 @@ def full_adversarial(grades: np.ndarray) -> float:
     return float((_check_grades(grades) == 1).mean())
 
 
+def fooled(grades: np.ndarray) -> np.ndarray:
+    """Per example, whether it fools the system in some run (grade m > 0): an adversarial
+    example in the classical sense, the attack having succeeded at least once."""
+    return _check_grades(grades) > 0
+
+
+def strictly_fuzzy(grades: np.ndarray) -> np.ndarray:
+    """Per example, whether its grade lies strictly between 0 and 1: it fools some runs but
+    not all (Definition 1; sec. 1, "most of the traditionally believed adversarial examples
+    are fuzzy in nature")."""
+    g = _check_grades(grades)
+    return (g > 0) & (g < 1)
+
+
 def standard_robustness(preds: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """Accuracy of each single run: (mean, standard deviation) over the r runs (Table 1).
 

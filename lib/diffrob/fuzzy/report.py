@@ -108,7 +108,8 @@ def grades_figure(r: Evaluations) -> Figure:
     for ax, s in zip(np.atleast_1d(axes), r.sources):
         g = r.grades[s]
         ax.hist(g, bins=bins, color="C0" if s == "clean" else "C3")
-        ax.set_title(f"{s}: {100 * np.mean((g > 0) & (g < 1)):.0f} % strictly fuzzy", fontsize=9)
+        ax.set_title(f"{s}: {100 * np.mean(analysis.strictly_fuzzy(g)):.0f} % strictly fuzzy",
+                     fontsize=9)
         ax.set_xlabel("grade m")
     np.atleast_1d(axes)[0].set_ylabel("examples")
     return fig
@@ -139,36 +140,36 @@ def cfr_slider(r: Evaluations):
 
 def claims_table(r: Evaluations) -> Table:
     """The observations of sec. 4.2 judged per image and paired (``paper_data/sec4.yaml``):
-    an image's robustness in one run is 1 - grade, its alpha = 0.5 cut grade < 0.5, its vote
-    the mean over the groups of k runs of the majority vote being right."""
+    among the examples an attack fools at least once (m > 0), the fraction that are fuzzy
+    (0 < m < 1, Wilson); an image's robustness in one run is 1 - grade, its vote the mean over
+    the groups of k runs of the majority vote being right. BPDA-EOT against PGD-EOT is judged
+    twice on the same estimate: at half the paper's gap and in direction only."""
     p, g, names = r.params, r.grades, r.attacks
     k_max = max(p.vote_k)
     robust = {s: 1 - g[s] for s in r.sources}     # each image's robustness in one run
-    never, always = ({s: g[s] == m for s in r.sources} for m in (0, 1))   # m = 0 and m = 1
-    cut = {s: g[s] < 0.5 for s in r.sources}      # robust at alpha = 0.5
     votes = ({s: analysis.vote_accuracy_per_image(r.preds[s], r.labels, k_max)
               for s in r.sources} if k_max <= p.n_evals else {})
-    bpda_and_pgd = {"bpda-eot", "pgd-eot"} <= set(names)
+    bpda_over_pgd = (verdicts.paired_difference(robust["bpda-eot"], robust["pgd-eot"])
+                     if {"bpda-eot", "pgd-eot"} <= set(names) else None)
     eot_pairs = [(a, b) for a, b in EOT_PAIRS if {a, b} <= set(names)]
     rows = [
-        claims.record(p, "sec4", "not_binary", {
-            "clean: standard - m=0": verdicts.paired_difference(robust["clean"], never["clean"]),
-            **{f"{a}: failure - m=1": verdicts.paired_difference(g[a], always[a])
-               for a in names}}),
-        claims.record(p, "sec4", "alpha_half_close_to_standard",
-                      {s: verdicts.paired_difference(cut[s], robust[s]) for s in r.sources}),
+        claims.record(p, "sec4", "most_examples_fuzzy",
+                      {a: verdicts.proportion_among(analysis.strictly_fuzzy(g[a]),
+                                                    analysis.fooled(g[a])) for a in names}
+                      if names else None),
         claims.record(p, "sec4", "vote_helps",
                       {s: verdicts.paired_difference(votes[s], robust[s]) for s in votes}
                       if votes else None),
-        claims.record(p, "sec4", "pgd_stronger_than_bpda",
-                      verdicts.paired_difference(robust["bpda-eot"], robust["pgd-eot"])
-                      if bpda_and_pgd else None),
+        claims.record(p, "sec4", "pgd_stronger_than_bpda", bpda_over_pgd),
+        claims.record(p, "sec4", "pgd_stronger_than_bpda_direction", bpda_over_pgd),
         claims.record(p, "sec4", "eot_stronger",
                       {a: verdicts.paired_difference(robust[a], robust[b]) for a, b in eot_pairs}
                       if eot_pairs else None),
     ]
     return Table(claims.frame(rows), "tbl-fuzzy-claims", "Sec. 4.2's claims judged (criteria "
-                 "from the paper's sec. 4.2 and Table 1, in paper_data/sec4.yaml).")
+                 "from the paper's sec. 1, sec. 4.2 and Table 1, in paper_data/sec4.yaml), with "
+                 "each claim's minimum detectable effect (MDE) and the n that would detect the "
+                 "paper's effect.")
 
 
 def table_1_text(r: Evaluations) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from itertools import combinations
+from typing import Sequence
+
 import numpy as np
 from torch import Tensor, nn
 
@@ -26,3 +29,11 @@ def shown_steps(t_star: int) -> list[int]:
     """The DDPM states Fig. S3 shows: half-way through the forward process of eq. 1, its end
     t*, and half-way through the reverse process of eq. 2."""
     return sorted({t_star // 2, t_star, (3 * t_star) // 2})
+
+
+def pairs(names: Sequence[str]) -> list[tuple[str, str]]:
+    """Every unordered pair of ``names`` in their order (App. C.2's samplers compared two by
+    two: 4 samplers give 6 pairs)."""
+    if len(set(names)) != len(names):
+        raise ValueError(f"names: expected distinct names, got {list(names)}")
+    return list(combinations(names, 2))

@@ -28,3 +28,9 @@ def tally(verdicts: pd.Series, verdict_order: Sequence[str]) -> pd.Series:
 def differing(settings: Mapping[str, Any], mine: Mapping[str, Any]) -> dict[str, Any]:
     """The entries of ``settings`` whose value differs from ``mine`` (absent in ``mine``: same)."""
     return {k: v for k, v in settings.items() if mine.get(k, v) != v}
+
+
+def pre_registered(registered: pd.Series) -> int:
+    """How many claims' criteria were pre-registered (``registered`` is ``"pre"``; the others
+    read ``"post hoc (YYYY-MM-DD)"``, or are empty for rows recorded before the field)."""
+    return int((registered == "pre").sum())

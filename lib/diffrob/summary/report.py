@@ -1,7 +1,8 @@
 """What the Summary shows: every claim recorded for this page's parameter set, with the
-paper's value, ours, the criterion and the verdict (:func:`diffrob.claims.table`), the
-verdicts counted by section, and the same claims across worlds
-(:func:`diffrob.claims.cross_world`)."""
+paper's value, ours, the criterion, the verdict and its power (the minimum detectable effect
+and the n that would detect the paper's effect; :func:`diffrob.claims.table`), each claim's
+words, source and registration (pre-registered or post hoc), the verdicts counted by
+section, and the same claims across worlds (:func:`diffrob.claims.cross_world`)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from ..params import Params
 from . import analysis
 
 WORLDS = ("cifar10", "imagenet", "mnist", "digits")   # by dimension, the paper's first
-VERDICT_COLOURS = ["tab:green", "tab:red", "tab:orange", "tab:gray"]   # in verdicts.VERDICTS order
+VERDICT_COLOURS = ["tab:green", "tab:red", "tab:orange", "tab:purple", "tab:gray"]  # VERDICTS order
+ROW_COLUMNS = ["section", "claim", *claims.COLUMNS, "registered"]
 
 
 @dataclass(frozen=True)
@@ -34,8 +36,8 @@ class Recorded:
 
 def recorded(p: Params, params_file: str) -> Recorded:
     """Every claim the chapters recorded for ``p``'s world and parameter set, in book order."""
-    rows = pd.DataFrame(claims.table(p), columns=["section", "claim", *claims.COLUMNS])
-    rows["section"] = rows["section"].map(claims.SECTION_NAMES)
+    rows = pd.DataFrame(claims.table(p), columns=ROW_COLUMNS).fillna("")  # rows recorded
+    rows["section"] = rows["section"].map(claims.SECTION_NAMES)       # before a field: ""
     return Recorded(p, params_file, claims.params_digest(p), rows)
 
 
@@ -55,19 +57,25 @@ def parameter_sets(r: Recorded) -> str:
 
 
 def claims_table(r: Recorded) -> Table:
-    """Every claim: section, claim, the paper's value, ours, the criterion and the verdict."""
-    return Table(r.rows[["section", "claim", "paper", "ours", "criterion", "verdict"]],
-                 "tbl-summary-claims",
+    """Every claim: section, claim, the paper's value, ours, the criterion, the verdict, the
+    minimum detectable effect and the n that would detect the paper's effect."""
+    return Table(r.rows[["section", "claim", "paper", "ours", "criterion", "verdict", "MDE",
+                         "n needed"]], "tbl-summary-claims",
                  f"Every claim of the paper in the `{r.p.world}` world (parameters "
-                 f"`{r.params_file}`, digest `{r.digest}`): the paper's value, ours, the criterion "
-                 "and the verdict (no table of the paper).", index=False)
+                 f"`{r.params_file}`, digest `{r.digest}`): the paper's value, ours, the "
+                 "criterion, the verdict, the minimum detectable effect (MDE, 80 % power) and "
+                 "the n that would detect the paper's effect (no table of the paper).",
+                 index=False)
 
 
 def sources_table(r: Recorded) -> Table:
-    """Every claim in the paper's words and the passage of the paper that fixes its criterion."""
-    return Table(r.rows[["section", "claim", "words", "source"]], "tbl-summary-sources",
-                 "The claims of the table of verdicts above in the paper's words, and the passage "
-                 "or table of the paper that fixes each criterion (no table of the paper).",
+    """Every claim in the paper's words, the passage of the paper that fixes its criterion,
+    and whether the criterion was pre-registered or fixed post hoc (with the date)."""
+    return Table(r.rows[["section", "claim", "words", "source", "registered"]],
+                 "tbl-summary-sources",
+                 "The claims of the table of verdicts above in the paper's words, the passage "
+                 "or table of the paper that fixes each criterion, and when the criterion was "
+                 "fixed: pre-registered, or post hoc on the date given (no table of the paper).",
                  index=False)
 
 
@@ -92,14 +100,17 @@ def verdicts_figure(r: Recorded) -> Figure:
 
 
 def what_it_says(r: Recorded) -> str:
-    """Markdown: the counts of each verdict, and the words of every claim that does not hold
-    here."""
+    """Markdown: the counts of each verdict and of pre-registered criteria, and the words of
+    every claim that does not hold here."""
     n = analysis.tally(r.rows["verdict"], verdicts.VERDICTS)
+    pre = analysis.pre_registered(r.rows["registered"])
     failed = r.rows.loc[r.rows["verdict"] == verdicts.FAILS, ["section", "words"]]
     return (
         f"Claims recorded in the `{r.p.world}` world: **{len(r.rows)}**. Holding here: "
         f"**{n[verdicts.HOLDS]}**; not holding: **{n[verdicts.FAILS]}**; inconclusive: "
-        f"**{n[verdicts.INCONCLUSIVE]}**; not tested: **{n[verdicts.NOT_TESTED]}**."
+        f"**{n[verdicts.INCONCLUSIVE]}**; underpowered: **{n[verdicts.UNDERPOWERED]}**; not "
+        f"tested: **{n[verdicts.NOT_TESTED]}**. Criteria pre-registered: **{pre}** of "
+        f"{len(r.rows)} (the others were fixed post hoc, after results had been seen)."
         + ("" if failed.empty else " The claims that do not hold here: "
            + "; ".join(f"{s}: \"{w}\"" for s, w in failed.itertuples(index=False)) + ".")
     )
