@@ -23,6 +23,10 @@ from jupyter_client.manager import AsyncKernelManager
 from traitlets import default
 
 from book import LOGS, ROOT
+
+# Seconds a kernel may take to answer its first message: papermill's 60 are too few for a
+# kernel importing torch on a loaded 2-core machine (several chapters or tests at once).
+START_TIMEOUT_S = 300
 from book.postprocess import hide_default_parameters, strip_progress_bars
 
 
@@ -136,7 +140,8 @@ def execute(chapter: Path, out: Path, params_file: str, overrides: dict[str, Any
         papermill.execute_notebook(
             str(notebook), str(out), parameters={"params_file": params_file, **(overrides or {})},
             cwd=str(cwd), kernel_name="python3", language="python", progress_bar=progress,
-            store_widget_state=True, kernel_manager_class=IPCKernelManager)
+            store_widget_state=True, kernel_manager_class=IPCKernelManager,
+            start_timeout=START_TIMEOUT_S)
     strip_progress_bars(out)
     hide_default_parameters(out)
     return out
