@@ -10,8 +10,9 @@
 //     slider) changed. A slider over a single view (min = max) is reported as fixed;
 //   - equations: every Sphinx math block was typeset by MathJax (served by the book),
 //     without a TeX error;
-//   - width: no table reaches past the page's content column, unless it sits in a box
-//     that scrolls sideways (book.css), and the page itself does not scroll sideways.
+//   - width: no table reaches past the page's content column, no table scrolls sideways
+//     in its box (book.css's output box, the theme's table container: its content wider
+//     than the box shows), and the page itself does not scroll sideways.
 // Any request that leaves the local server is blocked and counted as a failure, so the
 // JavaScript and fonts must come from the book itself. With SCREENSHOTS=DIR, a full-page
 // PNG of each page is written there (`make book` keeps them in _build/screenshots/).
@@ -126,21 +127,34 @@ async function mathTypeset() {
   return { blocks: blocks.length, typeset };
 }
 
-// Tables whose right edge passes the content column's, not inside a sideways-scrolling box.
+// Tables whose right edge passes the content column's, not inside a sideways-scrolling box
+// (tooWide), and tables wider than the sideways-scrolling box that holds them, the table
+// itself or a box up to the content column (scrolling): a reader sees only part of either.
 function tableWidths() {
   const column = document.querySelector("main article, main, article") || document.body;
-  if (!column) return { tooWide: 0, pageScrolls: false };   // a redirect page (the root index)
+  if (!column) return { tooWide: 0, scrolling: 0, pageScrolls: false };   // a redirect page
   const right = column.getBoundingClientRect().right;
+  const sideways = (e) => ["auto", "scroll"].includes(getComputedStyle(e).overflowX);
   const scrolls = (el) => {
     for (let e = el.parentElement; e && e !== column; e = e.parentElement) {
-      const o = getComputedStyle(e).overflowX;
-      if ((o === "auto" || o === "scroll") && e.getBoundingClientRect().right <= right + 1) return true;
+      if (sideways(e) && e.getBoundingClientRect().right <= right + 1) return true;
     }
     return false;
   };
-  const tooWide = [...document.querySelectorAll("table")]
-    .filter((t) => t.getBoundingClientRect().right > right + 1 && !scrolls(t)).length;
-  return { tooWide, pageScrolls: document.documentElement.scrollWidth > window.innerWidth };
+  const overflows = (t) => {
+    for (let e = t; e; e = e.parentElement) {
+      const wide = e === t ? t.scrollWidth : t.getBoundingClientRect().width;
+      if (sideways(e) && wide > e.clientWidth + 1) return true;
+      if (e === column) break;
+    }
+    return false;
+  };
+  const tables = [...document.querySelectorAll("table")];
+  return {
+    tooWide: tables.filter((t) => t.getBoundingClientRect().right > right + 1 && !scrolls(t)).length,
+    scrolling: tables.filter(overflows).length,
+    pageScrolls: document.documentElement.scrollWidth > window.innerWidth,
+  };
 }
 
 async function main() {
@@ -182,7 +196,7 @@ async function main() {
         result.sliders.every((s) => s.fixed || (s.viewChanged && s.from !== s.to)));
       const pageOk = slidersOk && result.errors.length === 0 &&
         result.math.typeset === result.math.blocks && result.width.tooWide === 0 &&
-        !result.width.pageScrolls;
+        result.width.scrolling === 0 && !result.width.pageScrolls;
       ok = ok && pageOk;
       console.log(JSON.stringify({ ...result, ok: pageOk }));
     }

@@ -348,12 +348,14 @@ for k in range(n):
 # %%
 import pandas as pd
 from diffrob.figures import Table
-Table(pd.DataFrame([[f"a wide cell number {{i}}" for i in range(30)]]), "tbl-wide-{label}",
+cells = 30 if "{label}" == "unlinked" else 3
+Table(pd.DataFrame([[f"a wide cell number {{i}}" for i in range(cells)]]), "tbl-wide-{label}",
       "A wide table (no table of the paper).")
 '''
 LINKED = 'slider_stack(views, "step", labels=[f"distance {k}" for k in range(n)])'
-# The controls: the same views, but the slider drives nothing; and a table in the prose, outside
-# the sideways-scrolling output box of book.css, wider than the page.
+# The controls: the same views, but the slider drives nothing; an output table that scrolls
+# sideways in book.css's output box; and a table in the prose, outside that box, wider than
+# the page.
 WIDE = "<table><tr>" + "".join(f"<td>a_wide_unbreakable_cell_{i}</td>" for i in range(30)) + "</tr></table>"
 UNLINKED = ('from diffrob.figures import figure_widget\n'
             'widgets.VBox([widgets.IntSlider(0, 0, n - 1), '
@@ -426,11 +428,41 @@ def test_pages_work_offline_in_a_1300_px_headless_chromium(demo_book: Path) -> N
     linked, unlinked = pages["book/01_linked.html"], pages["book/02_unlinked.html"]
     assert linked["ok"] and linked["sliders"] == [{"from": "0.0", "to": "1.0", "viewChanged": True}]
     assert linked["math"] == {"blocks": 1, "typeset": 1}, "the equation was not typeset offline"
-    assert linked["width"] == {"tooWide": 0, "pageScrolls": False}, "a wide output table must scroll"
+    assert linked["width"] == {"tooWide": 0, "scrolling": 0, "pageScrolls": False}, linked["width"]
     assert unlinked["sliders"] and not unlinked["ok"], "the check must fail a slider that drives nothing"
     assert unlinked["width"]["tooWide"] > 0, "the check must fail a table wider than the page"
+    assert unlinked["width"]["scrolling"] > 0, "the check must fail a table that scrolls sideways"
     assert not any("outsideRequests" in r for r in lines), lines
     assert run.returncode == 1  # because of the unlinked control page
+
+
+@pytest.mark.browser
+def test_the_page_check_fails_a_table_that_scrolls_sideways(tmp_path: Path) -> None:
+    """A table wider than the sideways-scrolling box that holds it (book.css's output box)
+    fits the page, but a reader sees only part of it: the page fails; the same box with a
+    table that fits passes."""
+    tools = page_check_tools()
+    if isinstance(tools, str):
+        pytest.skip(tools)
+    node, chromium = tools
+    cells = {"scrolls.html": 30, "fits.html": 3}
+    for name, n in cells.items():
+        row = "".join(f"<td>a_wide_unbreakable_cell_{i}</td>" for i in range(n))
+        (tmp_path / name).write_text(
+            '<!DOCTYPE html><html><head><link rel="icon" href="data:,"></head><body><main>'
+            f'<article><div style="max-width: 100%; overflow-x: auto"><table><tr>{row}</tr>'
+            '</table></div></article></main></body></html>')
+    run = subprocess.run([node, str(ROOT / "scripts" / "check_pages.mjs"), str(tmp_path), *cells],
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "CHROMIUM": chromium})
+    lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    pages = {r["page"]: r for r in lines if "page" in r}
+    assert set(pages) == set(cells), run.stderr
+    assert pages["fits.html"]["ok"], pages["fits.html"]
+    assert pages["fits.html"]["width"] == {"tooWide": 0, "scrolling": 0, "pageScrolls": False}
+    assert not pages["scrolls.html"]["ok"]
+    assert pages["scrolls.html"]["width"] == {"tooWide": 0, "scrolling": 1, "pageScrolls": False}
+    assert run.returncode == 1
 
 
 def test_progress_bars_are_stripped_but_other_widgets_kept(tmp_path: Path) -> None:

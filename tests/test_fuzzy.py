@@ -187,7 +187,7 @@ def test_figures_show_every_source(evaluated):
 def test_strongest_table_adds_the_strongest_protocol_and_the_worst_case(evaluated):
     strong = report.strongest_protocol(evaluated)
     assert strong["rel_stepsize"] == 0.25
-    assert "relative step 0.25" in report.strongest_text(evaluated, strong)
+    assert "step eps/4," in report.strongest_text(evaluated, strong)
     t = report.strongest_table(evaluated, strong)
     assert t.name == "tbl-fuzzy-strongest"
     assert list(t.frame.index) == [*evaluated.attacks, "pgd-eot (strongest protocol)",

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from diffrob import purifiers
 from diffrob.attacks import gradcheck
 
 from conftest import tiny_world
@@ -11,8 +12,54 @@ from conftest import tiny_world
 def test_the_full_gradient_passes_every_check():
     table = gradcheck.checks(tiny_world(2), n_images=2, eot=2, directions=3)
     judged = table["passes"].dropna()
-    assert len(judged) == 6 and judged.all(), table
+    assert len(judged) == 8 and judged.all(), table
+    assert "the run's gradient (float32) vs float64 (cosine, min over images)" in table.index
     assert -1 <= table.loc["cosine(full, BPDA gradient), mean over images", "value"] <= 1
+
+
+def check_point(world):
+    return world.images.double().clamp(1e-5, 1 - 1e-5), world.labels, [1000, 1001]
+
+
+def test_the_float64_reference_sees_the_noise_of_the_float32_run():
+    """eq. 9's noise is drawn in float32 whatever the precision (torch's CPU randn draws
+    other numbers in float64), so the float64 purifier is the float32 one to rounding. The
+    reference runs without the world's autocast."""
+    assert gradcheck.double_world(tiny_world(1, autocast="bf16")).params.autocast == "none"
+    w = tiny_world(2)
+    ref = gradcheck.double_world(w)
+    x = w.images.clamp(1e-5, 1 - 1e-5)
+    run = w.purifier()(x, 1000, 0).double()
+    same = ref.purifier()(x.double(), 1000, 0)
+    assert same.dtype == torch.float64 and (same - run).abs().max() < 1e-5
+    g = torch.Generator().manual_seed(purifiers.seed_for(1000, 0, 1, True))
+    drawn = purifiers._NoisePlan([1000], 0, x.double())(1, forward=True)
+    assert torch.equal(drawn, torch.randn(x.shape, generator=g).double())
+
+
+def test_the_run_path_is_checked_in_its_own_precision():
+    """The gradient that runs against float64 (sec. 4.2's PGD), in float32 and under CPU bf16
+    autocast of the diffusion model (the digits and mnist worlds' setting). Float32 passes its
+    tolerance; bf16 keeps the direction (cosine >= 0.99) with an error far above float32's, so
+    the check sees the autocast."""
+    w32, w16 = tiny_world(2), tiny_world(2, autocast="bf16")
+    r32, r16 = (gradcheck.run_path(w, *check_point(w)) for w in (w32, w16))
+    assert (gradcheck.run_precision(w32), gradcheck.run_precision(w16)) == ("float32", "bf16")
+    assert r32["relative error"].max() <= gradcheck.run_tolerance("float32")
+    assert r32["cosine"].min() >= gradcheck.RUN_COSINE and r32["sign"].min() == 1
+    assert r16["cosine"].min() >= gradcheck.RUN_COSINE
+    assert r16["relative error"].max() > gradcheck.run_tolerance("float32")
+    assert 0 <= r16["sign"].min() <= 1
+
+
+def test_the_bf16_rows_of_the_table_state_bf16s_tolerances():
+    """bf16 has 8 significant bits: relative error <= 2^-4, cosine >= 0.99 (module docstring)."""
+    assert gradcheck.run_tolerance("bf16") == 2 ** -4
+    table = gradcheck.checks(tiny_world(2, autocast="bf16"), n_images=2, eot=2, directions=3)
+    rows = table[table.index.str.startswith("the run's gradient (bf16) vs float64")]
+    assert list(rows["passes if"]) == [">= 0.99", "<= 0.062", "(reported)"]
+    cosine, error, _ = rows["value"]
+    assert list(rows["passes"][:2]) == [cosine >= 0.99, error <= 2 ** -4]
 
 
 class Doubled(torch.autograd.Function):

@@ -84,6 +84,34 @@ def test_compare_gives_paired_rows_and_a_worst_case_no_stronger_attack_beats(sma
     assert side.loc["pgd-eot", "N=1"] == pytest.approx(acc["pgd-eot"])
 
 
+def test_gradients_count_every_gradient_evaluation_per_image(tmp_path):
+    """The "gradients" column is what the attacks compute, counted here as rows
+    back-propagated through the classifier per image: EOT samples x steps (APGD: x (steps +
+    1)), with 2 steps of 3 EOT samples so that neither the steps nor the samples alone pass."""
+    world = tiny_world(4, results_dir=str(tmp_path), strength_images=2, strength_evals=2,
+                       strength_steps=2, strength_eot=3)
+    rows = []
+    world.classifier.register_full_backward_hook(lambda m, g_in, g_out: rows.append(len(g_out[0])))
+    protocols = {"pgd-eot": {}, "bpda-eot": {}, "transfer": {}, "apgd-eot": {},
+                 "apgd-dlr-eot": {}, "eotpgd": {}, "pgd": {"pgd_iterate": "best"}}
+    for attack, changes in protocols.items():
+        rows.clear()
+        side = runs_strength.compare(world, {attack: (attack, changes)}, reference=attack)
+        assert side.loc[attack, "gradients"] == sum(rows) / 2, attack
+        assert side.loc[attack, "gradients"] == runs_strength.gradients(
+            attack, runs_strength.base_world(world, **changes).params)
+    assert runs_strength.gradients("pgd-eot", runs_strength.base_world(world).params) == 6
+
+
+def test_steps_read_as_fractions_of_eps():
+    """Table S1's eps/30 (0.01 / 0.3 in the params), not a rounded float."""
+    assert [report_strength.step_text(r) for r in (0.01 / 0.3, 1 / 16, 0.25, 0.75, 1.0)] == [
+        "eps/30", "eps/16", "eps/4", "3eps/4", "eps"]
+    assert report_strength.step_text(0.0123456) == "0.0123 eps"
+    cosine_best = {"rel_stepsize": 0.25, "pgd_schedule": "cosine", "pgd_iterate": "best"}
+    assert report_strength.protocol_text(cosine_best) == "step eps/4, cosine, best iterate"
+
+
 def test_step_grid_and_strongest(small):
     grid = runs_strength.step_grid(small)
     assert len(grid) == 3 and set(grid["iterate"]) == {"last", "best"}
@@ -103,10 +131,12 @@ def test_grid_table_and_text_name_the_strongest_protocol(small):
     g = report_strength.step_grid(s)
     t = report_strength.grid_table(g)
     assert isinstance(t, Table) and t.name == "tbl-strength-grid" and not t.index
-    assert list(t.frame.columns) == ["rel_stepsize", "schedule", "iterate", "accuracy", "low", "high"]
+    assert list(t.frame.columns) == ["step", "schedule", "iterate", "accuracy", "low", "high"]
+    assert set(t.frame["step"]) == {"eps/4"}
     first, second = report_strength.grid_text(g).splitlines()
-    assert first == f"strongest protocol here: {g.strong}"
-    assert second.startswith("best minus last iterate (points, constant step): {'0.25': ")
+    assert first == f"strongest protocol here: step eps/4, {g.strong['pgd_schedule']}, " \
+                    f"{g.strong['pgd_iterate']} iterate"
+    assert second.startswith("best minus last iterate (points, constant step): {'eps/4': ")
 
 
 def test_side_table_and_the_strongest_attack_in_words(small):
@@ -115,7 +145,18 @@ def test_side_table_and_the_strongest_attack_in_words(small):
     side = report_strength.side_by_side(s, g.strong)
     assert list(side.index)[-1] == "worst case" and len(side) == 9
     t = report_strength.side_table(side)
-    assert t.name == "tbl-strength-side" and "vs PGD-EOT, strongest protocol" in t.frame.columns
+    assert t.name == "tbl-strength-side" and list(t.frame.index) == list(side.index)
+    assert list(t.frame.columns) == ["gradients", "accuracy", "interval",
+                                     "vs strongest PGD-EOT (points)", "its interval"]
+    assert t.frame.loc["worst case", "gradients"] == side["gradients"].iloc[:-1].sum()
+    strongest = report_strength.STRONGEST_NAME
+    assert t.frame.loc[strongest, "vs strongest PGD-EOT (points)"] == 0
+    assert t.frame.loc[strongest, "interval"] == report_strength.interval_text(
+        side.loc[strongest, "low"], side.loc[strongest, "high"])
+    n = report_strength.worst_of_n_table(side)
+    assert n.name == "tbl-strength-worst-of-n"
+    assert list(n.frame.columns) == ["N=1", "N=3", "alpha=0.5"]
+    assert n.frame["N=1"].equals(t.frame["accuracy"])
     text = report_strength.strongest_text(side)
     assert text.startswith("**Strongest here:** ") and "The paper's protocol leaves" in text
 

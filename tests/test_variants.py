@@ -102,6 +102,17 @@ def test_onestep_uses_the_stages_with_the_onestep_purifier(tmp_path):
     assert sub.purifier().method == "onestep" and sub.params.n_images == 4
 
 
+def test_under_fixed_noise_an_eot_attack_is_its_twin_without_eot_computed_once(tmp_path):
+    """BPDA-EOT averages copies of one draw: its examples are BPDA's, stored once."""
+    assert attacks.without_eot("bpda-eot") == "bpda" and attacks.without_eot("pgd-eot") == "pgd"
+    assert attacks.without_eot("bpda") == "bpda" and attacks.without_eot("apgd-eot") == "apgd-eot"
+    w = tiny_world(tmp_path)
+    preds = runs_variants.fixed_noise(w, "ddpm", 2, progress=False)
+    assert np.array_equal(preds["bpda-eot"], preds["bpda"])
+    stored = w.params.store_dir / "fixed-noise" / "attack"
+    assert sorted(p.name for p in stored.iterdir()) == ["bpda"]
+
+
 def test_fixed_noise_attacks_are_stored_under_the_attack_key_and_the_fixed_seed(tmp_path):
     w = tiny_world(tmp_path)
     runs_variants.fixed_noise(w, "ddpm", 2, attack_names=("bpda",), progress=False)

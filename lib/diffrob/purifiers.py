@@ -305,8 +305,10 @@ def _is_int(v: object) -> bool:
 class _NoisePlan:
     """Gaussian draws of eq. 9, one generator per (base seed, batch, step, direction).
 
-    Drawn on the CPU and moved to ``like``'s device, so the noise is the same on
-    every device."""
+    Drawn on the CPU in float32 and moved to ``like``'s device and dtype, so the noise is
+    the same on every device and in every precision (torch's CPU ``randn`` draws other
+    numbers in float64: the float64 gradient check of sec. 4.2's attacks must see the
+    noise of the float32 run)."""
 
     def __init__(self, seeds: list[int], batch_index: int, like: Tensor, shared: bool = False):
         self.seeds, self.batch_index = seeds, batch_index
@@ -318,7 +320,7 @@ class _NoisePlan:
         draws = []
         for s in self.seeds:
             g = torch.Generator().manual_seed(seed_for(s, self.batch_index, t, forward))
-            z = torch.randn(self.draw, generator=g, dtype=self.dtype)
+            z = torch.randn(self.draw, generator=g, dtype=torch.float32).to(self.dtype)
             draws.append(z.expand(self.chunk))
         return torch.cat(draws).to(self.device)
 

@@ -24,7 +24,8 @@ def page_check_tools(root: Path = ROOT) -> tuple[str, str] | str:
 
 def check_pages(html: Path = HTML, root: Path = ROOT) -> bool | None:
     """Open every built page in a 1300-px headless Chromium, offline: widgets move their
-    views, equations are typeset, no table is wider than the page. Screenshots go to
+    views, equations are typeset, no table is wider than the page or scrolls sideways in its
+    box (a reader would see part of it). Screenshots go to
     ``_build/screenshots/``. Returns whether every page passed, or None (with the reason
     printed) where Node.js, Debian's chromium or playwright-core is missing."""
     tools = page_check_tools(root)

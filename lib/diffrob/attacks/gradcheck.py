@@ -9,6 +9,15 @@ as code, on the world's own models cast to float64:
 - checkpointed (per diffusion step) against plain autograd: the same numbers;
 - EOT samples in one call against one call per sample (``eot_batch``): the same sum;
 - no image with an all-zero gradient and no non-finite entry (masked or broken gradients);
+- the gradient of the path that runs (the world's own float32 models, with the params'
+  ``autocast`` of the diffusion model) against the float64 one at the same point and noise:
+  per image, the cosine and the relative error ``|g_run - g_64| / |g_64|``, with tolerances
+  from the run's precision (below), and the fraction of entries of the same sign
+  (:func:`run_path`). The clamps and ReLUs make the map piecewise smooth: where rounding moves
+  a value across a kink, one entry of the gradient jumps, so the error gathers in few pixels.
+  And an image classified with a cross-entropy below the precision's resolution (1 - p_y
+  under u) has a gradient of rounding noise in that precision: the check fails it, as an
+  attack's first steps there follow noise;
 - the cosine between the full and the BPDA (straight-through) gradient, per image:
   how far the approximation the paper's BPDA rows rely on is from the true gradient.
 
@@ -33,13 +42,36 @@ from .system import straight_through
 # smooth map; larger errors mean a wrong gradient (or a kink of a ReLU / clip hit by +-h).
 FD_TOLERANCE = 1e-4
 SAME_TOLERANCE = 1e-9  # float64, the same operations in another order
+# The path that runs, fixed from its precision before any result was seen: with p significant
+# bits (unit roundoff u = 2^-p) at least half of them right, relative error <= sqrt(u) = 2^(-p/2):
+# bf16 (p = 8: u = 3.9e-3) 0.0625, fp16 and TF32 (p = 11) 0.022, float32 (p = 24) 2.4e-4. And in
+# every precision a cosine >= 0.99 (an angle under 8 degrees: sign-PGD's step keeps its direction).
+SIGNIFICANT_BITS = {"bf16": 8, "fp16": 11, "tf32": 11, "float32": 24}
+RUN_COSINE = 0.99
 
 
 def double_world(world):
-    """A copy of ``world`` with float64 images and models (the check's precision)."""
+    """A copy of ``world`` with float64 images and models and no autocast (the check's
+    precision)."""
     return dataclasses.replace(world, images=world.images.double(),
                                classifier=copy.deepcopy(world.classifier).double(),
-                               diffusion=copy.deepcopy(world.diffusion).double())
+                               diffusion=copy.deepcopy(world.diffusion).double(),
+                               params=world.params.replace(autocast="none"))
+
+
+def run_precision(world) -> str:
+    """The lowest precision on the path that runs (a key of :data:`SIGNIFICANT_BITS`): the
+    params' ``autocast`` of the diffusion model; else TF32 on CUDA where torch lets cuDNN
+    convolutions or matmuls use it (cuDNN's default); else float32."""
+    if world.params.autocast != "none":
+        return world.params.autocast
+    tf32 = torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32
+    return "tf32" if world.device.type == "cuda" and tf32 else "float32"
+
+
+def run_tolerance(precision: str) -> float:
+    """Largest relative error of the path that runs: sqrt(u) = 2^(-p/2) (comment above)."""
+    return 2.0 ** (-SIGNIFICANT_BITS[precision] / 2)
 
 
 def loss_fn(world, y: Tensor, seeds: list[int], batch_index: int = 0, straight: bool = False,
@@ -88,6 +120,28 @@ def relative_difference(a: Tensor, b: Tensor) -> float:
     return ((a - b).norm() / b.norm().clamp_min(1e-300)).item()
 
 
+def per_image_relative_error(a: Tensor, b: Tensor) -> np.ndarray:
+    """``|a - b| / |b|`` per image (l2 over each image's entries)."""
+    error = (a - b).flatten(1).norm(dim=1) / b.flatten(1).norm(dim=1).clamp_min(1e-300)
+    return error.cpu().numpy()
+
+
+def run_path(world, x: Tensor, y: Tensor, seeds: list[int],
+             reference=None) -> dict[str, np.ndarray]:
+    """Per image, the gradient of the path that runs (``world`` as it is: its dtype, device,
+    ``autocast`` and ``checkpointing``) against the float64 one (``reference``, default
+    :func:`double_world`) at the same point ``x`` and the same noise: its ``cosine``, its
+    ``relative error`` and the fraction of entries whose ``sign`` agrees (the sign is what
+    sec. 4.2's Linf PGD steps along)."""
+    reference = reference or double_world(world)
+    x_run = x.to(world.images.dtype)
+    g_run = gradient(loss_fn(world, y, seeds), x_run).double()
+    g_64 = gradient(loss_fn(reference, y, seeds), x_run.double())
+    signs = (torch.sign(g_run) == torch.sign(g_64)).flatten(1).double().mean(1)
+    return {"cosine": per_image_cosine(g_run, g_64),
+            "relative error": per_image_relative_error(g_run, g_64), "sign": signs.cpu().numpy()}
+
+
 def checks(world, n_images: int = 4, eot: int = 4, directions: int = 8, h: float = 1e-5,
            seed: int = 0) -> pd.DataFrame:
     """The table of checks on the first ``n_images`` test images (module docstring): one row
@@ -107,6 +161,10 @@ def checks(world, n_images: int = 4, eot: int = 4, directions: int = 8, h: float
     fd_check = finite_difference_errors(full, x, directions, h, gen)
     fd_plain = finite_difference_errors(plain, x, directions, h, gen)
     zero = (g_full.flatten(1).abs().amax(1) == 0).float().mean().item()
+    precision = run_precision(world)
+    run = run_path(world, x, y, seeds, reference=w)
+    cosine, rel = run["cosine"].min(), run["relative error"].max()
+    name = f"the run's gradient ({precision}) vs float64"
     rows = [
         ("full gradient vs central differences, checkpointed (max rel. error)",
          fd_check.max(), f"<= {FD_TOLERANCE:g}", fd_check.max() <= FD_TOLERANCE),
@@ -120,6 +178,12 @@ def checks(world, n_images: int = 4, eot: int = 4, directions: int = 8, h: float
         ("images with an all-zero gradient (fraction)", zero, "0", zero == 0),
         ("non-finite gradient entries", float((~torch.isfinite(g_full)).sum()), "0",
          bool(torch.isfinite(g_full).all())),
+        (f"{name} (cosine, min over images)", cosine, f">= {RUN_COSINE:g}",
+         cosine >= RUN_COSINE),
+        (f"{name} (rel. error, max over images)", rel, f"<= {run_tolerance(precision):.2g}",
+         rel <= run_tolerance(precision)),
+        (f"{name} (entries of the same sign, min over images)", run["sign"].min(),
+         "(reported)", None),
         ("cosine(full, BPDA gradient), mean over images", per_image_cosine(g_full, g_bpda).mean(),
          "(reported)", None),
     ]

@@ -79,6 +79,17 @@ NAMES: tuple[str, ...] = tuple(REGISTRY)
 TABLE_1: tuple[str, ...] = NAMES[:4]  # the paper's Table 1
 
 
+def without_eot(name: str) -> str:
+    """The attack that ``name`` becomes when all its EOT samples are one draw (the purifier's
+    noise fixed, the arXiv v1 variant of sec. 4): the registered attack with its gradient
+    and optimiser and no EOT, whose examples it then repeats; ``name`` itself when it has no
+    EOT or no such twin."""
+    a = get(name)
+    twins = [b.name for b in REGISTRY.values()
+             if not b.eot and (b.gradient, b.optimiser) == (a.gradient, a.optimiser)]
+    return twins[0] if a.eot and twins else name
+
+
 def get(name: str) -> Attack:
     """The attack called ``name``; ``ValueError`` naming the valid names (and the closest)."""
     try:

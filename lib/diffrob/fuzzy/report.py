@@ -17,7 +17,7 @@ from .. import attacks, claims, figures, params, plan, verdicts
 from ..figures import Table
 from ..params import Params
 from ..worlds import World
-from . import analysis, runs, runs_strength, runs_variants
+from . import analysis, report_strength, runs, runs_strength, runs_variants
 
 EOT_PAIRS = (("bpda", "bpda-eot"), ("pgd", "pgd-eot"))  # each attack without and with EOT
 CFR_ALPHAS = np.linspace(0.01, 1, 100)                   # where Fig. 3c's curves are drawn
@@ -189,9 +189,10 @@ def strongest_protocol(r: Evaluations) -> dict:
 def strongest_text(r: Evaluations, strong: dict) -> str:
     """What the table beside Table 1 shows, with the strongest protocol in words."""
     return (f"**Beside Table 1 (chapter 4b).** PGD-EOT under the strongest protocol found in "
-            f"chapter 4b's step-size grid (relative step {strong['rel_stepsize']:.3g}, "
-            f"{strong['pgd_schedule']} step, {strong['pgd_iterate']} iterate; Table 1 above "
-            f"keeps the paper's {r.params.rel_stepsize:.3g}, constant, last), and the worst case "
+            f"chapter 4b's step-size grid (step {report_strength.step_text(strong['rel_stepsize'])}"
+            f", {strong['pgd_schedule']} step, {strong['pgd_iterate']} iterate; Table 1 above "
+            f"keeps the paper's {report_strength.step_text(r.params.rel_stepsize)}, constant, "
+            f"last), and the worst case "
             f"over every attack per image (broken if any attack breaks it). *N=...*: accuracy "
             f"under N-evaluation (DiffHammer; robust only if all N runs are right, counted after "
             f"optimising): N = 1 is the mean standard robustness, N = r the m = 0 column.")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from fractions import Fraction
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -19,6 +20,29 @@ from . import analysis, runs_strength
 
 PAPER_NAME = "PGD-EOT, paper's protocol"
 STRONGEST_NAME = "PGD-EOT, strongest protocol"
+
+
+def step_text(rel_stepsize: float) -> str:
+    """A relative step size as a fraction of eps, as Table S1 writes the paper's (eps/30):
+    "eps/30", "eps/16", "eps/4", "3eps/4", "eps"; a step that is no fraction with a denominator
+    up to 1000 as "0.0123 eps"."""
+    exact = Fraction(rel_stepsize)
+    f = exact.limit_denominator(1000)
+    if f == 0 or abs(f - exact) > 1e-9 * exact:
+        return f"{rel_stepsize:.3g} eps"
+    top = "eps" if f.numerator == 1 else f"{f.numerator}eps"
+    return top if f.denominator == 1 else f"{top}/{f.denominator}"
+
+
+def protocol_text(changes: dict) -> str:
+    """A protocol (:func:`.runs_strength.protocol`) in words: "step eps/4, cosine, best iterate"."""
+    return (f"step {step_text(changes['rel_stepsize'])}, {changes['pgd_schedule']}, "
+            f"{changes['pgd_iterate']} iterate")
+
+
+def interval_text(low: float, high: float) -> str:
+    """A 95 % interval to one decimal, on one line (a no-break space): "[12.5, 62.5]"."""
+    return f"[{float(low):.1f},\u00a0{float(high):.1f}]"
 
 
 @dataclass
@@ -47,11 +71,12 @@ def setting_text(s: Setting) -> str:
 
 
 def gradient_table(s: Setting) -> Table:
-    """The checks of the full gradient (:func:`diffrob.attacks.gradcheck.checks`)."""
+    """The checks of the full gradient (:func:`diffrob.attacks.gradcheck.checks`), the
+    gradient of the path that runs (the world's ``autocast``) against float64 among them."""
     return Table(gradcheck.checks(s.world, n_images=1, eot=2, directions=3),
                  "tbl-strength-gradients", "Checks of the full gradient: finite differences, "
-                 "checkpointing, EOT folding, no masking (no table of the paper; the checks of "
-                 "Carlini et al. 2019).")
+                 "checkpointing, EOT folding, no masking, the run's precision against float64 "
+                 "(no table of the paper; the checks of Carlini et al. 2019).")
 
 
 @dataclass
@@ -70,10 +95,11 @@ def step_grid(s: Setting) -> Grid:
 
 
 def grid_table(g: Grid) -> Table:
-    """The grid, rounded to one decimal."""
-    return Table(g.frame.round(1), "tbl-strength-grid", "PGD-EOT's robust accuracy under each "
-                 "step size, schedule and iterate (no table of the paper; its protocol is Table "
-                 "S1's first row).", index=False)
+    """The grid, its steps as fractions of eps (:func:`step_text`), accuracies to one decimal."""
+    frame = g.frame.round(1).assign(rel_stepsize=g.frame["rel_stepsize"].map(step_text))
+    return Table(frame.rename(columns={"rel_stepsize": "step"}), "tbl-strength-grid",
+                 "PGD-EOT's robust accuracy under each step size, schedule and iterate (no table "
+                 "of the paper; its protocol is Table S1's first row).", index=False)
 
 
 def grid_text(g: Grid) -> str:
@@ -82,8 +108,8 @@ def grid_text(g: Grid) -> str:
     last = grid[grid["iterate"] == "last"].set_index("rel_stepsize")["accuracy"]
     best = grid[(grid["iterate"] == "best") & (grid["schedule"] == "constant")]
     best = best.set_index("rel_stepsize")["accuracy"]
-    gains = {f"{r:.3g}": round(float(best[r] - last[r]), 1) for r in last.index}
-    return (f"strongest protocol here: {g.strong}\n"
+    gains = {step_text(r): round(float(best[r] - last[r]), 1) for r in last.index}
+    return (f"strongest protocol here: {protocol_text(g.strong)}\n"
             f"best minus last iterate (points, constant step): {gains}")
 
 
@@ -134,9 +160,28 @@ def side_by_side(s: Setting, strong: dict) -> pd.DataFrame:
 
 
 def side_table(side: pd.DataFrame) -> Table:
-    """:func:`side_by_side`, rounded to one decimal."""
-    return Table(side.astype(float).round(1), "tbl-strength-side", "The attacks side by side "
-                 "at equal budget, paired against our strongest PGD-EOT (no table of the paper).")
+    """:func:`side_by_side`'s gradient evaluations per image, accuracy and paired difference
+    to the strongest PGD-EOT, each with its interval, to one decimal (worst-of-N:
+    :func:`worst_of_n_table`; two tables that fit the page)."""
+    vs = side["vs " + STRONGEST_NAME].astype(float)
+    frame = pd.DataFrame({
+        "gradients": side["gradients"].astype(int),
+        "accuracy": side["accuracy"].astype(float).round(1),
+        "interval": [interval_text(lo, hi) for lo, hi in zip(side["low"], side["high"])],
+        "vs strongest PGD-EOT (points)": vs.round(1),
+        "its interval": [interval_text(lo, hi) for lo, hi in zip(side["diff low"],
+                                                                 side["diff high"])],
+    }, index=side.index)
+    return Table(frame, "tbl-strength-side", "The attacks side by side at equal budget, paired "
+                 "against our strongest PGD-EOT (no table of the paper).")
+
+
+def worst_of_n_table(side: pd.DataFrame) -> Table:
+    """:func:`side_by_side`'s worst-of-N accuracies and alpha = 0.5 cut, to one decimal."""
+    columns = [c for c in side.columns if c.startswith("N=")] + ["alpha=0.5"]
+    return Table(side[columns].astype(float).round(1), "tbl-strength-worst-of-n",
+                 "The attacks of the side-by-side table under N-evaluation and the alpha = 0.5 "
+                 "cut (no table of the paper; N = r is Table 1's m = 0).")
 
 
 def strongest_text(side: pd.DataFrame) -> str:
@@ -164,7 +209,7 @@ def autoattack_table(s: Setting) -> Table:
     aa = runs_strength.autoattack_example(s.base)
     frame = pd.DataFrame({"AutoAttack's own robust accuracy (1 evaluation)": [aa["own"]],
                           f"its examples, standard robust accuracy (r = {r})": [aa["accuracy"]],
-                          "interval": [f"[{aa['low']:.1f}, {aa['high']:.1f}]"],
+                          "interval": [interval_text(aa["low"], aa["high"])],
                           f"its examples, N = r ({r})": [aa["m=0"]]})
     return Table(frame.round(1).T.rename(columns={0: "%"}), "tbl-strength-autoattack",
                  "AutoAttack's own number beside its examples re-evaluated r times (no table of "

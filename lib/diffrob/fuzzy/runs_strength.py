@@ -95,20 +95,26 @@ def autoattack_example(world) -> dict[str, float]:
             "m=0": 100 * analysis.worst_of_n(preds, labels, p.n_evals)}
 
 
+def gradients(attack: str, p) -> int:
+    """Gradient evaluations per image of ``attack`` under params ``p``: EOT samples x steps
+    (sec. 4.2's PGD-EOT: ``eot`` x ``attack_steps``; APGD: ``eot`` x (``attack_steps`` + 1)
+    in its one restart), as the registry counts them (:meth:`diffrob.attacks.Attack.work`)."""
+    return attacks.get(attack).work(p.eot, p.attack_steps, p.pgd_iterate)[0]
+
+
 def compare(world, protocols: dict[str, tuple[str, dict]], reference: str,
             progress: bool = False) -> pd.DataFrame:
     """Side by side: for each ``name: (attack, params changes)`` on the base world, the
-    gradient evaluations per image, the accuracy with its interval, the paired difference
-    to ``reference`` (percentage points, interval), worst-of-N (N = 1, 10, r) and the alpha
-    = 0.5 cut; a last row "worst case" takes per image the attack with the highest grade."""
+    gradient evaluations per image (:func:`gradients`), the accuracy with its interval, the
+    paired difference to ``reference`` (percentage points, interval), worst-of-N (N = 1, 10,
+    r) and the alpha = 0.5 cut; a last row "worst case" takes per image the attack with the
+    highest grade (its gradients: those of every attack)."""
     p = world.params
     labels, preds, rows = base_world(world).labels.cpu().numpy(), {}, {}
     for name, (attack, changes) in protocols.items():
         w = base_world(world, **changes)
-        q = w.params
         preds[name] = stages.evaluations(w, attack, progress=progress)
-        rows[name] = {"gradients": attacks.get(attack).work(q.eot, q.attack_steps,
-                                                            q.pgd_iterate)[0]}
+        rows[name] = {"gradients": gradients(attack, w.params)}
     preds["worst case"] = analysis.worst_case(dict(preds), labels)
     rows["worst case"] = {"gradients": sum(r["gradients"] for r in rows.values())}
     r = p.strength_evals

@@ -63,7 +63,9 @@ def fixed_noise(world, method: str, t: int, attack_names: Sequence[str] = FIXED_
     on clean inputs and on each attack's examples, made with the same fixed noise.
 
     Adversarial batches are stored as ``fixed-noise/attack/<attack>`` under the attack's
-    stage key (:func:`diffrob.stages.attack_key`) plus the fixed seed.
+    stage key (:func:`diffrob.stages.attack_key`) plus the fixed seed. An EOT attack averages
+    copies of one draw here, so its examples are its twin's without EOT
+    (:func:`diffrob.attacks.without_eot`: BPDA-EOT's are BPDA's), computed once.
     """
     if method not in FIXED_METHODS:
         raise ValueError(f"method: expected one of {list(FIXED_METHODS)}, got {method!r}")
@@ -75,10 +77,11 @@ def fixed_noise(world, method: str, t: int, attack_names: Sequence[str] = FIXED_
     rows = dict(w.batches())
     out = {"clean": [_predict(w, purifier, w.images[r], i) for i, r in rows.items()]}
     for a in attack_names:
-        key = {**stages.attack_key(w, a), "noise": "fixed", "noise_seed": p.base_seed}
-        x_adv = store.cached(p, f"fixed-noise/attack/{a}", key, list(rows),
-                             lambda i, a=a: attacks.attack_batch(
-                                 w, a, w.images[rows[i]], w.labels[rows[i]], i, purifier,
+        same = attacks.without_eot(a)
+        key = {**stages.attack_key(w, same), "noise": "fixed", "noise_seed": p.base_seed}
+        x_adv = store.cached(p, f"fixed-noise/attack/{same}", key, list(rows),
+                             lambda i, same=same: attacks.attack_batch(
+                                 w, same, w.images[rows[i]], w.labels[rows[i]], i, purifier,
                                  progress=progress))
         out[a] = [_predict(w, purifier, x.to(w.device), i) for i, x in x_adv.items()]
     return {s: np.concatenate(v) for s, v in out.items()}
