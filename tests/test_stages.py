@@ -4,13 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from diffrob import attacks, params, stages
+from diffrob import attacks, params, stages, store
 
 from conftest import stage_world
 
 
 def files(root):
-    return {f.relative_to(root): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()}
+    """The stored results under ``root`` (not the journal of who computed them, and when)."""
+    return {f.relative_to(root): f.read_bytes() for f in sorted(root.rglob("*"))
+            if f.is_file() and f.name != store.JOURNAL}
 
 
 def test_adversarial_runs_every_batch_once_and_a_rerun_skips_them(tmp_path, monkeypatch):

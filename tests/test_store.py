@@ -211,3 +211,16 @@ def test_io_errors_name_the_file(p, monkeypatch):
     with pytest.raises(OSError, match=r"No space left on device while writing .*batch_00000"):
         store.write(p, "attack/pgd", 0, torch.zeros(1), k)
     assert not any(store.path(p, "attack/pgd", 0, k).parent.iterdir())  # no temp file left
+
+
+def test_the_journal_lists_each_computed_batch_once_and_no_read(p):
+    k = store.key("stage/x", "m", "d", n=1)
+    calls = []
+    compute = lambda i: calls.append(i) or torch.full((2,), float(i))
+    store.cached(p, "stage/x", k, [0, 1], compute, progress=False)
+    store.cached(p, "stage/x", k, [0, 1, 2], compute, progress=False)  # 0, 1 read
+    journal = store.computed(p)
+    assert calls == [0, 1, 2] and [e["batch"] for e in journal] == [0, 1, 2]
+    assert {e["stage"] for e in journal} == {"stage/x"}
+    assert {e["key"] for e in journal} == {store.digest(k)[:12]}
+    assert all(e["seconds"] >= 0 and e["pid"] == os.getpid() for e in journal)

@@ -369,6 +369,26 @@ def claim(p: Params, stage: str, batch: int, k: dict[str, Any], need: int = 0) -
         lock.unlink(missing_ok=True)
 
 
+JOURNAL = "computed.jsonl"  # in each world's store: one line per batch computed
+
+
+def log_computed(p: Params, stage: str, batch: int, k: dict[str, Any], seconds: float) -> None:
+    """Append to the world's journal (:data:`JOURNAL`) that this process computed batch
+    ``batch`` of ``stage`` under key ``k`` in ``seconds``: what a build computed, and how
+    long each batch took (one short line, appended atomically by concurrent writers)."""
+    line = json.dumps({"stage": stage, "key": digest(k)[:12], "batch": batch,
+                       "seconds": round(seconds, 3), "host": socket.gethostname(),
+                       "pid": os.getpid(), "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    with open(p.store_dir / JOURNAL, "a") as f:
+        f.write(line + "\n")
+
+
+def computed(p: Params) -> list[dict[str, Any]]:
+    """The world's journal: every batch computed into its store, oldest first."""
+    path = p.store_dir / JOURNAL
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
 def cached(p: Params, stage: str, k: dict[str, Any], batches: Sequence[int],
            compute: Callable[[int], Tensor], need: Callable[[int], int] | None = None,
            desc: str | None = None, unit: str = "batch", progress: bool = True
@@ -383,7 +403,7 @@ def cached(p: Params, stage: str, k: dict[str, Any], batches: Sequence[int],
     computed here if its owner died. So N processes on one store compute each batch once.
     Orphan temp files of dead writers are removed first. A non-finite result (or a
     ``FloatingPointError`` of ``compute``) raises naming the stage and batch, and nothing is
-    written. ``need(i)`` is batch i's size in bytes (checked against the free space before
+    written. Each batch computed is logged in the world's journal (:func:`log_computed`). ``need(i)`` is batch i's size in bytes (checked against the free space before
     claiming); with ``desc`` a progress bar counts the batches as they become ready.
     """
     need = need or (lambda i: 0)
@@ -401,12 +421,14 @@ def cached(p: Params, stage: str, k: dict[str, Any], batches: Sequence[int],
                     with claim(p, stage, i, k, need(i)) as mine:
                         x = read(p, stage, i, k) if mine else None  # finished meanwhile?
                         if mine and x is None:
+                            start = time.monotonic()
                             try:
                                 x = compute(i)
                             except FloatingPointError as e:
                                 raise FloatingPointError(f"{stage}, batch {i}: {e}; nothing "
                                                          f"was stored") from e
                             write(p, stage, i, x, k)
+                            log_computed(p, stage, i, k, time.monotonic() - start)
                 if x is None:
                     waiting.append(i)
                 else:
