@@ -144,6 +144,18 @@ def check_mkdir(argv: list[str], tmp_path: Path) -> None:
     assert (tmp_path / argv[2]).is_dir()
 
 
+def check_python(argv: list[str]) -> None:
+    """A script of the project, run with this environment's Python; the GPU benchmark only
+    as far as its CPU answer (it says why it skips; on a GPU it would run for minutes)."""
+    import torch
+
+    if argv[1] == "bench/bench_gpu.py" and torch.cuda.is_available():
+        pytest.skip("bench/bench_gpu.py runs for minutes on a GPU: make bench runs it")
+    done = run([sys.executable, *argv[1:]])
+    if argv[1] == "bench/bench_gpu.py":
+        assert "skipped: no CUDA device" in done.stdout, done.stdout
+
+
 @pytest.mark.parametrize("page, command", COMMANDS, ids=[f"{p}: {c.splitlines()[0]}"
                                                          for p, c in COMMANDS])
 def test_command_runs_as_written(page: str, command: str, tmp_path: Path):
@@ -161,8 +173,8 @@ def test_command_runs_as_written(page: str, command: str, tmp_path: Path):
         check_papermill(argv, tmp_path)
     elif argv[0] == "mkdir":
         check_mkdir(argv, tmp_path)
-    elif argv[0] == "python" and argv[1].startswith("scripts/"):
-        run(argv)
+    elif argv[0] in ("python", ".venv/bin/python") and argv[1].startswith(("scripts/", "bench/")):
+        check_python(argv)
     else:
         pytest.fail(f"{page}: command `{command}`: tests/test_readme.py does not know how to run it")
 
