@@ -211,6 +211,27 @@ def test_claims_are_keyed_by_the_parameters_that_change_results(p, tmp_path):
     assert claims.params_digest(same) == claims.params_digest(p)
 
 
+def test_claims_recorded_before_a_parameter_was_added_are_still_found(p):
+    """A new parameter changes every digest; a set recorded before it (its params.json
+    without the key, its folder under the old digest) is found while the new key is at its
+    default, and new claims join it; at another value it is another set."""
+    claims.record(p, "sec6", "compression_rate", est(0.2, 0.3))
+    root = p.store_dir / "claims"
+    old = root / "0123456789abcdef"
+    (root / claims.params_digest(p)).rename(old)
+    stored = json.loads((old / "params.json").read_text())
+    assert stored.pop("pgd_schedule") == params.default("pgd_schedule") == "constant"
+    (old / "params.json").write_text(json.dumps(stored))
+    assert claims.params_digest(p) == old.name
+    assert [r["claim"] for r in claims.table(p)] == ["compression_rate"]
+    assert claims.cross_world(p.results_dir, {p.world: claims.params_digest(p)}).shape[0] == 1
+    claims.record(p, "sec6", "top_eigenvalue", est(0.6, 0.7))
+    assert sorted(f.name for f in (old / "sec6").iterdir()) == [
+        "compression_rate.json", "top_eigenvalue.json"]
+    other = p.replace(pgd_schedule="cosine")
+    assert claims.params_digest(other) != old.name and claims.table(other) == []
+
+
 def test_writes_are_atomic_and_leave_no_temporary_files(p):
     for i in range(3):
         claims.record(p, "sec31", "l2_grows", est(i, i + 1))

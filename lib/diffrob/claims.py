@@ -154,9 +154,32 @@ def frozen_digest(section: str) -> str | None:
 
 
 def params_digest(p: Params) -> str:
-    """The store's digest of the parameters that can change a result (one definition:
-    :func:`diffrob.store.params_digest`), 16 hex digits."""
-    return store.params_digest(p)[:16]
+    """The digest of the parameter set that ``p``'s claims are filed under, 16 hex digits.
+
+    The store's digest of the parameters that can change a result (one definition:
+    :func:`diffrob.store.params_digest`); or, where nothing is filed under it, that of a set
+    recorded before a parameter was added (which changes every digest): one whose
+    ``params.json`` agrees with ``p`` on every parameter, a parameter it lacks taken at its
+    default. So a world's claims are still found after a new default parameter.
+    """
+    own = store.params_digest(p)[:16]
+    root = p.store_dir / "claims"
+    if (root / own).is_dir() or not root.is_dir():
+        return own
+    ours = _canonical(settings(p))
+    for folder in sorted(root.iterdir()):
+        stored = folder / "params.json"
+        if stored.is_file():
+            theirs = _read_json(stored)
+            if all(theirs[k] == v if k in theirs else _canonical(params_module.default(k)) == v
+                   for k, v in ours.items()):
+                return folder.name
+    return own
+
+
+def _canonical(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples as lists)."""
+    return json.loads(json.dumps(value))
 
 
 def settings(p: Params) -> dict[str, Any]:

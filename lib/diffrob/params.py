@@ -159,7 +159,7 @@ class Params:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             _check(f, getattr(self, f.name))
-        given = [k for k in CUSTOM_KEYS if getattr(self, k) != _default(k)]
+        given = [k for k in CUSTOM_KEYS if getattr(self, k) != default(k)]
         if given and self.world != "custom":
             raise ValueError(f"parameter(s) {given}: read by world 'custom' only, but world is "
                              f"{self.world!r} (docs/custom.md)")
@@ -194,7 +194,7 @@ class Params:
         defaults: the digests of the other worlds' parameters (``store.params_digest``) stay
         what they were before the custom world existed."""
         return {k: v for k, v in dataclasses.asdict(self).items()
-                if k not in CUSTOM_KEYS or v != _default(k)}
+                if k not in CUSTOM_KEYS or v != default(k)}
 
 
 _HINTS = get_type_hints(Params)
@@ -202,7 +202,8 @@ FIELDS = {f.name: f for f in dataclasses.fields(Params)}
 CUSTOM_KEYS = tuple(k for k, f in FIELDS.items() if f.metadata["custom"])
 
 
-def _default(name: str) -> Any:
+def default(name: str) -> Any:
+    """The default value of parameter ``name``."""
     f = FIELDS[name]
     return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
