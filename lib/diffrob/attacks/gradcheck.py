@@ -126,17 +126,19 @@ def per_image_relative_error(a: Tensor, b: Tensor) -> np.ndarray:
     return error.cpu().numpy()
 
 
-def run_path(world, x: Tensor, y: Tensor, seeds: list[int],
-             reference=None) -> dict[str, np.ndarray]:
+def run_path(world, x: Tensor, y: Tensor, seeds: list[int], reference=None,
+             g_64: Tensor | None = None) -> dict[str, np.ndarray]:
     """Per image, the gradient of the path that runs (``world`` as it is: its dtype, device,
     ``autocast`` and ``checkpointing``) against the float64 one (``reference``, default
-    :func:`double_world`) at the same point ``x`` and the same noise: its ``cosine``, its
+    :func:`double_world`; or its gradient ``g_64`` at ``x``, already computed) at the same
+    point ``x`` (a float32 value) and the same noise: its ``cosine``, its
     ``relative error`` and the fraction of entries whose ``sign`` agrees (the sign is what
     sec. 4.2's Linf PGD steps along)."""
-    reference = reference or double_world(world)
+    reference = reference if reference is not None or g_64 is not None else double_world(world)
     x_run = x.to(world.images.dtype)
     g_run = gradient(loss_fn(world, y, seeds), x_run).double()
-    g_64 = gradient(loss_fn(reference, y, seeds), x_run.double())
+    if g_64 is None:
+        g_64 = gradient(loss_fn(reference, y, seeds), x_run.double())
     signs = (torch.sign(g_run) == torch.sign(g_64)).flatten(1).double().mean(1)
     return {"cosine": per_image_cosine(g_run, g_64),
             "relative error": per_image_relative_error(g_run, g_64), "sign": signs.cpu().numpy()}
@@ -150,7 +152,7 @@ def checks(world, n_images: int = 4, eot: int = 4, directions: int = 8, h: float
         raise ValueError(f"gradient checks: expected n_images, eot, directions >= 1 and "
                          f"0 < h < 0.5, got {n_images}, {eot}, {directions}, {h}")
     w = double_world(world)
-    x = w.images[:n_images].clamp(h, 1 - h)
+    x = w.images[:n_images].clamp(h, 1 - h).float().double()  # a float32 point: the run's too
     y = w.labels[:n_images]
     seeds = [world.params.attack_seed + j for j in range(eot)]
     gen = torch.Generator().manual_seed(seed)
@@ -162,7 +164,7 @@ def checks(world, n_images: int = 4, eot: int = 4, directions: int = 8, h: float
     fd_plain = finite_difference_errors(plain, x, directions, h, gen)
     zero = (g_full.flatten(1).abs().amax(1) == 0).float().mean().item()
     precision = run_precision(world)
-    run = run_path(world, x, y, seeds, reference=w)
+    run = run_path(world, x, y, seeds, g_64=g_full)  # g_full: the float64 gradient at x
     cosine, rel = run["cosine"].min(), run["relative error"].max()
     name = f"the run's gradient ({precision}) vs float64"
     rows = [
