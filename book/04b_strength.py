@@ -26,8 +26,9 @@
 # (Table S1: 40 steps of eps/30, last iterate).
 #
 # **How it is computed here.** On the first `strength_images` test images, every attack of
-# `diffrob.attacks` (the paper's four, autoattack's APGD-CE / APGD-DLR with EOT, torchattacks'
-# `EOTPGD`, a transfer attack from the bare classifier) runs through the same store and stages
+# `diffrob.attacks` (the paper's four, autoattack's APGD-CE / APGD-DLR / APGD-T with EOT and
+# Square, torchattacks' `EOTPGD`, a transfer attack from the bare classifier) runs through the
+# same store and stages
 # as Table 1, with `strength_steps` iterations and `strength_eot` EOT samples unless a curve
 # varies them, and every example is re-evaluated with `strength_evals` fresh seeds. Accuracies
 # are standard robust accuracies (percent) with 95 % bootstrap intervals over images;
@@ -121,10 +122,14 @@ reproduce()
 # ## Side by side at equal budget
 # At the base eps, steps and EOT samples: our PGD-EOT (the paper's protocol, best iterate at
 # the paper's step, the strongest protocol), autoattack's APGD-CE and APGD-DLR with EOT (its
-# best-loss iterate, its own step sizes), torchattacks' `EOTPGD` with the strongest relative
-# step (its last iterate), BPDA-EOT and the transfer attack, all computed by
-# `diffrob.fuzzy.runs_strength.compare`. *gradients* counts the gradient evaluations per image:
-# EOT samples x steps (APGD's x (steps + 1)), and the worst case those of every attack. *vs
+# best-loss iterate, its own step sizes), its targeted APGD-T with EOT (the targeted DLR loss
+# towards each of the nine classes scored highest after the first, the best-loss iterate over
+# them), its Square attack (`square_queries` random square updates of the margin and no
+# gradient: if the defence only masked gradients, Square would beat the gradient attacks),
+# torchattacks' `EOTPGD` with the strongest relative step (its last iterate), BPDA-EOT and the
+# transfer attack, all computed by `diffrob.fuzzy.runs_strength.compare`. *gradients* counts
+# the gradient evaluations per image: EOT samples x steps (APGD's x (steps + 1), APGD-T's that
+# per target class, Square's none), and the worst case those of every attack. *vs
 # strongest PGD-EOT* is the paired difference to our strongest PGD-EOT, with its interval.
 # The last row is the worst case over all attacks per image. torchattacks' `EOTPGD` starts
 # from the same random point and sees the same seeds as our constant-step, last-iterate

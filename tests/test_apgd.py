@@ -1,4 +1,5 @@
-"""APGD-EOT and AutoAttack `rand` from the autoattack package, under our seed plan."""
+"""APGD-EOT, APGD-T, Square and AutoAttack `rand` from the autoattack package, under our seed
+plan."""
 
 import sys
 
@@ -42,6 +43,37 @@ def test_bad_arguments_are_named():
         apgd.autoattack_rand(w.classifier, w.images, w.labels, 0.0, 2, 1)
 
 
+def test_apgd_t_runs_each_target_class_and_follows_the_seed_plan():
+    """One clean pass for the class count, then per target class a pass to pick it and APGD's
+    calls ((steps + 1) x EOT samples after its clean prediction), each the next base seed;
+    in the eps-ball, reproducible, the global generator untouched; the registry counts the
+    gradients of its nine targets."""
+    w = tiny_world(3, eot=2, attack_steps=2)
+    spy = SeedSpy(w.purifier())
+    before = torch.random.get_rng_state()
+    x_adv = attacks.attack_batch(w, "apgd-t-eot", w.images, w.labels, 1, purifier=spy)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    per_target = 1 + (2 + 1) * 2  # a pass to pick the target, then its gradients
+    assert len(spy.calls) == 1 + attacks.TARGETS * per_target
+    assert [c for _, c in spy.calls] == [[1000 + k] for k in range(len(spy.calls))]
+    assert within(x_adv, w.images, w.params.eps) and not torch.equal(x_adv, w.images)
+    torch.testing.assert_close(attacks.attack_batch(w, "apgd-t-eot", w.images, w.labels, 1),
+                               x_adv)
+    assert attacks.get("apgd-t-eot").work(2, 2, "last")[0] == attacks.TARGETS * 3 * 2
+
+
+def test_square_queries_the_scores_only_and_is_reproducible():
+    """Square asks the purified system for scores only (no gradient is taken), at most its
+    queries and a start per image, stays in the eps-ball and is reproducible."""
+    w = tiny_world(3, square_queries=30)
+    spy = SeedSpy(w.purifier())
+    x_adv = attacks.attack_batch(w, "square", w.images, w.labels, 1, purifier=spy)
+    assert 2 <= len(spy.calls) <= 30 + 2
+    assert within(x_adv, w.images, w.params.eps) and not torch.equal(x_adv, w.images)
+    torch.testing.assert_close(attacks.attack_batch(w, "square", w.images, w.labels, 1), x_adv)
+    assert attacks.get("square").work(5, 40, "last", queries=30) == (0, 31)
+
+
 @trained
 def test_apgd_drives_the_bare_classifier_near_zero(trained_world):
     """As PGD does (test_attacks): 48/255 takes the bare digits CNN to <= 5 %."""
@@ -66,6 +98,7 @@ def test_diffrob_attack_runs_the_new_attacks_into_the_store(tmp_path):
     from diffrob import cli
 
     cli.main(["attack", "--params", "params/smoke.yaml", "-p", "results_dir", str(tmp_path),
-              "-p", "n_images", "2", "--attack", "apgd-eot", "eotpgd", "transfer"])
-    for name in ("apgd-eot", "eotpgd", "transfer"):
+              "-p", "n_images", "2", "-p", "square_queries", "5", "--attack", "apgd-eot",
+              "apgd-t-eot", "square", "eotpgd", "transfer"])
+    for name in ("apgd-eot", "apgd-t-eot", "square", "eotpgd", "transfer"):
         assert list((tmp_path / "digits" / "attack" / name).rglob("batch_*.safetensors")), name

@@ -36,6 +36,8 @@ def test_flops_and_calls_match_a_real_attack_and_evaluation(digits_units, checkp
     costs = plan.table(w.params, units=digits_units)
     calls = ImageCount(w.diffusion)
     for name in attacks.NAMES:
+        if name == "square":  # its budget: an image stops once fooled (below)
+            continue
         calls.n = 0
         with plan.FlopCount() as spent:
             attacks.attack_batch(w, name, w.images, w.labels, 0)
@@ -48,6 +50,18 @@ def test_flops_and_calls_match_a_real_attack_and_evaluation(digits_units, checkp
         stages.predict_purified(w, w.images, 0, [0, 1, 2])
     assert calls.n == costs.loc["evaluate/clean", "diffusion evaluations"]
     assert spent.total == pytest.approx(costs.loc["evaluate/clean", "PFLOP"] * 1e15, rel=0.01)
+
+
+def test_square_spends_at_most_its_budget(digits_units):
+    """Square's plan is its budget, a start and ``square_queries`` scores per image: an upper
+    bound of what it spends, as an image stops once one noisy pass misclassifies it."""
+    w = tiny_world(4, batch_size=4, square_queries=6)
+    w = dataclasses.replace(w, params=w.params.replace(attacks=["square"]))
+    costs = plan.table(w.params, units=digits_units).loc["attack/square"]
+    start = costs["diffusion evaluations"] // (6 + 1)  # the start's evaluations, all images
+    calls = ImageCount(w.diffusion)
+    attacks.attack_batch(w, "square", w.images, w.labels, 0)
+    assert start <= calls.n <= costs["diffusion evaluations"]
 
 
 @pytest.mark.parametrize("checkpointing", [True, False])

@@ -143,7 +143,8 @@ def test_side_table_and_the_strongest_attack_in_words(small):
     s = report_strength.setting(small)
     g = report_strength.step_grid(s)
     side = report_strength.side_by_side(s, g.strong)
-    assert list(side.index)[-1] == "worst case" and len(side) == 9
+    assert list(side.index)[-1] == "worst case" and len(side) == 11
+    assert side.loc["Square (autoattack, gradient-free)", "gradients"] == 0
     t = report_strength.side_table(side)
     assert t.name == "tbl-strength-side" and list(t.frame.index) == list(side.index)
     assert list(t.frame.columns) == ["gradients", "accuracy", "interval",

@@ -29,10 +29,12 @@ ATTACKS = NAMES  # the registry of diffrob.attacks
 
 
 def _p(default: Any, doc: str, lo: float | None = None, hi: float | None = None,
-       choices: tuple | None = None, custom: bool = False) -> Any:
+       choices: tuple | None = None, custom: bool = False, added: bool = False) -> Any:
     """A dataclass field carrying its documentation and its allowed range; ``custom`` marks a
-    key that only the custom world reads (:data:`CUSTOM_KEYS`)."""
-    meta = {"doc": doc, "lo": lo, "hi": hi, "choices": choices, "custom": custom}
+    key that only the custom world reads (:data:`CUSTOM_KEYS`), ``added`` one added after
+    results were recorded (:data:`ADDED_KEYS`)."""
+    meta = {"doc": doc, "lo": lo, "hi": hi, "choices": choices, "custom": custom,
+            "added": added}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -155,6 +157,9 @@ class Params:
     strength_rel_stepsizes: list[float] = _p([0.01 / 0.3, 0.25], "relative steps of the "
                                              "step-size curve (Table S1's eps/30 to eps/4)",
                                              lo=0.0, hi=1.0)
+    square_queries: int = _p(1000, "queries per image of the Square attack (the gradient-free "
+                             "check of chapter 04b; AutoAttack's standard version uses 5000)",
+                             lo=1, added=True)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -190,16 +195,17 @@ class Params:
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
-        """Every parameter, but the custom world's keys only where they differ from their
-        defaults: the digests of the other worlds' parameters (``store.params_digest``) stay
-        what they were before the custom world existed."""
+        """Every parameter, but the custom world's keys and those added after results were
+        recorded only where they differ from their defaults: the digests of the parameter
+        sets recorded before them (``store.params_digest``) stay what they were."""
         return {k: v for k, v in dataclasses.asdict(self).items()
-                if k not in CUSTOM_KEYS or v != default(k)}
+                if k not in (*CUSTOM_KEYS, *ADDED_KEYS) or v != default(k)}
 
 
 _HINTS = get_type_hints(Params)
 FIELDS = {f.name: f for f in dataclasses.fields(Params)}
 CUSTOM_KEYS = tuple(k for k, f in FIELDS.items() if f.metadata["custom"])
+ADDED_KEYS = tuple(k for k, f in FIELDS.items() if f.metadata["added"])
 
 
 def default(name: str) -> Any:

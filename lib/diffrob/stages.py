@@ -48,10 +48,10 @@ def key(world, stage: str, fields: tuple[str, ...] = (),
 
 def attack_key(world, attack: str) -> dict[str, Any]:
     """The key of ``attack/<attack>``: the world, the purifier, the attack's parameters and
-    its EOT samples per gradient (from the registry of :mod:`diffrob.attacks`)."""
-    eot = attacks.get(attack).eot_samples(world.params.eot)
+    its EOT samples per gradient (and Square's queries: the registry of :mod:`diffrob.attacks`,
+    :meth:`~diffrob.attacks.Attack.key_values`)."""
     return key(world, f"attack/{attack}", WORLD_FIELDS + PURIFIER_FIELDS + ATTACK_FIELDS,
-               eot=eot)
+               **attacks.get(attack).key_values(world.params))
 
 
 def evaluation_key(world, source: str) -> dict[str, Any]:
@@ -61,9 +61,9 @@ def evaluation_key(world, source: str) -> dict[str, Any]:
     fields = WORLD_FIELDS + PURIFIER_FIELDS + ("n_evals",)
     if source == "clean":
         return key(world, "evaluate/clean", fields)
-    eot = attacks.get(source).eot_samples(world.params.eot)
+    values = attacks.get(source).key_values(world.params)
     attacks.check_seeds(world.params)
-    return key(world, f"evaluate/{source}", fields + ATTACK_FIELDS, eot=eot)
+    return key(world, f"evaluate/{source}", fields + ATTACK_FIELDS, **values)
 
 
 def parse_shard(text: str | tuple[int, int] | None) -> tuple[int, int] | None:

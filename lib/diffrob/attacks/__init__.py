@@ -11,9 +11,9 @@
 """
 
 from .pgd import ITERATES, SCHEDULES, pgd, uniform
-from .registry import NAMES, REGISTRY, TABLE_1, Attack, get, without_eot
+from .registry import NAMES, REGISTRY, TABLE_1, TARGETS, Attack, get, without_eot
 from .system import SystemLogits, attack_batch, check_seeds, straight_through
 
 __all__ = ["ITERATES", "NAMES", "REGISTRY", "SCHEDULES", "TABLE_1", "Attack", "SystemLogits",
            "attack_batch", "check_seeds", "get", "pgd", "straight_through", "uniform",
-           "without_eot"]
+           "without_eot", "TARGETS"]

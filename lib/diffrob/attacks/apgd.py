@@ -1,9 +1,12 @@
-"""APGD with EOT and AutoAttack's ``rand`` version, from the ``autoattack`` package.
+"""APGD with EOT, APGD-T, Square and AutoAttack's ``rand`` version, from the ``autoattack``
+package.
 
 The package (Croce & Hein 2020, PyPI ``pyautoattack``) is used as it is, not
-rewritten: :class:`APGDAttack` with ``eot_iter`` (APGD-CE, APGD-DLR) and
-:class:`AutoAttack` ``version="rand"`` (APGD-CE then APGD-DLR with EOT, the evaluation
-DiffPure reports for stochastic defences). The model they attack is
+rewritten: :class:`APGDAttack` with ``eot_iter`` (APGD-CE, APGD-DLR),
+:class:`APGDAttack_targeted` (APGD-T, the targeted DLR loss), :class:`SquareAttack`
+(Andriushchenko et al. 2020: gradient-free, the check that a defence does not only mask
+gradients) and :class:`AutoAttack` ``version="rand"`` (APGD-CE then APGD-DLR with EOT, the
+evaluation DiffPure reports for stochastic defences). The model they attack is
 :class:`diffrob.attacks.system.SystemLogits`: classifier(purifier(x)) with the full gradient
 through every diffusion step, each call purified with the next base seed of the
 attack (eq. 9), so EOT sample j of gradient c sees base seed ``attack_seed + c *
@@ -22,6 +25,8 @@ import sys
 
 import torch
 from torch import Tensor, nn
+
+from .registry import TARGETS
 
 LOSSES = ("ce", "dlr")
 
@@ -101,3 +106,55 @@ def autoattack_rand(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: i
         x_adv, y_adv = runner.run_standard_evaluation(x.detach(), y.detach(),
                                                       batch_size=len(x))
     return x_adv.detach(), (y_adv == y).cpu()
+
+
+def apgd_targeted(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int, eot: int,
+                  seed: int = 0) -> Tensor:
+    """APGD-T with ``eot`` EOT samples per gradient: one run of ``steps`` iterations on the
+    targeted DLR loss for each of the ``min(9, classes - 1)`` classes scored highest after
+    the first on a clean pass (as the package's ``perturb`` picks them); per image the
+    iterate of highest loss over the targets, fooled or not (as :func:`apgd`'s best-loss
+    iterate: the package's ``perturb`` keeps only the fooled ones). ``model`` is called once
+    for the clean prediction, then per target once to pick it and ``(steps + 1) x eot``
+    times; ``seed`` seeds the random starts.
+    """
+    _check(eps, steps, eot)
+    aa = import_autoattack()
+    from pyautoattack.autopgd_base import APGDAttack_targeted
+
+    x, y = x.detach(), y.detach()
+    with seeded(seed, x.device):
+        with torch.no_grad():
+            classes = model(x).shape[1]
+        attack = APGDAttack_targeted(model, n_iter=steps, norm="Linf", n_restarts=1, eps=eps,
+                                     seed=seed, eot_iter=eot, device=x.device,
+                                     n_target_classes=min(TARGETS, classes - 1),
+                                     logger=logging.getLogger(aa.__name__))
+        attack.init_hyperparam(x)
+        best, best_loss = x.clone(), torch.full((len(x),), -torch.inf, device=x.device)
+        for k in range(2, attack.n_target_classes + 2):
+            with torch.no_grad():
+                attack.y_target = model(x).sort(dim=1)[1][:, -k]
+            x_best, _, loss, _ = attack.attack_single_run(x, y)
+            better = loss > best_loss
+            best[better], best_loss[better] = x_best[better], loss[better]
+    return best.detach()
+
+
+def square(model: nn.Module, x: Tensor, y: Tensor, eps: float, queries: int,
+           seed: int = 0) -> Tensor:
+    """Square (the package's ``SquareAttack``, Linf, margin loss, its ``p_init`` 0.8):
+    ``queries`` random square updates per image and no gradient; per image its last accepted
+    point (``attack_single_run``: the package's ``perturb`` keeps only the fooled ones). An
+    image stops when one noisy pass is fooled. ``model`` must accept any number of rows
+    (:class:`SystemLogits` with ``n_images=None``); ``seed`` seeds its draws."""
+    _check(eps, queries, 1)
+    import_autoattack()
+    from pyautoattack.square import SquareAttack
+
+    attack = SquareAttack(model, norm="Linf", n_queries=queries, eps=eps, n_restarts=1,
+                          seed=seed, device=x.device)
+    with seeded(seed, x.device), torch.no_grad():
+        attack.init_hyperparam(x)
+        _, x_best = attack.attack_single_run(x.detach(), y.detach())
+    return x_best.detach()

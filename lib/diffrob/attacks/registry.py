@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from ..names import did_you_mean
 
-GRADIENTS = ("full", "straight-through", "classifier")
-OPTIMISERS = ("pgd", "apgd-ce", "apgd-dlr", "torchattacks-eotpgd")
+GRADIENTS = ("full", "straight-through", "classifier", "none")
+OPTIMISERS = ("pgd", "apgd-ce", "apgd-dlr", "apgd-t", "square", "torchattacks-eotpgd")
+TARGETS = 9  # APGD-T's target classes at most: AutoAttack's n_target_classes
 
 
 @dataclass(frozen=True)
@@ -22,11 +23,12 @@ class Attack:
     """A system attack on classifier(purifier(x)).
 
     ``gradient``: ``"full"`` through every diffusion step, ``"straight-through"`` (BPDA,
-    Athalye et al. 2018: the purifier forward, the identity backward) or ``"classifier"``
-    (PGD on the bare classifier, the examples then judged on the purified system).
+    Athalye et al. 2018: the purifier forward, the identity backward), ``"classifier"``
+    (PGD on the bare classifier, the examples then judged on the purified system) or
+    ``"none"`` (a gradient-free search on the purified system's scores).
     ``eot``: whether a gradient averages ``eot`` samples of the purifier's randomness.
-    ``optimiser``: our :func:`diffrob.attacks.pgd`, autoattack's APGD-CE / APGD-DLR, or
-    torchattacks' EOTPGD.
+    ``optimiser``: our :func:`diffrob.attacks.pgd`, autoattack's APGD-CE / APGD-DLR / APGD-T
+    or Square, or torchattacks' EOTPGD.
     """
 
     name: str
@@ -39,6 +41,12 @@ class Attack:
         """EOT samples per gradient: ``eot`` for the EOT attacks, else 1."""
         return eot if self.eot else 1
 
+    def key_values(self, p) -> dict[str, int]:
+        """What the attack's store key holds beyond the attack fields of the params: its EOT
+        samples per gradient, and Square's ``square_queries``."""
+        queries = {"square_queries": p.square_queries} if self.optimiser == "square" else {}
+        return {"eot": self.eot_samples(p.eot), **queries}
+
     @property
     def full_gradient(self) -> bool:
         """Whether the attack differentiates through every diffusion step."""
@@ -50,15 +58,21 @@ class Attack:
         our PGD; the packages call the model once per sample."""
         return self.optimiser == "pgd"
 
-    def work(self, eot: int, steps: int, iterate: str) -> tuple[int, int]:
+    def work(self, eot: int, steps: int, iterate: str, queries: int = 0) -> tuple[int, int]:
         """(gradients, purifications without gradient) per image.
 
         Our PGD: ``steps`` gradients of the EOT samples, and as many purifications more to
         score the last iterate when ``iterate`` is 'best'; torchattacks' EOTPGD: the
         gradients only; autoattack's APGD: one clean prediction, then a gradient at the
-        start and one per iteration (``(steps + 1) x eot``).
+        start and one per iteration (``(steps + 1) x eot``); APGD-T that for each of its
+        :data:`TARGETS` classes, with a pass to pick each; Square: ``queries`` scores and
+        its start's, no gradient.
         """
         samples = self.eot_samples(eot)
+        if self.optimiser == "square":
+            return 0, queries + 1
+        if self.optimiser == "apgd-t":
+            return TARGETS * (steps + 1) * samples, 1 + TARGETS
         if self.optimiser in ("apgd-ce", "apgd-dlr"):
             return (steps + 1) * samples, 1
         best = iterate == "best" and self.optimiser == "pgd"
@@ -72,6 +86,8 @@ REGISTRY: dict[str, Attack] = {a.name: a for a in (
     Attack("pgd-eot", "full", True, "pgd", "PGD with EOT through every diffusion step"),
     Attack("apgd-eot", "full", True, "apgd-ce", "autoattack's APGD-CE with EOT"),
     Attack("apgd-dlr-eot", "full", True, "apgd-dlr", "autoattack's APGD-DLR with EOT"),
+    Attack("apgd-t-eot", "full", True, "apgd-t", "autoattack's APGD-T (targeted DLR) with EOT"),
+    Attack("square", "none", False, "square", "autoattack's Square: gradient-free"),
     Attack("eotpgd", "full", True, "torchattacks-eotpgd", "torchattacks' EOTPGD"),
     Attack("transfer", "classifier", False, "pgd", "PGD on the bare classifier, transferred"),
 )}

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ..purifiers import Purifier, seed_for
-from .apgd import apgd, seeded
+from .apgd import apgd, apgd_targeted, seeded, square
 from .pgd import pgd
 from .registry import get
 
@@ -96,6 +96,10 @@ def attack_batch(world, attack: str, x: Tensor, y: Tensor, batch_index: int,
       than white-box);
     - ``apgd-ce`` / ``apgd-dlr``: autoattack's APGD-CE / APGD-DLR with ``eot`` samples
       (:func:`diffrob.attacks.apgd.apgd`, its best-loss iterate; its own step sizes);
+    - ``apgd-t``: autoattack's APGD-T with ``eot`` samples
+      (:func:`diffrob.attacks.apgd.apgd_targeted`, the best-loss iterate over its targets);
+    - ``square``: autoattack's Square with ``square_queries`` queries, no gradient
+      (:func:`diffrob.attacks.apgd.square`);
     - ``torchattacks-eotpgd``: torchattacks' ``EOTPGD`` (last iterate, constant step).
     """
     p, spec = world.params, get(attack)
@@ -106,11 +110,16 @@ def attack_batch(world, attack: str, x: Tensor, y: Tensor, batch_index: int,
         return pgd(world.classifier, x, y, p.eps, p.attack_steps, p.step_size, p.random_start,
                    start, progress=progress, iterate=p.pgd_iterate, schedule=p.pgd_schedule)
     logits = SystemLogits(world.classifier, purifier or world.purifier(), batch_index,
-                          p.attack_seed, len(x), straight=spec.gradient == "straight-through")
+                          p.attack_seed, None if spec.optimiser == "square" else len(x),
+                          straight=spec.gradient == "straight-through")
     eot = spec.eot_samples(p.eot)
     if spec.optimiser in ("apgd-ce", "apgd-dlr"):
         return apgd(logits, x, y, p.eps, p.attack_steps, eot,
                     loss=spec.optimiser.removeprefix("apgd-"), seed=start_seed)
+    if spec.optimiser == "apgd-t":
+        return apgd_targeted(logits, x, y, p.eps, p.attack_steps, eot, seed=start_seed)
+    if spec.optimiser == "square":
+        return square(logits, x, y, p.eps, p.square_queries, seed=start_seed)
     if spec.optimiser == "torchattacks-eotpgd":
         import torchattacks  # the 'test' extra; imported only where used
 

@@ -153,6 +153,8 @@ def side_by_side(s: Setting, strong: dict) -> pd.DataFrame:
         STRONGEST_NAME: ("pgd-eot", strong),
         "APGD-CE-EOT (autoattack)": ("apgd-eot", {}),
         "APGD-DLR-EOT (autoattack)": ("apgd-dlr-eot", {}),
+        "APGD-T-EOT (autoattack, targeted)": ("apgd-t-eot", {}),
+        "Square (autoattack, gradient-free)": ("square", {}),
         "EOTPGD (torchattacks)": ("eotpgd", {"rel_stepsize": strong["rel_stepsize"]}),
         "BPDA-EOT, strongest protocol": ("bpda-eot", strong),
         "transfer from the bare classifier": ("transfer", strong),

@@ -99,7 +99,7 @@ def gradients(attack: str, p) -> int:
     """Gradient evaluations per image of ``attack`` under params ``p``: EOT samples x steps
     (sec. 4.2's PGD-EOT: ``eot`` x ``attack_steps``; APGD: ``eot`` x (``attack_steps`` + 1)
     in its one restart), as the registry counts them (:meth:`diffrob.attacks.Attack.work`)."""
-    return attacks.get(attack).work(p.eot, p.attack_steps, p.pgd_iterate)[0]
+    return attacks.get(attack).work(p.eot, p.attack_steps, p.pgd_iterate, p.square_queries)[0]
 
 
 def compare(world, protocols: dict[str, tuple[str, dict]], reference: str,
