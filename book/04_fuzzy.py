@@ -228,8 +228,11 @@ reproduce()
 # batch, by the attack (each PGD step, each EOT sample) and by the evaluation, draws with base
 # seed `base_seed` (0, the paper's within-seed seed). The attacker thus knows the exact noise it
 # is judged with, the setting in which randomness can no longer help, and one evaluation
-# decides each example. Under this reading the EOT samples are copies of one sample, so BPDA-EOT
-# should equal BPDA; the thread's BPDA-EOT differs from its BPDA by under one point, which this
+# decides each example. We add the attacker that knows this noise completely: PGD through
+# every diffusion step of the fixed purifier (no EOT needed), the white-box bound on an
+# adaptive attacker, which the thread does not report. Under this reading the EOT samples are
+# copies of one sample, so BPDA-EOT equals BPDA (computed once,
+# `diffrob.attacks.without_eot`); the thread's BPDA-EOT differs from its BPDA by under one point, which this
 # reading does not explain (the thread does not say how its EOT samples were drawn). The thread
 # ran this at t = 150 against Table 1's t* = 100, so t here is the world's t* times 1.5
 # (`diffrob.fuzzy.analysis.fixed_noise_t`). Intervals: 95 % Wilson over the images (for the one-step means

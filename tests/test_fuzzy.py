@@ -198,7 +198,7 @@ def test_strongest_table_adds_the_strongest_protocol_and_the_worst_case(evaluate
 
 def test_variants_table_shows_ours_with_intervals_beside_the_papers(evaluated):
     v = report.variants(evaluated.world)
-    assert len(v.frame) == 2 + 2 * 3 and report.variants_text(v).startswith("4 images, ")
+    assert len(v.frame) == 2 + 2 * 4 and report.variants_text(v).startswith("4 images, ")
     t = report.variants_table(v)
     assert t.name == "tbl-fuzzy-variants" and not t.index
     assert list(t.frame.columns) == ["variant", "t", "source", "ours (%)", "paper (%)"]

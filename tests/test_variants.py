@@ -66,7 +66,8 @@ def test_under_fixed_noise_bpda_eot_is_bpda(tmp_path):
 def test_fixed_noise_attacks_with_the_evaluations_noise_and_is_stored(tmp_path, monkeypatch):
     w = tiny_world(tmp_path)
     preds = runs_variants.fixed_noise(w, "reverse", 2, progress=False)
-    assert set(preds) == {"clean", "bpda", "bpda-eot"} and all(len(v) == 4 for v in preds.values())
+    assert set(preds) == {"clean", "bpda", "bpda-eot", "pgd"}
+    assert all(len(v) == 4 for v in preds.values())
     # clean: one deterministic evaluation with base seed 0, batch by batch (eq. 9's i)
     sub = runs_variants.subset(w, purifier="reverse", t_star=2)
     pur = sub.purifier()
@@ -110,7 +111,7 @@ def test_under_fixed_noise_an_eot_attack_is_its_twin_without_eot_computed_once(t
     preds = runs_variants.fixed_noise(w, "ddpm", 2, progress=False)
     assert np.array_equal(preds["bpda-eot"], preds["bpda"])
     stored = w.params.store_dir / "fixed-noise" / "attack"
-    assert sorted(p.name for p in stored.iterdir()) == ["bpda"]
+    assert sorted(p.name for p in stored.iterdir()) == ["bpda", "pgd"]  # pgd: known noise
 
 
 def test_fixed_noise_attacks_are_stored_under_the_attack_key_and_the_fixed_seed(tmp_path):
@@ -130,7 +131,8 @@ def test_accuracy_row_and_the_papers_numbers(tmp_path):
         analysis.accuracy_row(np.zeros((2, 3)), np.zeros(4))
     paper = claims.paper("sec4")["variants"]
     df = report.variants_frame(tiny_world(tmp_path), paper, progress=False)
-    assert len(df) == 2 + 2 * 3
+    assert len(df) == 2 + 2 * 4  # one-step: clean, pgd-eot; fixed: clean and three attacks
+    assert np.isnan(df.set_index(["variant", "source"]).loc[("ddpm fixed noise", "pgd"), "paper"])
     got = df.set_index(["variant", "source"])["paper"]
     assert got[("one-step", "pgd-eot")] == 48.3
     assert got[("ddpm fixed noise", "bpda")] == 68.00

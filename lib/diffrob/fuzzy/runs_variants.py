@@ -34,7 +34,9 @@ from .. import attacks, stages, store
 from .analysis import FixedNoise
 
 FIXED_METHODS = ("ddpm", "reverse")
-FIXED_ATTACKS = ("bpda", "bpda-eot")
+# The thread's BPDA and BPDA-EOT, and the known-noise attacker: PGD through every diffusion
+# step of the fixed-noise purifier, the white-box bound on an adaptive attacker.
+FIXED_ATTACKS = ("bpda", "bpda-eot", "pgd")
 
 
 def subset(world, **changes):
