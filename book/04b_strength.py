@@ -94,7 +94,11 @@ reproduce()
 # ## Step size, schedule and iterate
 # PGD-EOT with Table S1's relative step (eps/30) up to eps/4, with a constant step keeping the
 # last iterate (the paper's protocol), a constant step keeping per image the iterate of highest
-# EOT-averaged loss, and a cosine-decaying step keeping the best iterate. The strongest cell
+# EOT-averaged loss, and a cosine-decaying step keeping the best iterate. Each iterate's loss
+# for that choice is a fresh estimate, `eot` new samples drawn after the last gradient
+# (`diffrob.attacks.pgd`): choosing on the few samples that came with each gradient would
+# favour the iterates whose samples happened to be high, and make "best" weaker than
+# "last". The run is the same as the last iterate's. The strongest cell
 # (chosen on these images) is the protocol of the curves below and of Table 1's extra row.
 
 # %%

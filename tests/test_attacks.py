@@ -105,11 +105,21 @@ def test_best_iterate_has_the_highest_loss_of_the_run(world):
     torch.testing.assert_close(none, start)
 
 
-def test_best_iterate_scores_the_last_iterate_with_the_next_seeds():
+def test_best_iterate_is_scored_by_fresh_samples_after_the_last_gradient():
+    """The run is the last iterate's (the same gradient seeds); then each of the 3 iterates
+    is scored with 3 new seeds, which no gradient saw."""
     w = tiny_world(2, eot=3, attack_steps=2, pgd_iterate="best")
     spy = SeedSpy(w.purifier())
-    attacks.attack_batch(w, "pgd-eot", w.images, w.labels, 0, purifier=spy)
-    assert [s for _, c in spy.calls for s in c] == list(range(1000, 1009))  # 2 steps + 1 score
+    best = attacks.attack_batch(w, "pgd-eot", w.images, w.labels, 0, purifier=spy)
+    seeds = [s for _, c in spy.calls for s in c]
+    assert seeds == list(range(1000, 1000 + 2 * 3 + 3 * 3))  # 2 gradients, then 3 scores
+    last_w = dataclasses.replace(w, params=w.params.replace(pgd_iterate="last"))
+    last_spy = SeedSpy(last_w.purifier())
+    attacks.attack_batch(last_w, "pgd-eot", w.images, w.labels, 0, purifier=last_spy)
+    assert [s for _, c in last_spy.calls for s in c] == seeds[:6]
+    assert within(best, w.images, w.params.eps)
+    key_best, key_last = (stages.attack_key(v, "pgd-eot") for v in (w, last_w))
+    assert key_best["best_scored"] == "fresh" and "best_scored" not in key_last
 
 
 def test_cosine_schedule_decays_the_step():

@@ -63,11 +63,14 @@ def pgd(logits_fn: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, eps: float,
     drawn with ``generator``.
 
     ``iterate="last"`` returns the last iterate (foolbox's and the paper's protocol);
-    ``"best"`` returns, per image, the iterate with the highest EOT-averaged loss
-    among the start, every step's iterate and the last one (as APGD keeps its
-    best-loss point). The losses of the first ``steps`` iterates come with their
-    gradients; the last iterate costs one more call without gradient (``eot``
-    samples, the next seeds). Returns the adversarial images, detached, with ``x``'s shape.
+    ``"best"`` returns, per image, the iterate with the highest EOT-averaged loss among the
+    start, every step's iterate and the last one (as APGD keeps its best-loss point), each
+    scored by a *fresh* estimate: ``eot`` new samples without gradient, drawn after the last
+    gradient (the next seeds of ``logits_fn``, which the evaluation never uses). Selecting on
+    the losses that came with the gradients would favour iterates whose few samples happened
+    to be high (the winner's curse of a noisy maximum). The run itself is the last iterate's;
+    the scores cost ``(steps + 1) x eot`` samples more. Returns the adversarial images,
+    detached, with ``x``'s shape.
     """
     check_images(x, name="x")
     _check_eps(eps)
@@ -89,7 +92,7 @@ def pgd(logits_fn: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, eps: float,
     x_adv = uniform(x, eps, generator) if random_start else x.clone()
     per_call = min(eot_batch or eot, eot)
     copies = [min(per_call, eot - c) for c in range(0, eot, per_call)]
-    best, best_loss = x_adv.clone(), torch.full((len(x),), -torch.inf, device=x.device)
+    iterates = [x_adv.clone()]
 
     def eot_loss(x_adv: Tensor, grad: bool) -> tuple[Tensor, Tensor | None]:
         """Per-image EOT-mean cross-entropy (N,) and the gradient of its mean."""
@@ -108,21 +111,22 @@ def pgd(logits_fn: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, eps: float,
                                      "(mixed precision overflow?)")
         return total, g
 
-    def keep(x_adv: Tensor, loss: Tensor) -> None:
-        better = loss > best_loss
-        best[better], best_loss[better] = x_adv.detach()[better], loss[better]
-
     for c in tqdm(range(steps), desc="PGD steps", leave=False, disable=not progress):
         x_adv.requires_grad_(True)
-        loss, grad = eot_loss(x_adv, grad=True)
-        keep(x_adv, loss)
+        _, grad = eot_loss(x_adv, grad=True)
         a = step_size if schedule == "constant" else step_size * (1 + math.cos(math.pi * c / steps)) / 2
         x_adv = x_adv.detach() + a * grad.sign()
         x_adv = (x + (x_adv - x).clamp(-eps, eps)).clamp(0, 1)
+        if iterate == "best":
+            iterates.append(x_adv)
     if iterate == "last":
         return x_adv.detach()
+    best, best_loss = iterates[0].clone(), torch.full((len(x),), -torch.inf, device=x.device)
     with torch.no_grad():
-        keep(x_adv, eot_loss(x_adv, grad=False)[0])
+        for candidate in iterates:  # fresh samples for every score
+            loss = eot_loss(candidate, grad=False)[0]
+            better = loss > best_loss
+            best[better], best_loss[better] = candidate[better], loss[better]
     return best
 
 

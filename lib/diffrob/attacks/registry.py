@@ -43,9 +43,12 @@ class Attack:
 
     def key_values(self, p) -> dict[str, int]:
         """What the attack's store key holds beyond the attack fields of the params: its EOT
-        samples per gradient, and Square's ``square_queries``."""
+        samples per gradient, Square's ``square_queries``, and for our PGD's best iterate how
+        it is scored (results of the earlier rule are never served for it)."""
         queries = {"square_queries": p.square_queries} if self.optimiser == "square" else {}
-        return {"eot": self.eot_samples(p.eot), **queries}
+        fresh = {"best_scored": "fresh"} if self.optimiser == "pgd" and p.pgd_iterate == "best" \
+            else {}  # the best iterate by fresh samples, not by the gradients' own losses
+        return {"eot": self.eot_samples(p.eot), **queries, **fresh}
 
     @property
     def full_gradient(self) -> bool:
@@ -61,8 +64,9 @@ class Attack:
     def work(self, eot: int, steps: int, iterate: str, queries: int = 0) -> tuple[int, int]:
         """(gradients, purifications without gradient) per image.
 
-        Our PGD: ``steps`` gradients of the EOT samples, and as many purifications more to
-        score the last iterate when ``iterate`` is 'best'; torchattacks' EOTPGD: the
+        Our PGD: ``steps`` gradients of the EOT samples, and when ``iterate`` is 'best' a
+        fresh score of each of its ``steps + 1`` iterates (as many samples, no gradient);
+        torchattacks' EOTPGD: the
         gradients only; autoattack's APGD: one clean prediction, then a gradient at the
         start and one per iteration (``(steps + 1) x eot``); APGD-T that for each of its
         :data:`TARGETS` classes, with a pass to pick each; Square: ``queries`` scores and
@@ -76,7 +80,7 @@ class Attack:
         if self.optimiser in ("apgd-ce", "apgd-dlr"):
             return (steps + 1) * samples, 1
         best = iterate == "best" and self.optimiser == "pgd"
-        return steps * samples, samples if best else 0
+        return steps * samples, (steps + 1) * samples if best else 0
 
 
 REGISTRY: dict[str, Attack] = {a.name: a for a in (
