@@ -135,11 +135,10 @@ def run_path(world, x: Tensor, y: Tensor, seeds: list[int], reference=None,
     point ``x`` (a float32 value) and the same noise: its ``cosine``, its
     ``relative error`` and the fraction of entries whose ``sign`` agrees (the sign is what
     sec. 4.2's Linf PGD steps along)."""
-    reference = reference if reference is not None or g_64 is not None else double_world(world)
     x_run = x.to(world.images.dtype)
     g_run = gradient(loss_fn(world, y, seeds), x_run).double()
     if g_64 is None:
-        g_64 = gradient(loss_fn(reference, y, seeds), x_run.double())
+        g_64 = gradient(loss_fn(reference or double_world(world), y, seeds), x_run.double())
     signs = (torch.sign(g_run) == torch.sign(g_64)).flatten(1).double().mean(1)
     return {"cosine": per_image_cosine(g_run, g_64),
             "relative error": per_image_relative_error(g_run, g_64), "sign": signs.cpu().numpy()}
