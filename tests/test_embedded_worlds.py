@@ -126,27 +126,3 @@ def test_interrupted_training_resumes_to_the_same_bits(tmp_path, monkeypatch):
     other = embedded.replace_config(TINY, ddpm_lr=1e-3)
     with pytest.raises(ValueError, match="cut.pt was written by a training with other settings"):
         embedded.train_ddpm(digits.SPEC, other, x, tmp_path / "cut.pt")
-
-
-def bare_pgd_accuracy(world, eps_255: float) -> float:
-    """Accuracy of the bare classifier under the params' PGD (steps, relative step, random
-    start) at radius ``eps_255``."""
-    from diffrob.attacks import pgd
-
-    p, eps = world.params, eps_255 / 255
-    x = pgd(world.classifier, world.images, world.labels, eps, p.attack_steps,
-            eps * p.rel_stepsize, p.random_start, torch.Generator().manual_seed(0))
-    return (world.predict(x) == world.labels).float().mean().item()
-
-
-@pytest.mark.parametrize("name", ["mnist"])
-def test_params_radius_follows_its_written_rule(name):
-    """params/mnist.yaml: eps is the smallest multiple of 8/255 at which PGD takes the bare
-    classifier below 1 % on the file's n_images test images."""
-    from diffrob import params
-
-    p = params.load(ROOT / "params" / f"{name}.yaml", model_dir=str(MODELS), device="cpu")
-    world = worlds.from_params(p)
-    assert p.eps_255 % 8 == 0
-    assert bare_pgd_accuracy(world, p.eps_255) < 0.01
-    assert bare_pgd_accuracy(world, p.eps_255 - 8) >= 0.01

@@ -4,6 +4,7 @@ rows, and Fig. S3's clean, perturbed and purified images."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,7 @@ from matplotlib.figure import Figure
 from .. import claims, verdicts
 from ..figures import Table, image_grid
 from ..params import PURIFIERS, Params
-from . import analysis, runs
+from . import analysis, regime, runs
 
 
 def world_table(world) -> Table:
@@ -41,6 +42,45 @@ def world_table(world) -> Table:
               "attack eps (l_inf)", "batch size (eq. 9's batch)"])
     return Table(facts, "tbl-setup-world", "This world beside the paper's setting (the paper's "
                  "sec. 2, Appendix B and Table S1).")
+
+
+@dataclass
+class Regime:
+    """A world's regime numbers (:func:`regime.measure`) with the parameters they judge."""
+
+    p: Params
+    measures: regime.Measures
+
+
+def regime_measures(world) -> Regime:
+    """The numbers of the paper's regime rule on this world (``paper_data/setup.yaml``,
+    ``regime:``; :func:`regime.measure`)."""
+    return Regime(world.params, regime.measure(world))
+
+
+def regime_table(r: Regime) -> Table:
+    """Each ratio of the paper's CIFAR-10 setting beside this world's, its band, and the
+    parameter the rule derives (Table S1, Table S2, sec. 5; :func:`regime.table`)."""
+    return Table(regime.table(r.measures, r.p), "tbl-setup-regime", "The paper's regime: "
+                 "each ratio of its CIFAR-10 setting (Table S1, Table S2, sec. 5) beside this "
+                 "world's at its parameters, and the parameter the rule of "
+                 "paper_data/setup.yaml derives from this world's models.")
+
+
+def regime_text(r: Regime) -> str:
+    """Which of the rule's parameters this world's file follows, and which ratio gives way."""
+    derived = regime.derive(r.measures)
+    given = {"t_star": r.p.t_star, "eps_255": r.p.eps_255,
+             "distances_eps_255": r.p.distances_eps_255 or r.p.eps_255,
+             "cap_radius": r.p.cap_radius}
+    off = [f"`{k}` {given[k]:g} (the rule: {v:.3g})" for k, v in derived.items()
+           if not math.isclose(given[k], v, rel_tol=0.05)]
+    split = given["distances_eps_255"] != given["eps_255"]
+    return ("The parameters follow the rule" if not off else
+            "The parameters differ from the rule in " + ", ".join(off)) + (
+        ". No single eps breaks the bare classifier and keeps the paper's distance ratio, so "
+        "the ratio gives way for the attacks of secs. 4-6 and sec. 3.1 runs at its own eps, "
+        f"{given['distances_eps_255']:g}/255." if split else ".")
 
 
 def images_figure(world, k: int = 10) -> Figure:
