@@ -154,6 +154,22 @@ def test_paper_cost_table_counts_the_papers_stages_without_sec_6():
     assert not t.frame.index.get_level_values(1).str.startswith("compression/").any()
 
 
+@pytest.mark.parametrize("known", [0, 1])
+def test_fixed_randomness_claim_pairs_table_1s_pgd_eot_with_the_known_noise_attack(evaluated,
+                                                                                    known):
+    """Fixed noise that keeps every image (known = 1) leaves no drop: the claim cannot hold;
+    fixed noise that keeps none (known = 0) drops by the whole of Table 1's robustness."""
+    n = 4
+    v = report.Variants(pd.DataFrame(), 0.0, {}, "digits", np.full(n, bool(known)))
+    t = report.fixed_randomness_claim(v, evaluated)
+    row = {r["claim"]: r for r in claims.table(evaluated.params)}["fixed_randomness_gain_drops"]
+    random = 1 - evaluated.grades["pgd-eot"][:n]
+    assert row["estimate"]["value"] == pytest.approx(random.mean() - known)
+    assert t.frame.loc["fixed_randomness_gain_drops", "verdict"] == row["verdict"]
+    if known:
+        assert row["verdict"] == "does not hold"
+
+
 def test_claims_table_judges_the_observations_of_sec_4_2(evaluated):
     t = report.claims_table(evaluated)
     assert t.name == "tbl-fuzzy-claims" and list(t.frame.columns) == claims.COLUMNS
