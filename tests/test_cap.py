@@ -386,10 +386,13 @@ def test_report_slices_and_setting(sliced):
 
 def test_radius_table(sliced):
     t = report.radius_table(sliced)
-    assert t.name == "tbl-cap-radius" and t.frame.shape == (5, 2)
+    assert t.name == "tbl-cap-radius" and t.frame.shape == (6, 2)
     assert t.frame.columns.tolist() == ["paper (CIFAR-10)", "ours"]
     ours = t.frame["ours"]
-    assert ours["disc radius R"] == "3" and t.frame["paper (CIFAR-10)"]["R / attack length"] == "3"
+    assert ours["disc radius R (used: cap_radius)"] == "3"
+    assert t.frame["paper (CIFAR-10)"]["R / attack length"] == "3"
+    assert ours["R by sec. 5's rule (3 x the attack length)"] == \
+        f"{3 * np.median(sliced.random.attack_length):.3g}"
     assert ours["median l2 length of the PGD perturbation"] == \
         f"{np.median(sliced.random.attack_length):.3g}"
     assert ours["median threshold x0 (boundary along u)"] == f"{np.median(sliced.thresholds):.3g}"
@@ -399,8 +402,11 @@ def test_radius_table(sliced):
 def test_radius_sweep(sliced):
     t = report.radius_sweep(sliced)
     assert t.name == "tbl-cap-radii"
-    assert t.frame.index.tolist() == ["R = 2.25", "R = 3", "R = 4.5"]
-    assert t.frame.columns.tolist() == ["mean slope", "median sharpness", "without boundary",
+    rule = round(sliced.rule_radius, 3)
+    assert f"R = {rule:g} (sec. 5's rule)" in t.frame.index
+    assert {"R = 2.25", "R = 3", "R = 4.5"} <= set(t.frame.index)
+    assert t.frame.columns.tolist() == ["mean slope", "median sharpness",
+                                        "median 10-90 % width / attack length", "without boundary",
                                         "adversarial share, far half (projection < 0)",
                                         "adversarial share, near half"]
     at_3 = t.frame.loc["R = 3"]     # the first 16 (here all 4) images at R = 3: the same slices
@@ -422,7 +428,10 @@ def test_slope_and_sensitivity_tables(sliced):
     c = report.sensitivity_table(sliced)
     assert c.name == "tbl-cap-c" and c.frame.index.name == "C"
     assert c.frame.index.tolist() == [0.1, 1.0, 10.0, 100.0]
-    assert c.frame.columns.tolist() == ["mean slope", "median slope", "median sharpness"]
+    assert c.frame.columns.tolist() == ["mean slope", "median slope", "median sharpness",
+                                        "median 10-90 % width / attack length (fit-free)"]
+    assert c.frame.iloc[:, 3].nunique() == 1                  # the width has no C
+    assert "fraction width < 0.732 attack lengths" in t.frame.columns
 
 
 def test_slopes_text(sliced):
@@ -438,7 +447,8 @@ def test_volume_table(sliced):
     t = report.volume_table(sliced)
     assert t.name == "tbl-cap-volume" and t.frame.shape == (8, 1)
     v = t.frame["value"]
-    assert v["d"] == "64" and v["paper: orthogonal directions (Tramer et al.)"] == "25"
+    assert v["d"] == "64"
+    assert v["Tramer et al. 2017: orthogonal directions (MNIST, DREBIN)"] == "25"
     assert abs(float(v["Monte Carlo at the median alpha (200 000 points)"])
                - float(v["eq. 7 at the median alpha"])) < 0.01
 
@@ -465,3 +475,73 @@ def test_logit_ranges_and_claims_tables(sliced):
     assert t.frame["value"]["images with a ratio above 1"].endswith(" of 4")
     claims = report.claims_table(sliced)
     assert claims.name == "tbl-cap-claims" and len(claims.frame) == 2
+
+
+# --- the fit-free transition width and the radius rule (sec. 5) ----------------------------
+
+def _logistic_slices(k: float, n_slices: int = 40, x0: float = 0.5, seed: int = 0):
+    x = analysis.disc_points(1000, 3.0, torch.Generator().manual_seed(seed)).numpy()[:, 0]
+    rng = np.random.default_rng(seed)
+    return x, rng.random((n_slices, len(x))) < 1 / (1 + np.exp(-k * (x - x0)))
+
+
+def test_logistic_width_is_2_ln_9_over_k():
+    assert analysis.logistic_width(6.0) == pytest.approx(2 * math.log(9) / 6)
+    assert analysis.logistic_width(6.0) == pytest.approx(0.732, abs=1e-3)
+    with pytest.raises(ValueError, match="slope"):
+        analysis.logistic_width(0.0)
+
+
+@pytest.mark.parametrize("k", [2.0, 6.0, 20.0])
+def test_transition_width_of_known_logistic_slices(k):
+    x, y = _logistic_slices(k)
+    w = analysis.transition_width(x, y)
+    assert np.isfinite(w).all()
+    assert np.median(w) == pytest.approx(analysis.logistic_width(k), rel=0.2)
+
+
+def test_transition_width_does_not_move_with_C_while_the_slope_does():
+    x, y = _logistic_slices(6.0)
+    slopes = [analysis.fit_psychometric(x, y, C=c).slope.mean() for c in (0.1, 100.0)]
+    assert slopes[1] > 1.5 * slopes[0]                      # the fit follows its regulariser
+    w = analysis.transition_width(x, y)                       # no C anywhere
+    assert np.median(w) == pytest.approx(analysis.logistic_width(6.0), rel=0.2)
+
+
+def test_transition_width_of_a_step_is_zero_and_nan_without_boundary():
+    x, _ = _logistic_slices(6.0, n_slices=1)
+    y = np.stack([x > 0.3, np.zeros_like(x, bool), x > 2.999])
+    w = analysis.transition_width(x, y)
+    assert w[0] == 0 and np.isnan(w[1]) and np.isnan(w[2])
+    with pytest.raises(ValueError, match="projection"):
+        analysis.transition_width(x[:-1], y)
+
+
+def test_rule_radius_is_three_attack_lengths():
+    assert analysis.rule_radius(np.array([0.9, 1.0, 1.2])) == pytest.approx(3.0)
+    assert analysis.rule_radius(np.array([0.5])) == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="attack_length"):
+        analysis.rule_radius(np.array([0.0, 1.0]))
+
+
+def test_gaas_count_clipped_to_the_linf_ball_cannot_exceed_the_unclipped_one():
+    torch.manual_seed(0)
+    w = torch.randn(16, dtype=torch.float64)
+    clf = lambda z: torch.stack([-(z.flatten(1) @ w - 0.5), z.flatten(1) @ w - 0.5], 1)
+    x, y = torch.zeros(1, 1, 4, 4, dtype=torch.float64), torch.tensor([0])
+    free = analysis.orthogonal_adversarial_count(clf, x, y, 2.0, 8,
+                                                 torch.Generator().manual_seed(0))
+    clipped = analysis.orthogonal_adversarial_count(clf, x, y, 2.0, 8,
+                                                    torch.Generator().manual_seed(0), linf=0.05)
+    assert clipped[0] < free[0]
+    with pytest.raises(ValueError, match="linf"):
+        analysis.orthogonal_adversarial_count(clf, x, y, 2.0, 8, linf=0.0)
+
+
+@pytest.mark.parametrize("sharp, verdict", [(30, "holds"), (5, "does not hold")])
+def test_sharp_transitions_on_both_sides(tmp_path, sharp, verdict):
+    from diffrob import claims, verdicts
+    p = params.load("params/smoke.yaml", results_dir=str(tmp_path))
+    flags = np.r_[np.ones(sharp), np.zeros(35 - sharp)] > 0
+    row = claims.record(p, "sec5", "sharp_transitions", verdicts.proportion(flags))
+    assert row["verdict"] == verdict

@@ -288,8 +288,9 @@ def test_init_max_end_tables(distances):
 def test_distance_claims_table(distances, capsys):
     frame = _frame(report.distance_claims(distances))
     assert list(frame.index) == ["l2_grows", "linf_grows", "attacks_like_uniform",
-                                 "large_noise_shrinks"]
-    assert "end/init l2:" in capsys.readouterr().out
+                                 "large_noise_shrinks", "gaussian_toy_model"]
+    out = capsys.readouterr().out
+    assert "end/init l2:" in out and "toy model at uniform 48/255" in out
     linf = claims.spec("sec31", "linf_grows")["criterion"]      # half the paper's ratio (C.1)
     assert frame.loc["linf_grows", "criterion"] == verdicts.describe(
         {k: v for k, v in linf.items() if k != "registered"})
@@ -384,3 +385,72 @@ def test_centroid_and_claims_tables(seeds):
                                   "centroid_spread"]
     said = report_randomness.randomness_said(seeds)
     assert said["rand_seeds"] == f"{seeds.r.correlation['fixed input'].mean():.4f}"
+
+
+# --- the Gaussian toy model built on eq. 3 --------------------------------------------
+
+def _toy_mc(v, noise_var, delta, n=20000, seed=0):
+    d = analysis.toy_monte_carlo(v, noise_var, delta, n, torch.Generator().manual_seed(seed))
+    d2 = (d**2).numpy()
+    return d2.mean(), d2.std() / math.sqrt(n)
+
+
+def test_toy_noise_var_is_eq1_as_eq3_in_pixel_units():
+    assert analysis.toy_noise_var(0.8) == pytest.approx(0.2 / 0.8 / 4)
+    assert analysis.toy_noise_var(0.8, scale=1.0) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="alpha_bar"):
+        analysis.toy_noise_var(1.0)
+
+
+@pytest.mark.parametrize("delta", [0.0, 0.5, 3.0])
+def test_toy_closed_form_matches_monte_carlo_and_a_wrong_d_or_t_fails(delta):
+    v = np.linspace(0.001, 0.1, 64)
+    s2 = analysis.toy_noise_var(0.9)
+    mean, se = _toy_mc(v, s2, delta)
+    assert abs(mean - analysis.toy_end_distance2(v, s2, delta)) < 4 * se
+    wrong_d = analysis.toy_end_distance2(v[:-1], s2, delta)                 # d = 63
+    wrong_t = analysis.toy_end_distance2(v, analysis.toy_noise_var(0.88), delta)
+    assert abs(mean - wrong_d) > 4 * se and abs(mean - wrong_t) > 4 * se
+
+
+def test_toy_pushes_small_perturbations_away_and_shrinks_large_ones():
+    v, s2 = np.full(64, 0.05), analysis.toy_noise_var(0.9)
+    floor = math.sqrt(analysis.toy_end_distance2(v, s2, 0.0))
+    assert math.sqrt(analysis.toy_end_distance2(v, s2, 0.1 * floor)) > 0.1 * floor * 2
+    assert math.sqrt(analysis.toy_end_distance2(v, s2, 10 * floor)) < 10 * floor
+    with pytest.raises(ValueError, match="data_var"):
+        analysis.toy_end_distance2(np.array([-1.0]), s2, 0.0)
+
+
+def test_data_variances_are_the_covariance_eigenvalues():
+    x = _rand(50, 1, 2, 3, seed=3)
+    want = np.sort(np.linalg.eigvalsh(np.cov(x.flatten(1).double().numpy().T)))[::-1]
+    assert np.allclose(analysis.data_variances(x), want)
+    few = analysis.data_variances(x[:3])            # singular covariance: per-pixel variances
+    assert np.allclose(few, x[:3].flatten(1).double().var(0).numpy())
+
+
+def test_fuzzy_grade_is_a_ramp_through_one_half():
+    g = analysis.fuzzy_grade(np.array([-1.0, 0.0, 1.0]), 0.5)
+    assert g[1] == 0.5 and g[0] == pytest.approx(1 - g[2]) and 0 < g[0] < 0.05
+
+
+@pytest.mark.parametrize("ratio, verdict", [(3.0, "holds"), (1.2, "does not hold")])
+def test_gaussian_toy_model_claim_on_both_sides(tmp_path, ratio, verdict):
+    from diffrob import params
+    p = params.load("params/smoke.yaml", results_dir=str(tmp_path))
+    end = ratio + 0.01 * np.random.default_rng(0).standard_normal(200)
+    row = claims.record(p, "sec31", "gaussian_toy_model",
+                        verdicts.ratio_of_means(end, np.ones(200)))
+    assert row["verdict"] == verdict
+
+
+def test_toy_on_a_world(distances):
+    toy = distances.toy
+    assert set(toy.init) == set(distances.init) and len(toy.data_var) == \
+        math.prod(distances.world.image_shape)
+    ab = distances.world.purifier("ddpm").schedule.alphas_cumprod[toy.t_star - 1].item()
+    assert toy.noise_var == pytest.approx(analysis.toy_noise_var(ab))
+    assert all(len(s) == runs.TOY_SAMPLES for s in toy.sampled.values())
+    fig = report.toy_figure(distances)
+    assert len(fig.axes) == 2

@@ -35,10 +35,13 @@ import torch
 import torch.nn.functional as F
 from scipy.special import betainc, expit
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from torch import Tensor
 
 POINT_BATCH = 4096  # slice points per classifier call
+RADIUS_PER_ATTACK_LENGTH = 3.0  # sec. 5: R = 3.0 for a typical attack length of about 1
+WIDTH_LEVELS = (0.1, 0.9)       # the transition width is measured between these P(adversarial)
 
 
 # --- the plane and its points (sec. 5, A.4) --------------------------------------------------
@@ -190,6 +193,49 @@ def slope_sensitivity(projection: np.ndarray, adversarial: np.ndarray,
     return out
 
 
+def logistic_width(slope: float | np.ndarray,
+                   levels: tuple[float, float] = WIDTH_LEVELS) -> float | np.ndarray:
+    """Eq. 8's transition width between the ``levels`` of S: (logit(hi) - logit(lo)) / k,
+    2 ln 9 / k for 10-90 % (slope 6 in l2 units: 0.732)."""
+    lo, hi = levels
+    k = np.asarray(slope, dtype=np.float64)
+    if not 0 < lo < hi < 1 or (k <= 0).any():
+        raise ValueError(f"logistic_width: expected 0 < lo < hi < 1 and slope > 0, got "
+                         f"levels={levels}, slope={slope}")
+    w = (np.log(hi / (1 - hi)) - np.log(lo / (1 - lo))) / k
+    return float(w) if w.ndim == 0 else w
+
+
+def transition_width(projection: np.ndarray, adversarial: np.ndarray,
+                     levels: tuple[float, float] = WIDTH_LEVELS) -> np.ndarray:
+    """The fit-free sharpness of each slice: the distance along u over which P(adversarial)
+    rises from ``levels[0]`` to ``levels[1]`` (10-90 %), (B,) in the projection's units.
+
+    P(adversarial | projection) is estimated without a model or a regulariser by isotonic
+    regression (increasing: the cap lies along +u, sec. 5), a step function; each level is
+    crossed at the first projection whose estimate reaches it. An ideal step has width 0 (up
+    to the spacing of the points) and eq. 8's logistic of slope k 2 ln 9 / k
+    (:func:`logistic_width`). NaN where a level is not reached inside the disc (no boundary,
+    or the transition cut off by the disc's edge).
+    """
+    lo, hi = levels
+    adversarial = np.atleast_2d(np.asarray(adversarial, dtype=np.float64))
+    projection = np.asarray(projection, dtype=np.float64)
+    if projection.ndim != 1 or projection.shape[0] != adversarial.shape[1]:
+        raise ValueError(f"projection: expected shape ({adversarial.shape[1]},), got "
+                         f"{projection.shape}")
+    if not 0 < lo < hi < 1:
+        raise ValueError(f"levels: expected 0 < lo < hi < 1, got {levels}")
+    order = np.argsort(projection)
+    x = projection[order]
+    out = np.full(len(adversarial), np.nan)
+    for i, y in enumerate(adversarial[:, order]):
+        p = IsotonicRegression(increasing=True).fit_transform(x, y)
+        if p[0] < lo and p[-1] >= hi:
+            out[i] = x[np.argmax(p >= hi)] - x[np.argmax(p >= lo)]
+    return out
+
+
 def aligned_curve(projection: np.ndarray, adversarial: np.ndarray, fits: Fits,
                   grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Fig. 4f: curves aligned at their thresholds and averaged over slices with a boundary.
@@ -238,6 +284,15 @@ def slope_summary(fits: Fits, ceiling: np.ndarray | None = None,
 
 
 # --- GAAS and the cap volume (appendix A.2, A.3) -------------------------------------------
+
+def rule_radius(attack_length: np.ndarray) -> float:
+    """Sec. 5's rule for the slice radius: ``RADIUS_PER_ATTACK_LENGTH`` (3) times the median
+    l2 length of the attacks (the paper: R = 3.0 where the typical length is about 1)."""
+    length = np.asarray(attack_length, dtype=np.float64)
+    if not len(length) or not (length > 0).all():
+        raise ValueError(f"attack_length: expected positive lengths, got {attack_length}")
+    return float(RADIUS_PER_ATTACK_LENGTH * np.median(length))
+
 
 def linf_ball_l2_radius(eps: float, d: int) -> float:
     """The l2 threat radius used for GAAS and the cap volume: eps sqrt(d), the radius of the
@@ -294,7 +349,8 @@ def gaas_directions(gradient: Tensor, k: int, eps: float,
 
 def orthogonal_adversarial_count(classifier: Callable[[Tensor], Tensor], x: Tensor, y: Tensor,
                                  eps: float, max_k: int,
-                                 generator: torch.Generator | None = None) -> np.ndarray:
+                                 generator: torch.Generator | None = None,
+                                 linf: float | None = None) -> np.ndarray:
     """App. A.2 measured: mutually orthogonal adversarial directions within l2 radius ``eps``.
 
     For each image and each k = 1..``max_k``, :func:`gaas_directions` along the gradient of
@@ -302,11 +358,13 @@ def orthogonal_adversarial_count(classifier: Callable[[Tensor], Tensor], x: Tens
     directions that fool the classifier at x + r_i, over k. GAAS's construction is the
     one the cap model's k = min(floor(1 / alpha^2), d) bounds: for a linear
     classifier with margin gamma the count is exactly that k (capped at ``max_k``).
+    ``linf``: each direction clipped to the Linf ball of that radius (the threat ball of an
+    Linf attack; clipping keeps the directions inside it at the cost of exact orthogonality).
     Points are not clipped to [0,1]. Returns (B,) ints.
     """
-    if max_k < 1 or eps <= 0:
-        raise ValueError(f"orthogonal_adversarial_count: expected max_k >= 1 and eps > 0, "
-                         f"got {max_k}, {eps}")
+    if max_k < 1 or eps <= 0 or (linf is not None and linf <= 0):
+        raise ValueError(f"orthogonal_adversarial_count: expected max_k >= 1, eps > 0 and "
+                         f"linf > 0, got {max_k}, {eps}, {linf}")
     with torch.enable_grad():
         z = x.detach().clone().requires_grad_(True)
         grad = torch.autograd.grad(F.cross_entropy(classifier(z), y, reduction="sum"), z)[0]
@@ -318,6 +376,7 @@ def orthogonal_adversarial_count(classifier: Callable[[Tensor], Tensor], x: Tens
                 continue
             for k in range(1, min(max_k, d) + 1):
                 r = gaas_directions(grad[b], k, eps, generator).to(x)
+                r = r if linf is None else r.clamp(-linf, linf)
                 pred = classifier(x[b:b + 1] + r.view(k, *x.shape[1:])).argmax(1)
                 counts[b] = max(counts[b], int((pred != y[b]).sum()))
     return counts

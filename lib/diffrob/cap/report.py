@@ -34,8 +34,10 @@ MONTE_CARLO_POINTS = 200_000        # points of the Monte-Carlo check of eq. 7
 class Sliced:
     """The chapter's slices on ``world``: adversarial + random (``random``, Fig. 4b) and two
     adversarial directions (``adversarial``, Fig. 4c), their fits (eq. 8) at ``cap_fit_c``,
-    the ceiling of the first (:func:`.analysis.sharp_slope`), the number of correctly
-    classified test images, the dimension d and the paper's sec. 5 numbers."""
+    the ceiling of the first (:func:`.analysis.sharp_slope`), its fit-free 10-90 % transition
+    widths over each slice's attack length (``width``, :func:`.analysis.transition_width`),
+    the number of correctly classified test images, the dimension d and the paper's sec. 5
+    numbers."""
 
     world: Any
     random: Slices
@@ -43,6 +45,7 @@ class Sliced:
     fits: Fits
     fits2: Fits
     ceiling: np.ndarray
+    width: np.ndarray
     n_correct: int
     d: int
     paper: dict[str, Any]
@@ -51,6 +54,17 @@ class Sliced:
     def thresholds(self) -> np.ndarray:
         """The fitted thresholds x0 of the slices with a boundary (adversarial + random)."""
         return self.fits.threshold[self.fits.boundary]
+
+    @property
+    def width_bar(self) -> float:
+        """Sec. 5's "slope larger than 6" as a 10-90 % width (eq. 8: 2 ln 9 / 6 = 0.732 l2
+        units, i.e. attack lengths, the typical length being about 1 there)."""
+        return analysis.logistic_width(self.paper["slope"]["most_above"])
+
+    @property
+    def rule_radius(self) -> float:
+        """Sec. 5's radius rule at this world: 3 x the median attack length."""
+        return analysis.rule_radius(self.random.attack_length)
 
     @property
     def example(self) -> int:
@@ -70,7 +84,8 @@ def slices(world) -> Sliced:
     fits = analysis.fit_psychometric(s.projection, s.adversarial, C=p.cap_fit_c)
     fits2 = analysis.fit_psychometric(s2.projection, s2.adversarial, C=p.cap_fit_c)
     ceiling = analysis.sharp_slope(s.projection, fits.threshold, C=p.cap_fit_c)
-    return Sliced(world, s, s2, fits, fits2, ceiling, len(runs.correct(world)),
+    width = analysis.transition_width(s.projection, s.adversarial) / s.attack_length
+    return Sliced(world, s, s2, fits, fits2, ceiling, width, len(runs.correct(world)),
                   math.prod(world.image_shape), claims.paper("sec5")["cifar10"])
 
 
@@ -89,15 +104,19 @@ def _three_digits(frame: pd.DataFrame) -> pd.DataFrame:
 
 def radius_table(r: Sliced) -> Table:
     """The disc radius against the attack's length and the fitted thresholds, ours beside
-    the paper's R = 3 and "typical length ... about 1" (sec. 5)."""
+    the paper's R = 3 and "typical length ... about 1" (sec. 5), and the radius by the
+    paper's rule (3 x the attack length) beside the one used (``cap_radius``)."""
     p, paper, s, fits = r.world.params, r.paper, r.random, r.fits
     frame = pd.DataFrame({
-        "paper (CIFAR-10)": [paper["cap_radius"], paper["typical_attack_l2"], "-",
+        "paper (CIFAR-10)": [paper["cap_radius"], paper["cap_radius"],
+                             paper["typical_attack_l2"], "-",
                              paper["cap_radius"] / paper["typical_attack_l2"], "-"],
-        "ours": [p.cap_radius, np.median(s.attack_length), np.median(r.thresholds),
-                 p.cap_radius / np.median(s.attack_length),
+        "ours": [p.cap_radius, r.rule_radius, np.median(s.attack_length),
+                 np.median(r.thresholds), p.cap_radius / np.median(s.attack_length),
                  f"{fits.n_without_boundary} of {len(fits.slope)}"],
-    }, index=["disc radius R", "median l2 length of the PGD perturbation",
+    }, index=["disc radius R (used: cap_radius)",
+              f"R by sec. 5's rule ({analysis.RADIUS_PER_ATTACK_LENGTH:g} x the attack length)",
+              "median l2 length of the PGD perturbation",
               "median threshold x0 (boundary along u)", "R / attack length",
               "slices without a boundary in the disc"])
     return Table(_three_digits(frame), "tbl-cap-radius", "The slice disc's radius against the "
@@ -112,7 +131,10 @@ def _at_radius(world, radius: float) -> dict[str, float]:
     fits = analysis.fit_psychometric(s.projection, s.adversarial, C=p.cap_fit_c)
     summary = analysis.slope_summary(fits, analysis.sharp_slope(s.projection, fits.threshold,
                                                                 C=p.cap_fit_c))
+    width = analysis.transition_width(s.projection, s.adversarial) / s.attack_length
     return {"mean slope": summary["mean slope"], "median sharpness": summary["median sharpness"],
+            "median 10-90 % width / attack length": np.nanmedian(width)
+            if np.isfinite(width).any() else np.nan,
             "without boundary": summary["without boundary"],
             "adversarial share, far half (projection < 0)":
                 s.adversarial[:, s.projection < 0].mean(),
@@ -120,11 +142,11 @@ def _at_radius(world, radius: float) -> dict[str, float]:
 
 
 def radius_sweep(r: Sliced) -> Table:
-    """The slopes and adversarial shares of the first sliced images at 0.75, 1 and 1.5 times
-    ``cap_radius`` (each its own stored slices)."""
-    R = r.world.params.cap_radius
-    rows = {f"R = {radius:g}": _at_radius(r.world, radius)
-            for radius in (0.75 * R, R, 1.5 * R)}
+    """The slopes, widths and adversarial shares of the first sliced images at 0.75, 1 and 1.5
+    times ``cap_radius`` and at sec. 5's rule radius (each its own stored slices)."""
+    R, rule = r.world.params.cap_radius, round(r.rule_radius, 3)
+    rows = {f"R = {radius:g}" + (" (sec. 5's rule)" if radius == rule else ""):
+            _at_radius(r.world, radius) for radius in sorted({0.75 * R, R, 1.5 * R, rule})}
     return Table(pd.DataFrame(rows).T.round(3), "tbl-cap-radii", "How the disc's radius changes "
                  "the slopes and the adversarial shares (no table of the paper).")
 
@@ -234,12 +256,21 @@ def slope_table(r: Sliced) -> Table:
     """Fig. 4e in numbers (:func:`.analysis.slope_summary`), ours for both kinds of slice
     beside the review thread's mean ± std."""
     paper = r.paper["slope"]
-    ours = analysis.slope_summary(r.fits, r.ceiling, above=paper["most_above"])
+    bar = r.width_bar
+    width = r.width[r.fits.boundary]
+    ours = {**analysis.slope_summary(r.fits, r.ceiling, above=paper["most_above"]),
+            "median 10-90 % width / attack length": np.nanmedian(width)
+            if np.isfinite(width).any() else np.nan,
+            f"fraction width < {bar:.3g} attack lengths": (width < bar).mean()
+            if len(width) else np.nan}
     ours2 = analysis.slope_summary(r.fits2, above=paper["most_above"])
     frame = pd.DataFrame({
         "paper (CIFAR-10, adv. + random)": {
             "slices": paper["n"], "mean slope": paper["mean"],
-            "std slope": paper["std"], "fraction slope > 6": "most"},
+            "std slope": paper["std"], "fraction slope > 6": "most",
+            "median 10-90 % width / attack length":
+                f"{analysis.logistic_width(paper['mean']):.3g} (eq. 8 at the mean slope)",
+            f"fraction width < {bar:.3g} attack lengths": "most (slope > 6)"},
         "ours (adv. + random)": ours, "ours (two adv.)": ours2}).T
     return Table(_three_digits(frame).replace("nan", "-"), "tbl-cap-slopes", "Psychometric "
                  "slopes, ours beside the paper's (the fits of the paper's Fig. 4d-f; its numbers "
@@ -248,12 +279,15 @@ def slope_table(r: Sliced) -> Table:
 
 def sensitivity_table(r: Sliced) -> Table:
     """The slopes on the same slices under other regularisers C
-    (:func:`.analysis.slope_sensitivity`)."""
+    (:func:`.analysis.slope_sensitivity`), beside the fit-free width, which has no C."""
     s = r.random
-    sensitivity = analysis.slope_sensitivity(s.projection, s.adversarial, C_GRID)
-    return Table(pd.DataFrame(sensitivity).T.rename_axis("C").round(3), "tbl-cap-c",
-                 "The slopes on the same slices under other regularisers C (no table of the "
-                 "paper).")
+    frame = pd.DataFrame(analysis.slope_sensitivity(s.projection, s.adversarial, C_GRID)).T
+    width = r.width[r.fits.boundary]
+    frame["median 10-90 % width / attack length (fit-free)"] = (
+        np.nanmedian(width) if np.isfinite(width).any() else np.nan)
+    return Table(frame.rename_axis("C").round(3), "tbl-cap-c", "The slopes on the same slices "
+                 "under other regularisers C, beside the fit-free transition width (no table of "
+                 "the paper).")
 
 
 def slopes_text(r: Sliced) -> str:
@@ -285,7 +319,7 @@ def volume_table(r: Sliced) -> Table:
                "median cap share (eq. 7)",
                "eq. 7 at the median alpha", "Monte Carlo at the median alpha (200 000 points)",
                "eq. 7 at the median alpha, d = 3072 (CIFAR-10)",
-               "paper: orthogonal directions (Tramer et al.)"])
+               "Tramer et al. 2017: orthogonal directions (MNIST, DREBIN)"])
     return Table(frame.map(lambda v: f"{v:.3g}"), "tbl-cap-volume", "The GAAS count and the "
                  "cap's share of the ball at the fitted thresholds; the computation of the "
                  "paper's Appendix A.2 and A.3.")
@@ -309,8 +343,9 @@ def volume_figure(r: Sliced) -> Figure:
 @dataclass
 class Orthogonal:
     """App. A.2 per sliced image: the measured count (:func:`.runs.orthogonal_counts`, k up
-    to ``max_k``) and the formula's k at the fitted x0 (-1 where ``usable`` is False: no
-    boundary or x0 <= 0); ``paper``: Tramer et al.'s count on CIFAR-10."""
+    to ``max_k``, directions clipped to the Linf threat ball) and the formula's k at the
+    fitted x0 (-1 where ``usable`` is False: no boundary or x0 <= 0); ``paper``: Tramer et
+    al.'s (2017) count, measured on MNIST and DREBIN (the paper cites it in sec. 5)."""
 
     measured: np.ndarray
     formula: np.ndarray
@@ -321,7 +356,7 @@ class Orthogonal:
 
 def orthogonal(r: Sliced) -> Orthogonal:
     """Measure the orthogonal adversarial directions and compute A.2's k at every slice."""
-    measured = runs.orthogonal_counts(r.world, r.random, r.eps_l2)
+    measured = runs.orthogonal_counts(r.world, r.random, r.eps_l2, r.world.params.eps)
     formula, usable = analysis.gaas_k_at_thresholds(r.fits.threshold, r.fits.boundary,
                                                     r.eps_l2, r.d)
     return Orthogonal(measured, formula, usable, r.world.params.gaas_max_k,
@@ -337,7 +372,7 @@ def gaas_table(g: Orthogonal) -> Table:
         "A.2 formula from the fitted x0": [np.median(formula[usable]) if usable.any() else "-",
                                            np.mean(formula[usable] > 0) if usable.any() else "-",
                                            int(usable.sum())],
-        "paper (Tramer et al., CIFAR-10)": [g.paper, "", ""]},
+        "Tramer et al. 2017 (MNIST, DREBIN)": [g.paper, "", ""]},
         index=[f"median number of orthogonal adversarial directions (k <= {g.max_k})",
                "fraction of images with at least one", "images with a fitted x0 > 0"])
     return Table(frame, "tbl-cap-gaas", "Orthogonal adversarial directions, measured and from "
@@ -372,12 +407,14 @@ def logit_ranges_table(r: Sliced) -> Table:
 def claims_table(r: Sliced) -> Table:
     """Sec. 5's claims judged and recorded (criteria: ``paper_data/sec5.yaml``, the review
     thread's mean ± std and "most larger than 6"). Over the slices with a boundary: a
-    bootstrap interval for the mean slope, a Wilson interval for the fraction above 6."""
+    bootstrap interval for the mean slope; a Wilson interval for the fraction whose fit-free
+    10-90 % width is below slope 6's (:attr:`Sliced.width_bar` attack lengths; a width not
+    reached inside the disc counts as not sharp)."""
     p = r.world.params
     slopes = r.fits.slope[r.fits.boundary]
-    above_six = slopes > r.paper["slope"]["most_above"]
+    sharp = r.width[r.fits.boundary] < r.width_bar
     rows = [claims.record(p, "sec5", "mean_slope", verdicts.mean(slopes) if len(slopes) else None),
             claims.record(p, "sec5", "sharp_transitions",
-                          verdicts.proportion(above_six) if len(slopes) else None)]
+                          verdicts.proportion(sharp) if len(slopes) else None)]
     return Table(claims.frame(rows), "tbl-cap-claims", "Sec. 5's claims judged (criteria from "
                  "the paper's sec. 5 and its review thread, in paper_data/sec5.yaml).")

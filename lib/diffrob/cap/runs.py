@@ -125,14 +125,16 @@ def _slice_batch(world, x: Tensor, y: Tensor, points: Tensor, second: str, eps: 
     return torch.cat([pred.double(), length.double(), success.double()], 1)
 
 
-def orthogonal_counts(world, slices: Slices, eps_l2: float) -> np.ndarray:
+def orthogonal_counts(world, slices: Slices, eps_l2: float, linf: float | None = None
+                      ) -> np.ndarray:
     """App. A.2 measured at every sliced image: the orthogonal adversarial directions of
-    l2 length ``eps_l2`` (:func:`.analysis.orthogonal_adversarial_count`, k up to
-    ``gaas_max_k``, generator seeded ``base_seed``), (B,) ints."""
+    l2 length ``eps_l2``, clipped to the Linf ball of radius ``linf`` where given
+    (:func:`.analysis.orthogonal_adversarial_count`, k up to ``gaas_max_k``, generator
+    seeded ``base_seed``), (B,) ints."""
     p = world.params
     return analysis.orthogonal_adversarial_count(
         world.classifier, world.images[slices.index], world.labels[slices.index], eps_l2,
-        p.gaas_max_k, torch.Generator().manual_seed(p.base_seed))
+        p.gaas_max_k, torch.Generator().manual_seed(p.base_seed), linf)
 
 
 def logit_ranges(world, slices: Slices, eps_l2: float, n_images: int = 16,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import stats
 from torch import Tensor
 
 # The ways of varying the purification in sec. 3.2 (see :class:`Randomness`).
@@ -242,3 +243,96 @@ def randomness_statistics(outputs: dict[str, Tensor], clean: Tensor) -> Randomne
         out.centroid[name] = l2(y, y.mean(0)).numpy()
         out.example[name] = np.corrcoef(directions[:, 0].numpy())
     return out
+
+
+# --- a Gaussian toy model of sec. 3.1 built on eq. 3 ---------------------------------
+
+def toy_noise_var(alpha_bar: float, scale: float = 2.0) -> float:
+    """Eq. 1's forward process at t* written as eq. 3's additive Gaussian noise.
+
+    x_t / sqrt(alpha_bar) = x + eta with eta ~ N(0, (1 - alpha_bar) / alpha_bar I) in the
+    model's units; the model sees ``scale`` x - 1 (Appendix B: [0,1] -> [-1,1]), so in pixel
+    units sigma^2 = (1 - alpha_bar) / (alpha_bar scale^2).
+    """
+    if not 0 < alpha_bar < 1 or scale <= 0:
+        raise ValueError(f"alpha_bar: expected in (0, 1) and scale > 0, got {alpha_bar}, {scale}")
+    return (1 - alpha_bar) / (alpha_bar * scale**2)
+
+
+def _toy_check(data_var: np.ndarray, noise_var: float) -> np.ndarray:
+    v = np.asarray(data_var, dtype=np.float64)
+    if v.ndim != 1 or not len(v) or (v < 0).any() or not np.isfinite(v).all():
+        raise ValueError(f"data_var: expected a non-empty 1-D array of variances >= 0, got "
+                         f"shape {v.shape}")
+    if not noise_var > 0:
+        raise ValueError(f"noise_var: expected > 0, got {noise_var}")
+    return v
+
+
+def toy_end_distance2(data_var: np.ndarray, noise_var: float,
+                      delta_l2: float | np.ndarray) -> np.ndarray:
+    """The toy model's mean squared distance of the purified image from the clean one.
+
+    Data x0 ~ N(mu, diag(``data_var``)) in its eigenbasis (d = len(data_var)), input
+    x = x0 + delta with delta isotropic of length ``delta_l2`` and independent of x0, eq. 3's
+    noise x_t = x + eta, eta ~ N(0, ``noise_var`` I) (:func:`toy_noise_var`), and the exact
+    reverse process: a draw of the posterior p(x0' | x_t). With lambda_i = v_i / (v_i + s^2)
+    (s^2 = noise_var), E||x0' - x0||^2 = sum_i [2 v_i s^2 / (v_i + s^2) + lambda_i^2 ||delta||^2
+    / d]: the first sum is the floor (delta = 0) that no perturbation goes below, the second
+    shrinks delta by lambda_i < 1. Small delta end near the floor (pushed away, sec. 3.1),
+    large ones are shrunk.
+    """
+    v = _toy_check(data_var, noise_var)
+    lam = v / (v + noise_var)
+    floor = (2 * v * noise_var / (v + noise_var)).sum()
+    return floor + np.asarray(delta_l2, dtype=np.float64) ** 2 * (lam**2).mean()
+
+
+def toy_monte_carlo(data_var: np.ndarray, noise_var: float, delta_l2: float, n: int,
+                    generator: torch.Generator, chunk: int = 256) -> Tensor:
+    """The toy model of :func:`toy_end_distance2` sampled: ``n`` l2 distances ||x0' - x0||.
+
+    Per sample, in the eigenbasis (mu = 0; l2 is rotation invariant): x0 = sqrt(v) z0,
+    delta = ``delta_l2`` g / ||g|| (g Gaussian: isotropic), x_t = x0 + delta + s eps, and
+    the posterior draw x0' = lambda x_t + sqrt(v (1 - lambda)) z; draws in that order from
+    ``generator``, ``chunk`` samples at a time. Returns (n,) float64.
+    """
+    v = torch.as_tensor(_toy_check(data_var, noise_var))
+    if n < 1 or delta_l2 < 0:
+        raise ValueError(f"n and delta_l2: expected n >= 1 and delta_l2 >= 0, got {n}, "
+                         f"{delta_l2}")
+    lam = v / (v + noise_var)
+    out = []
+    for start in range(0, n, chunk):
+        shape = (min(chunk, n - start), len(v))
+        x0 = v.sqrt() * torch.randn(shape, generator=generator, dtype=torch.float64)
+        g = torch.randn(shape, generator=generator, dtype=torch.float64)
+        delta = delta_l2 * g / g.norm(dim=1, keepdim=True)
+        xt = x0 + delta + noise_var**0.5 * torch.randn(shape, generator=generator,
+                                                        dtype=torch.float64)
+        z = torch.randn(shape, generator=generator, dtype=torch.float64)
+        out.append((lam * xt + (v * (1 - lam)).sqrt() * z - x0).norm(dim=1))
+    return torch.cat(out)
+
+
+def data_variances(images: Tensor) -> np.ndarray:
+    """The toy model's ``data_var`` (pixel units), d of them: the eigenvalues of the images'
+    pixel covariance (squared singular values of the centred (N, d) data over N - 1) where
+    N - 1 >= d; with fewer images the covariance is singular (it would give most directions
+    variance 0, which the toy then removes entirely), so the per-pixel variances are used."""
+    x = images.flatten(1).double().cpu()
+    if len(x) < 2:
+        raise ValueError(f"images: expected at least 2 images for a covariance, got {len(x)}")
+    if len(x) - 1 < x.shape[1]:
+        return x.var(0).numpy()
+    s = torch.linalg.svdvals(x - x.mean(0))
+    return (s**2 / (len(x) - 1)).numpy()
+
+
+def fuzzy_grade(margin: np.ndarray, sigma: float) -> np.ndarray:
+    """Fig. 3a under eq. 3: P(g(x + eta) != y0) for a linear classifier g, at signed distance
+    ``margin`` of x past the boundary (negative: on the clean side), eta ~ N(0, sigma^2 I):
+    Phi(margin / sigma). A deterministic g gives a step at 0; the noise makes it a ramp."""
+    if not sigma > 0:
+        raise ValueError(f"sigma: expected > 0, got {sigma}")
+    return stats.norm.cdf(np.asarray(margin, dtype=np.float64) / sigma)

@@ -36,15 +36,19 @@ def _label(name: str) -> str:
 
 @dataclass
 class Distances:
-    """Sec. 3.1 on a world: the measured curves (:func:`runs.measure`), the paper's numbers,
-    and each input's mean l2 at init (t = 0) and end (t = 2 t*)."""
+    """Sec. 3.1 on a world at sec. 3.1's radius (:func:`runs.at_sec31_radius`): the measured
+    curves (:func:`runs.measure`), the paper's numbers, each input's mean l2 at init (t = 0)
+    and end (t = 2 t*), and the Gaussian toy model at every input's init l2
+    (:func:`runs.gaussian_toy`); ``book`` are the book's parameters, its claims filed under them."""
 
+    book: Params
     world: Any
     measured: runs.Measured
     paper: dict[str, Any]
     paper_label: str
     init: dict[str, float]
     end: dict[str, float]
+    toy: runs.Toy
 
     @property
     def smallest(self) -> str:
@@ -53,12 +57,14 @@ class Distances:
 
 
 def distances(world) -> Distances:
-    """Every input of sec. 3.1 through DiffPure (:func:`runs.measure`)."""
-    m = runs.measure(world)
+    """Every input of sec. 3.1 through DiffPure (:func:`runs.measure`), and the toy model at
+    each input's init l2."""
+    at = runs.at_sec31_radius(world)
+    m = runs.measure(at)
     paper, label = paper_numbers(world.params, "sec31")
     end = {n: c.mean_l2(-1) for n, c in m.curves.items()}
     init = {n: c.mean_l2(0) for n, c in m.curves.items()}
-    return Distances(world, m, paper, label, init, end)
+    return Distances(world.params, at, m, paper, label, init, end, runs.gaussian_toy(at, init))
 
 
 def plot_curves(ax, curves: dict[str, Curves], metric: str = "l2", title: str = "") -> None:
@@ -125,26 +131,67 @@ def linf_table(d: Distances) -> Table:
 def distance_claims(d: Distances) -> Table:
     """Sec. 3.1's claims on distances, judged with paired bootstraps over the test images
     (criteria and sources in paper_data/sec31.yaml); prints each input's end / init l2."""
-    p, m = d.world.params, d.measured
+    p, m, book = d.world.params, d.measured, d.book
     c = m.curves
     u = f"uniform_{p.eps_255:g}"
     largest = f"uniform_{m.levels[-1]:g}"
     rows = [
-        claims.record(p, "sec31", "l2_grows",
+        claims.record(book, "sec31", "l2_grows",
                       {n: verdicts.ratio_of_means(c[n].l2[-1], c[n].l2[0]) for n in m.same_size}),
-        claims.record(p, "sec31", "linf_grows",
+        claims.record(book, "sec31", "linf_grows",
                       {n: verdicts.ratio_of_means(c[n].linf[-1], c[n].linf[0])
                        for n in m.same_size}),
-        claims.record(p, "sec31", "attacks_like_uniform",
+        claims.record(book, "sec31", "attacks_like_uniform",
                       {a: verdicts.ratio_of_means(c[a].l2[-1], c[u].l2[-1]) for a in p.attacks}
                       if p.attacks else None),
-        claims.record(p, "sec31", "large_noise_shrinks",
+        claims.record(book, "sec31", "large_noise_shrinks",
                       {largest: verdicts.ratio_of_means(c[largest].l2[-1], c[largest].l2[0])}),
+        claims.record(book, "sec31", "gaussian_toy_model",
+                      verdicts.ratio_of_means(d.toy.sampled[u],
+                                              np.full(len(d.toy.sampled[u]), d.init[u]))),
     ]
     print("end/init l2:", {n: round(d.end[n] / d.init[n], 2) for n in c})
+    print(f"toy model at {_label(u)}: end/init {d.toy.closed_form(d.init[u]) / d.init[u]:.2f} "
+          f"(eq. 3 closed form), measured {d.end[u] / d.init[u]:.2f}")
     return Table(claims.frame(rows), "tbl-distances-claims", "Sec. 3.1's claims on distances "
                  "judged (criteria from the paper's sec. 3.1 and Tables S2-S3, in "
                  "paper_data/sec31.yaml).")
+
+
+def toy_figure(d: Distances) -> Figure:
+    """Eq. 3 drawn twice. Left, Fig. 3a's shape: the probability that a linear classifier
+    errs on x + eta against x's signed distance past its boundary
+    (:func:`.analysis.fuzzy_grade`), a step without noise and a ramp with eq. 3's sigma at t*.
+    Right, the toy model's end l2 against the init l2 (closed form
+    :func:`.analysis.toy_end_distance2`, its Monte Carlo :func:`.analysis.toy_monte_carlo`
+    and the floor), beside this world's measured DiffPure end l2 of every input."""
+    toy = d.toy
+    sigma = toy.noise_var**0.5
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    z = np.linspace(-4 * sigma, 4 * sigma, 201)
+    a.plot(z, (z > 0).astype(float), "k--", lw=1, label="deterministic g (no noise)")
+    a.plot(z, analysis.fuzzy_grade(z, sigma), "C3", label=f"g(x + eta), sigma = {sigma:.3g}")
+    a.set_xlabel("signed l2 distance of x past g's boundary")
+    a.set_ylabel("P(g(x + eta) != y0)")
+    a.set_title("(a) eq. 3: noise makes the decision fuzzy (Fig. 3a)", fontsize=10)
+    a.legend(fontsize=8)
+    top = 1.1 * max(toy.init.values())
+    grid = np.linspace(0, top, 200)
+    b.plot(grid, toy.closed_form(grid), "C3", label="toy model, eq. 3 closed form")
+    b.plot(grid, grid, color="grey", lw=0.8, ls=":", label="end = init")
+    names = list(toy.init)
+    b.plot([toy.init[n] for n in names],
+           [float((toy.sampled[n] ** 2).mean().sqrt()) for n in names], "C3o", mfc="none",
+           label=f"toy model, Monte Carlo ({runs.TOY_SAMPLES} draws)")
+    b.plot([d.init[n] for n in names], [d.end[n] for n in names], "kx",
+           label=f"{d.world.params.world}: DiffPure measured")
+    b.set_xlabel("init l2 to the clean image")
+    b.set_ylabel("end l2 to the clean image")
+    b.set_title(f"(b) the Gaussian toy model, d = {len(toy.data_var)}, t* = {toy.t_star}",
+                fontsize=10)
+    b.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def floor_table(d: Distances) -> Table:
@@ -259,7 +306,7 @@ def samplers_table(s: Samplers) -> Table:
 def sampler_claims(s: Samplers) -> Table:
     """Sec. 3.1's claims on the samplers and SSIM, judged per image on Table S5's purifications;
     prints the SSIM of the examples, of uniform noise and after DiffPure, with the paper's."""
-    p, world = s.distances.world.params, s.distances.world
+    world = s.distances.world
     s5, ref, x = s.before_after, s.paper, s.distances.measured.inputs[s.attack]
     print(f"SSIM to the clean image: {s.attack} {s5['before']['ssim'][0]:.3f}, uniform noise "
           f"of the same size {s.uniform_ssim:.3f}, DiffPure-purified {s5['ddpm']['ssim'][0]:.3f}"
@@ -268,10 +315,10 @@ def sampler_claims(s: Samplers) -> Table:
     before_l2 = analysis.l2(x, world.images)
     before_ssim = analysis.ssim(x, world.images)
     rows = [
-        claims.record(p, "sec31", "samplers_push_away",
+        claims.record(s.distances.book, "sec31", "samplers_push_away",
                       {m: verdicts.ratio_of_means(analysis.l2(s.after[m], world.images), before_l2)
                        for m in PURIFIERS}),
-        claims.record(p, "sec31", "ssim_falls",
+        claims.record(s.distances.book, "sec31", "ssim_falls",
                       {m: verdicts.paired_difference(before_ssim,
                                                      analysis.ssim(s.after[m], world.images))
                        for m in PURIFIERS}),

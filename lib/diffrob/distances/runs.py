@@ -7,8 +7,10 @@ computed there only if missing); everything else here is recomputed, seeded, in 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -64,6 +66,17 @@ class Measured:
     @property
     def t_star(self) -> int:
         return next(iter(self.curves.values())).t_star
+
+
+def at_sec31_radius(world):
+    """The world with sec. 3.1's attack radius as its eps: ``distances_eps_255`` where given
+    (the regime rule of ``paper_data/setup.yaml``: the purifier's own distance about 3x the
+    attack's, as in Table S2), else the world itself."""
+    p = world.params
+    eps_255 = p.distances_eps_255 or p.eps_255
+    if eps_255 == p.eps_255:
+        return world
+    return dataclasses.replace(world, params=p.replace(eps_255=eps_255, distances_eps_255=0.0))
 
 
 def measure(world) -> Measured:
@@ -154,3 +167,38 @@ def seeds_against_inputs(world) -> tuple[Randomness, Randomness | None]:
         return r, None
     return r, randomness(world, p.eps, n, p.n_seeds, p.n_neighbours, noise_seed=p.base_seed,
                          conditions=("fixed seed",))
+
+
+TOY_SAMPLES = 2000   # Monte-Carlo draws of the toy model per input size
+
+
+@dataclass
+class Toy:
+    """The Gaussian toy model (:func:`.analysis.toy_end_distance2`) at a world's setting:
+    ``data_var`` the eigenvalues of its test images' covariance, ``noise_var`` eq. 3's
+    sigma^2 of its forward process at t*, and per input size (name -> init l2 ``init``) the
+    Monte-Carlo distances ``sampled`` (``TOY_SAMPLES`` each)."""
+
+    data_var: np.ndarray
+    noise_var: float
+    t_star: int
+    init: dict[str, float]
+    sampled: dict[str, Tensor]
+
+    def closed_form(self, delta_l2: float | np.ndarray) -> np.ndarray:
+        """The toy's root-mean-square end distance at init l2 ``delta_l2``."""
+        return np.sqrt(analysis.toy_end_distance2(self.data_var, self.noise_var, delta_l2))
+
+
+def gaussian_toy(world, init: dict[str, float]) -> Toy:
+    """The toy model on ``world``: its test images' covariance, DiffPure's alpha_bar at
+    ``t_star`` (eq. 1) as eq. 3's noise, and ``TOY_SAMPLES`` draws for each input of ``init``
+    (name -> init l2), generator seeded ``base_seed`` and drawn in the order of ``init``."""
+    p = world.params
+    schedule = world.purifier("ddpm").schedule
+    noise_var = analysis.toy_noise_var(schedule.alphas_cumprod[p.t_star - 1].item())
+    data_var = analysis.data_variances(world.images)
+    gen = torch.Generator().manual_seed(p.base_seed)
+    sampled = {n: analysis.toy_monte_carlo(data_var, noise_var, length, TOY_SAMPLES, gen)
+               for n, length in init.items()}
+    return Toy(data_var, noise_var, p.t_star, dict(init), sampled)
