@@ -329,6 +329,7 @@ def test_pca_is_normalised_by_the_per_direction_input_variance():
     eps, shape = 0.1, (6, 5, 10)
     x0 = torch.full((1, *shape), 0.5, dtype=torch.float64)
     hood = C.pca_spectra(lambda x: x, x0, eps, 200, 50, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(hood.after_unsaturated, hood.after)   # nothing clamped here
     assert hood.input_variance == pytest.approx(eps**2 / 3, rel=0.02)
     before, after = hood.normalised()
     torch.testing.assert_close(before, after)
@@ -354,11 +355,21 @@ def test_world_compression_rates_cover_every_jacobian_image():
     from diffrob import worlds
 
     world = worlds.load("digits", n_images=3, jacobian_images=3, rate_samples=5)
-    rates = runs.compression_rates(world, progress=False)
+    resp = runs.compression_rates(world, progress=False)
+    rates = resp.rate
     assert rates.shape == (3, 5) and (rates > 0).all()
+    for field in ("rate_unsaturated", "rate_small", "linear_error", "linear_error_eps"):
+        assert getattr(resp, field).shape == (3, 5) and torch.isfinite(getattr(resp, field)).all()
+    assert resp.saturated.shape == (3,) and (resp.saturated > 0).all()   # digits' black borders
+    assert (resp.rate_unsaturated > resp.rate).all()     # clamped pixels do not move
+    assert (resp.linear_error.mean(1) < resp.linear_error_eps.mean(1)).all()  # eps / 10: linear
     f = C.fixed_purifier(world.purifier(), 0, 2)
     pts = C.linf_neighbours(world.images[2:3], world.params.eps, 5, torch.Generator().manual_seed(2))
     torch.testing.assert_close(rates[2], C.compression_rate(f, world.images[2:3], pts - world.images[2:3]))
+    # the clamped pixels of f(x0) are zero rows of J_f(x0): that many zeros in its spectrum
+    jac = C.jacobian(f, world.images[2:3])
+    held = C.saturated_pixels(f(world.images[2:3]))[0]
+    assert int(held.sum()) == resp.saturated[2] and (jac[held] == 0).all()
     clean, robust = runs.jacobian_robustness(world, world.images)
     assert torch.equal(clean, robust) and clean.shape == (3,)
 
@@ -411,19 +422,26 @@ def smoke_params(tmp_path):
 
 def test_rate_table_and_claim(smoke_params):
     rates = torch.tensor([0.2, 0.3, 0.4], dtype=torch.float64)
-    hood = C.Neighbourhood(torch.ones(3), torch.tensor([0.16, 0.04, 0.01]), torch.ones(3), 0.5)
-    frame = report.rate_table(rates, hood).frame
-    assert frame["ours"].tolist() == ["0.300 ± 0.100 (3 images)", "0.300", "0.320", "0.566"]
-    assert frame["paper (cifar10)"].tolist() == ["~0.25", "", "", ""]
-    assert report.rate_text(rates) == "0.300"
-    claim = report.rate_claims(smoke_params, rates)
-    assert claim.name == "tbl-compression-rate-claim" and len(claim.frame) == 1
+    hood = C.Neighbourhood(torch.ones(3), torch.tensor([0.16, 0.04, 0.01]),
+                           torch.tensor([0.16, 0.04]), 1, torch.ones(3), 0.5)
+    col = rates.view(-1, 1).expand(3, 2)
+    resp = C.Response(0.5 * col, col, col, 0.01 * col, 0.1 * col, torch.tensor([1, 2, 3]))
+    frame = report.rate_table(resp, hood).frame
+    assert frame["ours"].tolist() == [
+        "0.150 ± 0.050", "0.300 ± 0.100 (3 images)", "0.300", "0.300 ± 0.100", "0.003 ± 0.001",
+        "0.030 ± 0.010", "2.000 ± 1.000", "0.320", "0.566", "50.0%"]
+    assert frame["paper (cifar10)"].tolist()[:3] == ["", "~0.25", ""]
+    assert report.rate_text(resp) == "0.300"
+    claim = report.rate_claims(smoke_params, resp, hood)
+    assert claim.name == "tbl-compression-rate-claim"
+    assert list(claim.frame.index) == ["compression_rate", "linearisation_holds",
+                                       "pca_eigenvalues_small"]
 
 
 def spectra_of(dim: int = 6) -> report.Spectra:
     eig = torch.tensor([[1.5, 0.9, 0.5, 0.3, 0.2, 0.1], [1.1, 0.8, 0.2, 0.2, 0.1, 0.0]],
                        dtype=torch.float64)
-    return report.Spectra(dim, C.Spectrum(eig, eig + 0.1))
+    return report.Spectra(dim, C.Spectrum(eig, eig + 0.1), torch.tensor([1, 0]))
 
 
 def test_spectrum_tables_with_and_without_the_exact_jacobian(smoke_params):
@@ -431,11 +449,15 @@ def test_spectrum_tables_with_and_without_the_exact_jacobian(smoke_params):
     ours = table.frame["ours, |eigenvalues|"].tolist()
     assert ours[:3] == ["1.300 ± 0.283", "3.0 of 6 (50.0%)", "1.0 of 6 (16.7%)"]
     assert table.frame.loc["below 0.25", "paper (cifar10), |eigenvalues|"] == "2760 of 3072 (89.8%)"
-    assert claims_table.name == "tbl-compression-spectrum-claims" and len(claims_table.frame) == 2
-    (only,) = report.spectrum_tables(smoke_params, report.Spectra(150528, None))
+    assert claims_table.name == "tbl-compression-spectrum-claims" and len(claims_table.frame) == 3
+    # image 0 has one clamped pixel: its smallest |eigenvalue| (0.1) is the clamp's zero
+    assert table.frame.loc["below 0.25, unsaturated pixels (the claim's share)",
+                           "ours, |eigenvalues|"] == f"{(1 / 5 + 4 / 6) / 2:.1%}"
+    no_exact = report.Spectra(150528, None, torch.tensor([0]))
+    (only,) = report.spectrum_tables(smoke_params, no_exact)
     assert only.name == "tbl-compression-spectrum-claims"
     assert set(only.frame["verdict"]) == {verdicts.NOT_TESTED}
-    assert report.spectrum_figure(report.Spectra(150528, None)) is not None
+    assert report.spectrum_figure(no_exact) is not None
 
 
 def test_top_table_measures_the_error_against_the_exact_values_where_they_exist():
@@ -445,7 +467,7 @@ def test_top_table_measures_the_error_against_the_exact_values_where_they_exist(
     assert rows.to_dict() == {"largest singular value": "1.600",
                               "singular values above 1 (of the top 2)": "2.000",
                               "largest relative error vs the exact values": "1.0e-02"}
-    assert len(report.top_table(top, report.Spectra(6, None)).frame) == 2
+    assert len(report.top_table(top, report.Spectra(6, None, torch.tensor([0]))).frame) == 2
 
 
 def factors_of(robust: list[bool]) -> report.Factors:
@@ -476,7 +498,7 @@ def test_auc_tables_with_both_classes_and_with_one(smoke_params):
     assert fx.both_classes and table.frame["paper (cifar10)"].tolist() == [0.98, 0.91, ""]
     assert table.frame.iloc[1, 0] == f"{fx.aucs['length'].value:.3f} " \
         f"[{fx.aucs['length'].lo:.3f}, {fx.aucs['length'].hi:.3f}]"
-    assert fx.aucs["length"].value == 1.0 and len(claim.frame) == 2
+    assert fx.aucs["length"].value == 1.0 and len(claim.frame) == 4
     assert report.roc_figure(smoke_params, fx) is not None
     one = factors_of([True, True, True])
     note, claim = report.auc_tables(smoke_params, one)
@@ -485,19 +507,26 @@ def test_auc_tables_with_both_classes_and_with_one(smoke_params):
     assert report.scatter_figure(smoke_params, one) is not None
 
 
-def test_group_tables_compare_or_say_why_not():
+def test_group_tables_compare_or_say_why_not(smoke_params):
     s = spectra_of()
-    g = report.Groups(6, s.exact.eigenvalues, torch.tensor([True, True]),
-                      torch.tensor([True, False]))
-    summary, aucs = report.group_tables(g)
-    assert summary.frame.loc["robust"].tolist() == [1, "1.500 ± 0.000", "2.0 of 6", "1.0 of 6"]
-    assert list(aucs.frame.index) == ["auc largest", "auc below 0.25"]
-    none = report.Groups(6, s.exact.eigenvalues, torch.tensor([True, True]),
-                         torch.tensor([True, True]))
-    assert [m.data for m in report.group_tables(none)] == [
+    rates = torch.tensor([0.2, 0.4], dtype=torch.float64)
+    g = report.Groups(6, s.unsaturated, torch.tensor([True, True]),
+                      torch.tensor([True, False]), rates)
+    summary, aucs, judged = report.group_tables(smoke_params, g)
+    assert summary.frame.loc["robust"].tolist() == [1, "1.500 ± 0.000", "20.0%", "20.0%",
+                                                    "0.200"]
+    assert list(aucs.frame.index) == ["largest |eigenvalue|", "share below 0.25",
+                                      "compression rate (lower)"]
+    assert list(judged.frame.index) == ["spectra_alike_robust_nonrobust",
+                                        "compression_predicts_robustness"]
+    none = report.Groups(6, s.unsaturated, torch.tensor([True, True]),
+                         torch.tensor([True, True]), rates)
+    note, judged = report.group_tables(smoke_params, none)
+    assert note.data == (
         "*No comparison: of the 2 Jacobian images whose purified clean image is right, 2 are "
-        "robust; both groups are needed.*"]
-    assert report.Groups(150528, None, None, None).no_comparison == \
+        "robust; both groups are needed.*")
+    assert set(judged.frame["verdict"]) == {verdicts.NOT_TESTED}
+    assert report.Groups(150528, None, None, None, rates).no_comparison == \
         "No comparison: the exact 150528 x 150528 Jacobian is out of reach here."
 
 

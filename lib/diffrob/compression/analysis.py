@@ -11,6 +11,10 @@ images:
   of that spectrum without forming J, for images too large for the exact Jacobian
   (ImageNet; not in the paper);
 - :func:`compression_rate`: ||f(x0 + eta) - f(x0)|| / ||eta|| for random eta (sec. 6);
+  :func:`perturbation_response`: that rate at eps and at eq. 4's small eta, over the
+  unsaturated pixels, and :func:`linearisation_error`, eq. 4's relative error;
+- :func:`saturated_pixels` and :func:`drop_saturated`: the output pixels the purifier's clamp
+  to [0,1] holds still, and the spectra without the exact zeros they add;
 - :func:`compare_spectra`: the Jacobian spectra of robust and non-robust examples (sec. 6).
 
 The maps ``f`` taken as arguments work on batches (N, C, H, W) -> (N, C, H, W) row by row,
@@ -23,6 +27,7 @@ and must be the *same* map for every row: for a diffusion purifier that is
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,6 +40,11 @@ from ..autodiff import forward_mode
 from ..purifiers import Purifier
 
 ImageMap = Callable[[Tensor], Tensor]
+
+# Eq. 4's regime: perturbations of Linf radius eps / 10. For a smooth f the relative Taylor
+# remainder grows with ||eta||, so an order of magnitude below the threat radius puts it at a
+# tenth of its value at eps, while the output change stays far above float32 rounding.
+SMALL_ETA_FRACTION = 0.1
 
 
 def fixed_purifier(purifier: Purifier, base_seed: int = 0, batch_index: int = 0) -> ImageMap:
@@ -95,12 +105,50 @@ def pca_spectrum(points: Tensor, k: int | None = None) -> Tensor:
     return (s**2 / (z.shape[0] - 1))[:k]
 
 
+def saturated_pixels(y: Tensor) -> Tensor:
+    """Per row of purified images (N, ...): the flattened pixels (N, D) that the purifier's final
+    clamp to [0,1] holds at 0 or 1. Such a pixel does not move under a small perturbation: its
+    row of J_f is zero, and it adds an exact zero to the Jacobian's spectrum (sec. 6)."""
+    flat = y.flatten(1)
+    return (flat == 0) | (flat == 1)
+
+
+def drop_saturated(values: Tensor, saturated: Tensor) -> Tensor:
+    """Spectra (n, D), largest first, with each image's ``saturated[i]`` smallest values NaN.
+
+    With S the saturated output pixels, J = P J_g (P zeroes the rows of S) is block-triangular
+    in the order (unsaturated, saturated): its eigenvalues are those of the unsaturated block
+    J[U, U] and |S| exact zeros, its singular values those of J[U, :] and |S| zeros. Dropping
+    the |S| smallest values leaves the unsaturated spectrum (values of J[U, U] below float
+    rounding are indistinguishable from the zeros anyway).
+    """
+    v = values.reshape(len(saturated), -1).double().clone()
+    d = v.shape[1]
+    counts = saturated.reshape(-1).long().cpu()
+    if (counts < 0).any() or (counts >= d).any():
+        raise ValueError(f"saturated: expected counts in 0..{d - 1}, got {counts.tolist()}")
+    ranks = torch.arange(d).view(1, -1)
+    v[ranks >= d - counts.view(-1, 1)] = math.nan
+    return v
+
+
+def share(values: Tensor, level: float, above: bool = False) -> Tensor:
+    """Per image of spectra (n, D): the fraction of its values (NaN: dropped, not counted)
+    below ``level`` (or above it, ``above=True``)."""
+    v = values.reshape(values.shape[0], -1).double()
+    valid = ~torch.isnan(v)
+    hit = (v > level) if above else (v < level)
+    return (hit & valid).sum(1).double() / valid.sum(1).double()
+
+
 @dataclass(frozen=True)
 class Neighbourhood:
     """PCA spectra of a neighbourhood before and after f, and the compression rate of each point."""
 
     before: Tensor   # component variances of the inputs, largest first
     after: Tensor    # component variances of their images under f
+    after_unsaturated: Tensor  # the same over the pixels unsaturated at f(x0)
+    saturated: int   # output pixels the clamp holds at 0 or 1 at f(x0)
     rates: Tensor    # ||f(x) - f(x0)|| / ||x - x0|| per sample
     input_variance: float  # trace / D of the inputs' sample covariance (per-direction variance)
 
@@ -115,6 +163,10 @@ class Neighbourhood:
         """
         return self.before / self.input_variance, self.after / self.input_variance
 
+    def unsaturated(self) -> Tensor:
+        """The purified spectrum over the unsaturated pixels, normalised as :meth:`normalised`."""
+        return self.after_unsaturated / self.input_variance
+
 
 def pca_spectra(f: ImageMap, x0: Tensor, eps: float, n: int, k: int | None = None,
                 chunk: int = 256, generator: torch.Generator | None = None) -> Neighbourhood:
@@ -126,20 +178,29 @@ def pca_spectra(f: ImageMap, x0: Tensor, eps: float, n: int, k: int | None = Non
     variances are all eps^2 / 3 and the outputs' are eps^2 / 3 times the squared
     singular values of A; :meth:`Neighbourhood.normalised` divides by the inputs'
     per-direction variance (trace / D of their sample covariance, eps^2 / 3 where
-    no pixel is clipped), giving the squared compression along each direction.
+    no pixel is clipped), giving the squared compression along each direction. The purified
+    spectrum is also taken over the pixels unsaturated at f(x0) (:func:`saturated_pixels`),
+    whose zero variance would otherwise fill the spectrum's tail.
     """
     x0 = one_image(x0)
     points = linf_neighbours(x0, eps, n, generator)
     images = apply(f, points, chunk)
     with torch.no_grad():
-        rates = rates_of(points - x0, images - f(x0))
+        y0 = f(x0)
+        rates = rates_of(points - x0, images - y0)
+    held = saturated_pixels(y0)[0]
     variance = points.flatten(1).double().var(0).mean().item()
-    return Neighbourhood(pca_spectrum(points, k), pca_spectrum(images, k), rates, variance)
+    return Neighbourhood(pca_spectrum(points, k), pca_spectrum(images, k),
+                         pca_spectrum(images.flatten(1)[:, ~held], k), int(held.sum()), rates,
+                         variance)
 
 
-def rates_of(eta: Tensor, moved: Tensor) -> Tensor:
-    """||moved|| / ||eta|| per row (float64): the compression rate of each perturbation."""
+def rates_of(eta: Tensor, moved: Tensor, keep: Tensor | None = None) -> Tensor:
+    """||moved|| / ||eta|| per row (float64): the compression rate of each perturbation;
+    both norms over the flattened pixels ``keep`` (a boolean (D,) mask) where given."""
     eta, moved = eta.flatten(1).double(), moved.flatten(1).double()
+    if keep is not None:
+        eta, moved = eta[:, keep.flatten()], moved[:, keep.flatten()]
     if (eta.norm(dim=1) == 0).any():
         raise ValueError("eta: a perturbation is zero (after clipping to [0,1])")
     return moved.norm(dim=1) / eta.norm(dim=1)
@@ -155,6 +216,66 @@ def compression_rate(f: ImageMap, x0: Tensor, eta: Tensor, chunk: int = 256) -> 
     x = (x0 + eta).clamp(0, 1)
     with torch.no_grad():
         return rates_of(x - x0, apply(f, x, chunk) - f(x0))
+
+
+def linearisation_error(f: ImageMap, x0: Tensor, eta: Tensor, chunk: int = 64) -> Tensor:
+    """Eq. 4's relative error per row of ``eta``: ||f(x0 + eta) - f(x0) - J eta|| /
+    ||f(x0 + eta) - f(x0)|| (float64), with J eta by forward-mode AD (:func:`jvp_rows`).
+
+    ``x0 + eta`` is clipped to [0,1] and eta taken as what remains (as
+    :func:`compression_rate`). 0 for an affine f; a row that f does not move at all
+    scores 0 if J eta is 0 too, else a huge error.
+    """
+    x0 = one_image(x0)
+    x = (x0 + eta).clamp(0, 1)
+    with torch.no_grad():
+        moved = (apply(f, x, chunk) - f(x0)).flatten(1).double()
+    linear = jvp_rows(f, x0, (x - x0).flatten(1), chunk).double()
+    return (moved - linear).norm(dim=1) / moved.norm(dim=1).clamp_min(1e-300)
+
+
+@dataclass(frozen=True)
+class Response:
+    """How f moves random perturbations of images (rows: images, columns: samples), sec. 6."""
+
+    rate: Tensor              # ||f(x) - f(x0)|| / ||x - x0||, every pixel, Linf radius eps
+    rate_unsaturated: Tensor  # the same over the pixels unsaturated at f(x0)
+    rate_small: Tensor        # over the unsaturated pixels, radius eps * SMALL_ETA_FRACTION
+    linear_error: Tensor      # eq. 4's relative error at those small perturbations
+    linear_error_eps: Tensor  # and at radius eps
+    saturated: Tensor         # output pixels the clamp holds at 0 or 1 at f(x0), per image
+
+
+def perturbation_response(f: ImageMap, x0: Tensor, eps: float, n: int, chunk: int = 256,
+                          generator: torch.Generator | None = None) -> Response:
+    """Sec. 6's compression rate and eq. 4's error at one image (a :class:`Response` of one row).
+
+    ``n`` uniform points of the Linf ball of radius ``eps`` (:func:`linf_neighbours`), then
+    ``n`` of radius ``eps`` * :data:`SMALL_ETA_FRACTION` from the same generator: their rates
+    (:func:`rates_of`) over every pixel and over the pixels unsaturated at f(x0)
+    (:func:`saturated_pixels`), and :func:`linearisation_error` at both radii.
+    """
+    x0 = one_image(x0)
+    far = linf_neighbours(x0, eps, n, generator)
+    near = linf_neighbours(x0, eps * SMALL_ETA_FRACTION, n, generator)
+    with torch.no_grad():
+        y0 = f(x0)
+        y_far, y_near = apply(f, far, chunk), apply(f, near, chunk)
+    free = ~saturated_pixels(y0)[0]
+    rows = [rates_of(far - x0, y_far - y0), rates_of(far - x0, y_far - y0, free),
+            rates_of(near - x0, y_near - y0, free),
+            linearisation_error(f, x0, near - x0, chunk),
+            linearisation_error(f, x0, far - x0, chunk)]
+    return Response(*(r.cpu().view(1, -1) for r in rows),
+                    saturated=torch.tensor([int((~free).sum())]))
+
+
+def stack(responses: list[Response]) -> Response:
+    """Per-image :class:`Response` rows stacked into one (n images)."""
+    if not responses:
+        raise ValueError("responses: expected at least one image's response")
+    return Response(*(torch.cat([getattr(r, name) for r in responses])
+                      for name in Response.__dataclass_fields__))
 
 
 def vjp_rows(f: ImageMap, x0: Tensor, cotangents: Tensor, chunk: int = 64) -> Tensor:
@@ -289,7 +410,7 @@ def spectrum_summary(values: Tensor, low: float = 0.25, high: float = 1.0) -> di
     """Sec. 6's numbers for spectra stacked as (n_images, D): the largest value (mean, std),
     and how many values per image lie below ``low`` and above ``high`` (means)."""
     v = values.reshape(-1, values.shape[-1]).double()
-    top = v.max(1).values
+    top = v.nan_to_num(-math.inf).max(1).values
     return {"top_mean": top.mean().item(),
             "top_std": top.std().item() if len(top) > 1 else 0.0,
             "below_low": (v < low).sum(1).double().mean().item(),
@@ -301,11 +422,12 @@ def compare_spectra(values: Tensor, robust: Tensor, low: float = 0.25,
                     high: float = 1.0) -> dict[str, dict[str, float] | verdicts.Estimate]:
     """Sec. 6: do the Jacobian spectra of robust and non-robust examples differ?
 
-    ``values`` (n, D) are per-image spectra (|eigenvalues| or singular values),
-    ``robust`` (n,) booleans. Returns :func:`spectrum_summary` of each group and, for
-    the largest value and the count below ``low``, the AUC with which it tells robust
-    from non-robust with its bootstrap interval (:func:`diffrob.verdicts.auc`): 0.5 means
-    no difference (the paper finds none).
+    ``values`` (n, D) are per-image spectra (|eigenvalues| or singular values; NaN for
+    dropped values, :func:`drop_saturated`), ``robust`` (n,) booleans. Returns
+    :func:`spectrum_summary` of each group and, for the largest value and the share below
+    ``low`` (:func:`share`), the AUC with which it tells robust from non-robust with its
+    bootstrap interval (:func:`diffrob.verdicts.auc`): 0.5 means no difference (the paper
+    finds none).
     """
     robust = robust.bool().cpu()
     v = values.reshape(len(robust), -1).double().cpu()
@@ -314,5 +436,5 @@ def compare_spectra(values: Tensor, robust: Tensor, low: float = 0.25,
                          f"{int(robust.sum())} of {len(robust)} robust")
     return {"robust": spectrum_summary(v[robust], low, high),
             "non-robust": spectrum_summary(v[~robust], low, high),
-            "auc largest": verdicts.auc(v.max(1).values, robust),
-            f"auc below {low:g}": verdicts.auc((v < low).sum(1).double(), robust)}
+            "auc largest": verdicts.auc(v.nan_to_num(-math.inf).max(1).values, robust),
+            f"auc below {low:g}": verdicts.auc(share(v, low), robust)}

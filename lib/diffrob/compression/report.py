@@ -24,8 +24,11 @@ from ..autodiff import EXACT_JACOBIAN_MAX_DIM
 from ..figures import Table, text_figure
 from ..params import Params
 from . import runs
-from .analysis import Neighbourhood, Spectrum, compare_spectra, spectrum_summary
-from .analysis_boundary import roc
+from .analysis import (SMALL_ETA_FRACTION, Neighbourhood, Response, Spectrum, compare_spectra,
+                       drop_saturated, share, spectrum_summary)
+from .analysis_boundary import compress_expand, length_ratios, roc, rule_agreement
+
+QUARTER = 0.25   # sec. 6's mark of compression: "eigenvalues ... smaller than 0.25" (Fig. 5c)
 
 
 def paper() -> dict:
@@ -66,36 +69,63 @@ def neighbourhood_figure(p: Params, hood: Neighbourhood) -> Figure:
     return fig
 
 
-def rates(world) -> Tensor:
-    """Each Jacobian image's mean compression rate (:func:`.runs.compression_rates`)."""
-    return runs.compression_rates(world).mean(1)
+def rates(world) -> Response:
+    """The Jacobian images' compression rates and eq. 4's errors
+    (:func:`.runs.compression_rates`), (n images, ``rate_samples``) each."""
+    return runs.compression_rates(world)
 
 
-def rate_text(rates: Tensor) -> str:
-    """The compression rate, mean over images, as the chapter's text quotes it."""
-    return f"{rates.mean().item():.3f}"
+def rate_text(resp: Response) -> str:
+    """The compression rate over the unsaturated pixels, mean over images, as the text quotes it."""
+    return f"{resp.rate_unsaturated.mean(1).mean().item():.3f}"
 
 
-def rate_table(rates: Tensor, hood: Neighbourhood) -> Table:
-    """The compression rate over images and the PCA's largest purified variance, ours beside
-    the paper's (sec. 6)."""
-    after = hood.normalised()[1]
-    frame = pd.DataFrame({
-        "ours": [f"{mean_std(rates)} ({len(rates)} images)", f"{rates.median():.3f}",
-                 f"{after.max():.3f}", f"{after.sqrt().max():.3f}"],
-        "paper (cifar10)": [f"~{paper()['compression_rate']}", "", "", ""]},
-        index=["compression rate, mean ± sd over images", "compression rate, median over images",
-               "largest purified PCA variance / input per-direction variance (first image)",
-               "its square root: largest compression factor of a direction (first image)"])
-    return Table(frame, "tbl-compression-rate", "The compression rate of random perturbations, "
-                 "ours beside the paper's (sec. 6 and the PCA of the paper's Fig. 5b).")
+def rate_table(resp: Response, hood: Neighbourhood) -> Table:
+    """The compression rates at eps and at eq. 4's small radius, eq. 4's error, the clamped
+    pixels and the PCA's purified variances, ours beside the paper's (sec. 6, Fig. 5b)."""
+    after, free = hood.normalised()[1], hood.unsaturated()
+    n, d = len(resp.saturated), resp.rate.shape[1]
+    small = f"eps / {1 / SMALL_ETA_FRACTION:g}"
+    rows = {
+        "compression rate at eps, every pixel": (mean_std(resp.rate.mean(1)), ""),
+        "compression rate at eps, unsaturated pixels (the claim's)":
+            (f"{mean_std(resp.rate_unsaturated.mean(1))} ({n} images)",
+             f"~{paper()['compression_rate']}"),
+        "compression rate at eps, unsaturated pixels, median over images":
+            (f"{resp.rate_unsaturated.mean(1).median():.3f}", ""),
+        f"compression rate at {small} (eq. 4's regime), unsaturated pixels":
+            (mean_std(resp.rate_small.mean(1)), ""),
+        f"eq. 4's relative error at {small}": (mean_std(resp.linear_error.mean(1)), ""),
+        "eq. 4's relative error at eps": (mean_std(resp.linear_error_eps.mean(1)), ""),
+        "output pixels clamped at 0 or 1 at f(x0), per image": (
+            mean_std(resp.saturated.double()), ""),
+        "largest purified PCA variance / input per-direction variance (first image)":
+            (f"{after.max():.3f}", ""),
+        "its square root: largest compression factor of a direction (first image)":
+            (f"{after.sqrt().max():.3f}", ""),
+        f"purified PCA variances below {QUARTER} (top {len(free)}, unsaturated pixels; "
+        f"{hood.saturated} clamped)": (f"{(free < QUARTER).double().mean():.1%}", "most")}
+    frame = pd.DataFrame(rows.values(), index=list(rows), columns=["ours", "paper (cifar10)"])
+    return Table(frame, "tbl-compression-rate", f"The compression rate of random perturbations "
+                 f"({d} per image) at eps and at {small}, eq. 4's linearisation error and the "
+                 "PCA of the neighbourhood, ours beside the paper's sec. 6 and Fig. 5b. "
+                 "'Unsaturated pixels': the output pixels the purifier's final clamp to [0,1] "
+                 "does not hold at 0 or 1 at f(x0); norms and spectra over them.")
 
 
-def rate_claims(p: Params, rates: Tensor) -> Table:
-    """Sec. 6's compression-rate claim judged; interval: bootstrap over images."""
-    rows = [claims.record(p, "sec6", "compression_rate", verdicts.mean(rates))]
-    return Table(claims.frame(rows), "tbl-compression-rate-claim", "Sec. 6's compression-rate "
-                 "claim judged (criterion from the paper's sec. 6, in paper_data/sec6.yaml).")
+def rate_claims(p: Params, resp: Response, hood: Neighbourhood) -> Table:
+    """Sec. 6's claims on random perturbations judged: the compression rate and eq. 4's error
+    (bootstrap over images, each image's mean over its samples) and the PCA's small variances
+    (Wilson over the components of the first image, as the paper's one image)."""
+    rows = [claims.record(p, "sec6", "compression_rate",
+                          verdicts.mean(resp.rate_unsaturated.mean(1))),
+            claims.record(p, "sec6", "linearisation_holds",
+                          verdicts.mean(resp.linear_error.mean(1))),
+            claims.record(p, "sec6", "pca_eigenvalues_small",
+                          verdicts.proportion(hood.unsaturated() < QUARTER))]
+    return Table(claims.frame(rows), "tbl-compression-rate-claim", "Sec. 6's claims on random "
+                 "perturbations judged (criteria from the paper's sec. 6, eq. 4 and Fig. 5b, in "
+                 "paper_data/sec6.yaml).")
 
 
 # --- the Jacobian and its spectrum (Fig. 5c) ----------------------------------------------
@@ -103,16 +133,26 @@ def rate_claims(p: Params, rates: Tensor) -> Table:
 @dataclass(frozen=True)
 class Spectra:
     """The exact Jacobian spectra of the world's Jacobian images (``None`` where the exact
-    ``dim`` x ``dim`` Jacobian is out of reach: beyond CIFAR-10's size, as in the paper)."""
+    ``dim`` x ``dim`` Jacobian is out of reach: beyond CIFAR-10's size, as in the paper) and
+    each image's count of output pixels clamped at f(x0) (:class:`.analysis.Response`)."""
 
     dim: int
     exact: Spectrum | None
+    saturated: Tensor
+
+    @cached_property
+    def unsaturated(self) -> Tensor:
+        """The |eigenvalues| without the clamp's exact zeros (NaN-padded,
+        :func:`.analysis.drop_saturated`)."""
+        return drop_saturated(self.exact.eigenvalues, self.saturated)
 
 
-def spectra(world) -> Spectra:
-    """:func:`.runs.jacobian_spectra` where ``dim`` <= :data:`EXACT_JACOBIAN_MAX_DIM`."""
+def spectra(world, resp: Response) -> Spectra:
+    """:func:`.runs.jacobian_spectra` where ``dim`` <= :data:`EXACT_JACOBIAN_MAX_DIM`, with the
+    clamped pixels of the same images under the same randomness (``resp``)."""
     dim = int(np.prod(world.image_shape))
-    return Spectra(dim, runs.jacobian_spectra(world) if dim <= EXACT_JACOBIAN_MAX_DIM else None)
+    exact = runs.jacobian_spectra(world) if dim <= EXACT_JACOBIAN_MAX_DIM else None
+    return Spectra(dim, exact, resp.saturated)
 
 
 def spectrum_figure(s: Spectra) -> Figure:
@@ -139,16 +179,17 @@ def spectrum_figure(s: Spectra) -> Figure:
 
 def spectrum_tables(p: Params, s: Spectra) -> list[Table]:
     """The spectrum summarised beside the paper's Fig. 5c (where it exists), and sec. 6's
-    spectrum claims judged (not tested without the exact spectrum); intervals: bootstrap
-    over the images."""
-    names = ("top_eigenvalue", "eigenvalues_below_quarter")
+    spectrum claims judged (not tested without the exact spectrum); the shares are over the
+    unsaturated pixels' eigenvalues (:attr:`Spectra.unsaturated`); intervals: bootstrap over
+    the images."""
+    names = ("top_eigenvalue", "eigenvalues_below_quarter", "few_eigenvalues_above_one")
     if s.exact is None:
         rows = [claims.record(p, "sec6", c, None) for c in names]
         return [_spectrum_claims(rows)]
-    eig, sv = s.exact.eigenvalues, s.exact.singular_values
-    small = (eig < 0.25).double().mean(1)        # per image: the share of |eigenvalues| < 0.25
-    rows = [claims.record(p, "sec6", names[0], verdicts.mean(eig.max(1).values)),
-            claims.record(p, "sec6", names[1], verdicts.mean(small))]
+    free = s.unsaturated
+    rows = [claims.record(p, "sec6", names[0], verdicts.mean(s.exact.eigenvalues.max(1).values)),
+            claims.record(p, "sec6", names[1], verdicts.mean(share(free, QUARTER))),
+            claims.record(p, "sec6", names[2], verdicts.mean(share(free, 1.0, above=True)))]
     return [_spectrum_table(s), _spectrum_claims(rows)]
 
 
@@ -158,23 +199,37 @@ def _spectrum_table(s: Spectra) -> Table:
     pj = paper()["jacobian"]
     below_paper, above_paper = pj["below_0.25"] / pj["dim"], pj["above_1"] / pj["dim"]
     linear_rate = sv.pow(2).mean(1).sqrt()
+    free_sv = drop_saturated(sv, s.saturated)
+    free_rate = free_sv.nan_to_num(0).pow(2).sum(1).div((~free_sv.isnan()).sum(1)).sqrt()
+
+    def shares(values: Tensor) -> list[str]:
+        return [f"{share(values, QUARTER).mean():.1%}",
+                f"{share(values, 1.0, above=True).mean():.1%}"]
     frame = pd.DataFrame({
         "ours, |eigenvalues|": [f"{se['top_mean']:.3f} ± {se['top_std']:.3f}",
                                 f"{se['below_low']:.1f} of {dim} ({se['below_low'] / dim:.1%})",
                                 f"{se['above_high']:.1f} of {dim} ({se['above_high'] / dim:.1%})",
-                                ""],
+                                "", *shares(s.unsaturated), "", mean_std(s.saturated.double())],
         "ours, singular values": [f"{ss['top_mean']:.3f} ± {ss['top_std']:.3f}",
                                   f"{ss['below_low']:.1f} of {dim} ({ss['below_low'] / dim:.1%})",
                                   f"{ss['above_high']:.1f} of {dim} ({ss['above_high'] / dim:.1%})",
-                                  mean_std(linear_rate)],
+                                  mean_std(linear_rate), *shares(free_sv), mean_std(free_rate), ""],
         "paper (cifar10), |eigenvalues|": [
             f"{pj['top_eigenvalue'][0]} ± {pj['top_eigenvalue'][1]}",
             f"{pj['below_0.25']} of {pj['dim']} ({below_paper:.1%})",
             f"{pj['above_1']} of {pj['dim']} ({above_paper:.1%})",
-            f"~{paper()['compression_rate']}"]},
-        index=["largest", "below 0.25", "above 1", "rms singular value (linearised rate)"])
+            f"~{paper()['compression_rate']}", f"{below_paper:.1%}", f"{above_paper:.1%}",
+            "", ""]},
+        index=["largest", "below 0.25", "above 1", "rms singular value (linearised rate)",
+               "below 0.25, unsaturated pixels (the claim's share)",
+               "above 1, unsaturated pixels (the claim's share)",
+               "rms singular value, unsaturated pixels (linearised rate)",
+               "output pixels clamped at 0 or 1 at f(x0), per image"])
     return Table(frame, "tbl-compression-spectrum", "The Jacobian's spectrum summarised, ours "
-                 "beside the paper's (the numbers of the paper's Fig. 5c).")
+                 "beside the paper's (the numbers of the paper's Fig. 5c). 'Unsaturated "
+                 "pixels': each output pixel the purifier's clamp holds at 0 or 1 at f(x0) is a "
+                 "zero row of J and adds an exact zero to both spectra; those zeros are left "
+                 "out.")
 
 
 def _spectrum_claims(rows: list[dict]) -> Table:
@@ -273,6 +328,12 @@ class Factors:
                 "length": verdicts.auc(-self.length, self.robust),
                 "ray": verdicts.auc(self.ray, self.robust)}
 
+    @cached_property
+    def ratios(self) -> dict[str, verdicts.Estimate]:
+        """Each group's mean purified over mean attack length, and non-robust minus robust
+        (:func:`.analysis_boundary.length_ratios`)."""
+        return length_ratios(self.length, self.attack_length, self.robust)
+
 
 def factors(world) -> Factors:
     """:func:`.runs.world_robust_factors` of the adversarial examples of
@@ -293,21 +354,23 @@ def factors_table(p: Params, fx: Factors) -> Table:
     """Gamma and the purified attack length of robust and non-robust examples beside the
     paper's (sec. 6, Fig. 6)."""
     cap, pa = p.critical_max, paper()["purified_attack"]
+    ratios = fx.ratios
     ours = {f"ours, {g}": [int(m.sum()), mean_std(fx.critical[m].clamp(max=cap)),
                            f"{int(torch.isinf(fx.critical[m]).sum())}", mean_std(fx.length[m]),
-                           mean_std(fx.attack_length[m]), mean_std(fx.ray[m].clamp(max=cap))]
+                           mean_std(fx.attack_length[m]), ratios[g].text(100, " %"),
+                           mean_std(fx.ray[m].clamp(max=cap))]
             for g, m in fx.groups.items()}
     frame = pd.DataFrame({
         **ours,
-        "paper (cifar10), robust": ["", "", "", f"{pa['robust'][0]} ± {pa['robust'][1]}",
-                                    f"{pa['attack_length_robust']}", ""],
-        "paper (cifar10), non-robust": ["", "", "",
-                                        f"{pa['non_robust'][0]} ± {pa['non_robust'][1]}",
-                                        f"{pa['attack_length_non_robust']}", ""]},
+        **{f"paper (cifar10), {g}": ["", "", "", f"{pa[k][0]} ± {pa[k][1]}",
+                                      f"{pa[f'attack_length_{k}']}",
+                                      f"{pa[k][0] / pa[f'attack_length_{k}']:.1%}", ""]
+           for g, k in (("robust", "robust"), ("non-robust", "non_robust"))}},
         index=["examples (clean correct)",
                f"critical threshold gamma at f(x0) (classifier's own direction, capped at "
                f"{cap:g})", f"gamma: no flip up to {cap:g}",
                "purified attack length ||f(x_adv) - f(x0)||", "attack length ||x_adv - x0||",
+               "mean purified / mean attack length [95 % bootstrap interval]",
                "boundary distance along the purified attack's own ray (circular, not evidence)"])
     return Table(frame, "tbl-compression-factors", "Critical threshold and purified attack "
                  "length of robust and non-robust examples, ours beside the paper's (sec. 6 and "
@@ -374,9 +437,13 @@ def scatter_figure(p: Params, fx: Factors) -> Figure:
 
 
 def auc_tables(p: Params, fx: Factors) -> list[Table | Markdown]:
-    """The AUCs beside the paper's (Fig. 6) and sec. 6's two claims on them judged (not
-    tested with one class of examples only); intervals: stratified bootstrap over images."""
-    names = ("critical_threshold_auc", "purified_length_auc")
+    """The AUCs beside the paper's (Fig. 6) and sec. 6's claims on robust and non-robust
+    examples judged (not tested with one class of examples only): the two AUCs (stratified
+    bootstrap over images), Fig. 6a's rule against the base rate
+    (:func:`.analysis_boundary.rule_agreement`, Newcombe) and compressed vs expanded purified
+    attacks (:func:`.analysis_boundary.compress_expand`, bootstrap)."""
+    names = ("critical_threshold_auc", "purified_length_auc", "rule_agreement",
+             "robust_compress_nonrobust_expand")
     if not fx.both_classes:
         rows = [claims.record(p, "sec6", c, None) for c in names]
         return [Markdown(f"*{fx.one_class}*"), _auc_claims(rows)]
@@ -391,7 +458,11 @@ def auc_tables(p: Params, fx: Factors) -> list[Table | Markdown]:
                   "non-robust examples, ours beside the paper's (the ROC curves of the paper's "
                   "Fig. 6).")
     rows = [claims.record(p, "sec6", names[0], a["critical"]),
-            claims.record(p, "sec6", names[1], a["length"])]
+            claims.record(p, "sec6", names[1], a["length"]),
+            claims.record(p, "sec6", names[2],
+                          rule_agreement(fx.robust, fx.critical, fx.length)),
+            claims.record(p, "sec6", names[3],
+                          compress_expand(fx.length, fx.attack_length, fx.robust))]
     return [table, _auc_claims(rows)]
 
 
@@ -406,13 +477,16 @@ def _auc_claims(rows: list[dict]) -> Table:
 @dataclass(frozen=True)
 class Groups:
     """The Jacobian images judged with the fixed randomness of their Jacobians
-    (:func:`.runs.jacobian_robustness`); ``clean`` and ``robust`` are ``None`` where the
-    exact Jacobian is out of reach."""
+    (:func:`.runs.jacobian_robustness`), their unsaturated |eigenvalues| (NaN-padded,
+    :attr:`Spectra.unsaturated`) and mean compression rates over the unsaturated pixels;
+    ``eigenvalues``, ``clean`` and ``robust`` are ``None`` where the exact Jacobian is out of
+    reach."""
 
     dim: int
     eigenvalues: Tensor | None
     clean: Tensor | None
     robust: Tensor | None
+    rates: Tensor
 
     @property
     def compared(self) -> bool:
@@ -429,45 +503,66 @@ class Groups:
                 "groups are needed.")
 
 
-def groups(world, s: Spectra, fx: Factors) -> Groups:
-    """The Jacobian images' robustness against ``fx``'s adversarial examples."""
+def groups(world, s: Spectra, fx: Factors, resp: Response) -> Groups:
+    """The Jacobian images' robustness against ``fx``'s adversarial examples, with their
+    spectra and their compression rates (``resp``)."""
+    rates = resp.rate_unsaturated.mean(1)
     if s.exact is None:
-        return Groups(s.dim, None, None, None)
+        return Groups(s.dim, None, None, None, rates)
     clean, robust = runs.jacobian_robustness(world, fx.x_adv)
-    return Groups(s.dim, s.exact.eigenvalues, clean, robust)
+    return Groups(s.dim, s.unsaturated, clean, robust, rates)
 
 
-def group_tables(g: Groups) -> list[Table | Markdown]:
+def group_tables(p: Params, g: Groups) -> list[Table | Markdown]:
     """The two groups' spectra summarised and the AUC with which the spectrum tells them
-    apart (:func:`.analysis.compare_spectra`), or why there is no comparison."""
+    apart (:func:`.analysis.compare_spectra`), or why there is no comparison; and two claims
+    judged: no spectral difference (both AUCs) and the gradient-free compression rate as an
+    indicator of robustness (AUC of the negative rate; stratified bootstrap)."""
+    names = ("spectra_alike_robust_nonrobust", "compression_predicts_robustness")
     if not g.compared:
-        return [Markdown(f"*{g.no_comparison}*")]
+        rows = [claims.record(p, "sec6", c, None) for c in names]
+        return [Markdown(f"*{g.no_comparison}*"), _group_claims(rows)]
     keep = g.clean
-    compared = compare_spectra(g.eigenvalues[keep], g.robust[keep])
-    rows = {}
+    compared = compare_spectra(g.eigenvalues[keep], g.robust[keep], QUARTER)
+    summary = {}
     for name, m in (("robust", g.robust & keep), ("non-robust", ~g.robust & keep)):
         v = compared[name]
-        rows[name] = {"images": int(m.sum()),
-                      "largest |eigenvalue|": f"{v['top_mean']:.3f} ± {v['top_std']:.3f}",
-                      "below 0.25": f"{v['below_low']:.1f} of {g.dim}",
-                      "above 1": f"{v['above_high']:.1f} of {g.dim}"}
-    aucs = {k: f"{e.value:.2f} [{e.lo:.2f}, {e.hi:.2f}]" for k, e in compared.items()
-            if k.startswith("auc")}
-    return [Table(pd.DataFrame(rows).T, "tbl-compression-groups", "Jacobian spectra of robust "
-                  "and non-robust examples (the comparison of the paper's sec. 6)."),
+        summary[name] = {"images": int(m.sum()),
+                         "largest |eigenvalue|": f"{v['top_mean']:.3f} ± {v['top_std']:.3f}",
+                         f"share below {QUARTER:g}":
+                             f"{share(g.eigenvalues[m], QUARTER).mean():.1%}",
+                         "share above 1": f"{share(g.eigenvalues[m], 1.0, True).mean():.1%}",
+                         "compression rate": mean_std(g.rates[m])}
+    spectral = {"largest |eigenvalue|": compared["auc largest"],
+                f"share below {QUARTER:g}": compared[f"auc below {QUARTER:g}"]}
+    rate = verdicts.auc(-g.rates[keep], g.robust[keep])
+    aucs = {k: e.text(digits=2) for k, e in {**spectral, "compression rate (lower)": rate}.items()}
+    rows = [claims.record(p, "sec6", names[0], spectral),
+            claims.record(p, "sec6", names[1], rate)]
+    return [Table(pd.DataFrame(summary).T, "tbl-compression-groups",
+                  "Jacobian spectra of robust and non-robust examples (the comparison of the "
+                  "paper's sec. 6; |eigenvalues| of the unsaturated pixels)."),
             Table(pd.DataFrame({"AUC [95 % interval]": aucs}), "tbl-compression-groups-auc",
-                  "How well the spectrum tells the groups apart (0.5: not at all; no table of "
-                  "the paper).")]
+                  "How well the spectrum and the compression rate tell the groups apart (0.5: "
+                  "not at all; no table of the paper)."),
+            _group_claims(rows)]
+
+
+def _group_claims(rows: list[dict]) -> Table:
+    return Table(claims.frame(rows), "tbl-compression-groups-claims", "Sec. 6's claims on the "
+                 "Jacobian images' robustness judged (criteria from the paper's sec. 6 and its "
+                 "arXiv v1 abstract, in paper_data/sec6.yaml).")
 
 
 def groups_figure(g: Groups) -> Figure:
-    """The two groups' mean |eigenvalue| spectra."""
+    """The two groups' mean |eigenvalue| spectra (unsaturated pixels: a rank's mean over the
+    images that have it)."""
     if not g.compared:
         return text_figure(g.no_comparison)
     keep = g.clean
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for name, m in (("robust", g.robust[keep]), ("non-robust", ~g.robust[keep])):
-        ax.plot(np.arange(1, g.dim + 1), g.eigenvalues[keep][m].mean(0),
+        ax.plot(np.arange(1, g.dim + 1), g.eigenvalues[keep][m].nanmean(0),
                 label=f"{name} ({int(m.sum())})")
     ax.set(xlabel="rank", ylabel="mean |eigenvalue|", xscale="log",
            title="Jacobian spectra of robust and non-robust examples")

@@ -19,8 +19,8 @@ from tqdm.auto import tqdm
 
 from .. import attacks, stages, store
 from ..purifiers import seed_for
-from .analysis import (ImageMap, Neighbourhood, Spectrum, apply, fixed_purifier, jacobian,
-                       jacobian_spectrum, linf_neighbours, pca_spectra, rates_of,
+from .analysis import (ImageMap, Neighbourhood, Response, Spectrum, fixed_purifier, jacobian,
+                       jacobian_spectrum, pca_spectra, perturbation_response, stack,
                        top_singular_values)
 from .analysis_boundary import RobustFactors, robust_factors
 
@@ -52,27 +52,25 @@ def neighbourhood(world, progress: bool = True) -> Neighbourhood:
                            generator=torch.Generator().manual_seed(p.base_seed))
 
 
-def compression_rates(world, progress: bool = True) -> Tensor:
-    """Sec. 6's compression rate at each of the first ``jacobian_images`` test images:
-    (n, ``rate_samples``).
+def compression_rates(world, progress: bool = True) -> Response:
+    """Sec. 6's compression rate and eq. 4's error at each of the first ``jacobian_images`` test
+    images: a :class:`.analysis.Response` of (n, ``rate_samples``) per measurement.
 
     Image i is purified with the fixed randomness of :func:`jacobian_spectra` at
-    ``rate_samples`` uniform points of its Linf ball of radius ``eps``
-    (:func:`.analysis.linf_neighbours`, generator seeded i); each row holds
-    ||f(x) - f(x_i)|| / ||x - x_i|| per point. The paper's "~0.25" is one number over
-    images: report the per-image means' mean and spread, not one image's.
+    ``rate_samples`` uniform points of its Linf ball of radius ``eps`` and as many of eq. 4's
+    small radius (:func:`.analysis.perturbation_response`, generator seeded i). The paper's
+    "~0.25" is one number over images: report the per-image means' mean and spread, not one
+    image's. ``saturated`` counts the output pixels clamped at f(x_i), the zeros they add to
+    image i's Jacobian spectrum (:func:`.analysis.drop_saturated`).
     """
     p = world.params
     purifier = world.purifier()
     n = min(p.jacobian_images, len(world.images))
-    out = []
-    for i in tqdm(range(n), desc="compression rates", unit="image", disable=not progress):
-        x0 = world.images[i:i + 1]
-        f = fixed_purifier(purifier, p.base_seed, i)
-        points = linf_neighbours(x0, p.eps, p.rate_samples, torch.Generator().manual_seed(i))
-        with torch.no_grad():
-            out.append(rates_of(points - x0, apply(f, points, p.batch_size) - f(x0)).cpu())
-    return torch.stack(out)
+    out = [perturbation_response(fixed_purifier(purifier, p.base_seed, i), world.images[i:i + 1],
+                                 p.eps, p.rate_samples, p.batch_size,
+                                 torch.Generator().manual_seed(i))
+           for i in tqdm(range(n), desc="compression rates", unit="image", disable=not progress)]
+    return stack(out)
 
 
 def jacobian_spectra(world, progress: bool = True) -> Spectrum:
