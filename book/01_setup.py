@@ -96,11 +96,11 @@ reproduce()
 regime = report.regime_measures(ch.world)
 report.regime_table(regime)
 
-# %%
-display(Markdown(report.regime_text(regime)))
-
 # %% tags=["remove-input"]
 reproduce()
+
+# %%
+display(Markdown(report.regime_text(regime)))
 
 # %% [markdown]
 # ## The purifiers' equations

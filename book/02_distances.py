@@ -152,6 +152,9 @@ reproduce()
 # :name: eq3
 # f(\boldsymbol{x}) = \boldsymbol{x} + \boldsymbol{\eta}, \quad \boldsymbol{\eta} \sim \mathcal{N}(\boldsymbol{0}, \sigma^2 \boldsymbol{I}) \tag{3}
 # ```
+#
+# Eq. (3)'s sigma at t* is `diffrob.distances.analysis.toy_noise_var`; its fuzzy decision,
+# `diffrob.distances.analysis.fuzzy_grade`.
 
 # %% mystnb={"figure": {"caption": "Eq. (3) drawn twice: the fuzzy decision of a linear classifier under Gaussian noise (the shape of the paper's Fig. 3a), and the Gaussian toy model's end distance against the init distance (closed form and Monte Carlo) beside DiffPure's measured distances.", "name": "fig-distances-toy"}}
 report.toy_figure(r)

@@ -271,7 +271,8 @@ def fixed_randomness_claim(v: Variants, r: Evaluations) -> Table:
                         None if random is None
                         else verdicts.paired_difference(random, v.known_noise.astype(float)))
     return Table(claims.frame([row]), "tbl-fuzzy-fixed-claim", "The robustness that fixed "
-                 "randomness leaves (arXiv v1's abstract; criterion in paper_data/sec4.yaml), "
+                 "randomness leaves (the paper's Table 1 against the abstract of its arXiv v1; "
+                 "criterion in paper_data/sec4.yaml), "
                  "with its minimum detectable effect (MDE) and the n that would detect the "
                  "paper's effect.")
 

@@ -62,7 +62,7 @@ def regime_table(r: Regime) -> Table:
     """Each ratio of the paper's CIFAR-10 setting beside this world's, its band, and the
     parameter the rule derives (Table S1, Table S2, sec. 5; :func:`regime.table`)."""
     return Table(regime.table(r.measures, r.p), "tbl-setup-regime", "The paper's regime: "
-                 "each ratio of its CIFAR-10 setting (Table S1, Table S2, sec. 5) beside this "
+                 "each ratio of the paper's Table S1, Table S2 and sec. 5 (CIFAR-10) beside this "
                  "world's at its parameters, and the parameter the rule of "
                  "paper_data/setup.yaml derives from this world's models.")
 
