@@ -138,8 +138,11 @@ display(Markdown(report.regime_text(regime)))
 
 # %% [markdown]
 # ## Clean accuracy with and without purification
-# Each purifier runs once over the test images with base seed `base_seed` and {ref}`eq. (9) <eq9>`'s batch
-# indices; the bare classifier is deterministic. The paper's numbers are CIFAR-10's (or
+# Each purifier runs r = `n_evals` times over the test images, with base seeds 0..r-1 and
+# {ref}`eq. (9) <eq9>`'s batch indices (`diffrob.setup.runs.clean_correct`; DiffPure's runs are Table 1's
+# clean row of chapter 4, computed once for both); an image's accuracy is the fraction of
+# its runs that are right, and the claims pair them per image. The bare classifier is
+# deterministic. The paper's numbers are CIFAR-10's (or
 # ImageNet's), labelled "paper"; the review-thread reverse-only number was measured at t = 150
 # with fixed noise, not at t* = 100.
 

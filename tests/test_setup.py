@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import tiny_world
-from diffrob import claims, purifiers, verdicts
+from diffrob import claims, purifiers, store, verdicts
 from diffrob.figures import Table
 from diffrob.params import PURIFIERS
 from diffrob.setup import analysis, report, runs
@@ -57,12 +57,21 @@ def test_purification_examples(world):
     assert all(v.shape == (3, 1, 8, 8) for v in [*ex.states.values(), *ex.purified.values()])
 
 
-def test_clean_correct(world):
-    correct = runs.clean_correct(world)
+def test_clean_correct_averages_each_purifier_over_the_r_stored_runs(world):
+    from diffrob import stages
+
+    correct = runs.clean_correct(world, progress=False)
     assert list(correct) == ["bare", *PURIFIERS]
-    assert all(c.shape == (4,) and c.dtype == bool for c in correct.values())
+    assert all(c.shape == (4,) and ((c >= 0) & (c <= 1)).all() for c in correct.values())
     bare = (world.predict(world.images) == world.labels).cpu().numpy()
     assert np.array_equal(correct["bare"], bare)
+    labels = world.labels.cpu().numpy()
+    ddpm = stages.evaluations(world, "clean", progress=False)   # Table 1's clean row, stored
+    assert ddpm.shape == (world.params.n_evals, 4)
+    assert np.array_equal(correct["ddpm"], (ddpm == labels).mean(axis=0))
+    done = [(e["stage"], e["key"], e["batch"]) for e in store.computed(world.params)]
+    assert {d[0] for d in done} == {"evaluate/clean"}   # DiffPure's runs once, for both uses
+    assert len(done) == len(set(done)) == len(PURIFIERS) * 2
 
 
 def test_world_table(world):
@@ -96,8 +105,8 @@ def test_claims_table_and_said(accuracy):
     row = {r["claim"]: r for r in claims.table(accuracy.p)}["samplers_comparable"]
     assert list(row["parts"]) == [f"{m} - {n}" for m, n in analysis.pairs(PURIFIERS)]
     c = accuracy.correct
-    assert row["parts"]["ddpm - ddim"]["lo"] == verdicts.paired_proportions(c["ddpm"],
-                                                                            c["ddim"]).lo
+    assert row["parts"]["ddpm - ddim"]["lo"] == verdicts.paired_difference(c["ddpm"],
+                                                                           c["ddim"]).lo
     said = report.setup_said(accuracy)
     assert said["setup_bare"] == f"{100 * accuracy.correct['bare'].mean():.1f} %"
     assert said["setup_samplers"].startswith("ddpm ")

@@ -94,8 +94,8 @@ def images_figure(world, k: int = 10) -> Figure:
 
 @dataclass
 class Accuracy:
-    """Per test image, whether the bare and each purified classifier is right
-    (:func:`runs.clean_correct`), with the parameters and the world the paper's numbers are
+    """Per test image, whether the bare classifier is right and in what fraction of the r runs
+    each purified one is (:func:`runs.clean_correct`), with the parameters and the world the paper's numbers are
     of (this one, or CIFAR-10)."""
 
     p: Params
@@ -119,16 +119,18 @@ def _paper_accuracy(paper: dict[str, Any], method: str) -> str:
     return f"{row['value']:.2f}" + (f" ± {row['std']:.2f}" if "std" in row else "")
 
 
-def _with_interval(flags: np.ndarray) -> str:
-    e = verdicts.proportion(flags)
+def _with_interval(e: verdicts.Estimate) -> str:
     return f"{100 * e.value:.2f} [{100 * e.lo:.1f}, {100 * e.hi:.1f}]"
 
 
 def accuracy_table(a: Accuracy) -> Table:
-    """Clean accuracy with its 95 % Wilson interval, bare and purified, beside the paper's
-    (Tables 1 and 2, clean rows; the other samplers from the review thread)."""
+    """Clean accuracy with its 95 % interval, bare (Wilson) and purified (the mean over the
+    images of each image's accuracy over the r runs, bootstrap), beside the paper's (Tables 1
+    and 2, clean rows: mean over r = 100 runs; the other samplers from the review thread)."""
+    c = a.correct
     frame = pd.DataFrame(
-        {"ours (%) [95 % interval]": [_with_interval(a.correct[m]) for m in ["bare", *PURIFIERS]],
+        {"ours (%) [95 % interval]": [_with_interval(verdicts.proportion(c["bare"] > 0))]
+         + [_with_interval(verdicts.mean(c[m])) for m in PURIFIERS],
          f"paper ({a.paper_world}) (%)": [f"{a.paper['classifier_clean_accuracy']:.2f}"]
          + [_paper_accuracy(a.paper, m) for m in PURIFIERS]},
         index=["bare classifier"] + [f"purified: {m}" for m in PURIFIERS])
@@ -140,13 +142,13 @@ def accuracy_table(a: Accuracy) -> Table:
 def claims_table(a: Accuracy) -> Table:
     """The set-up's claims (criteria in paper_data/setup.yaml): DiffPure's cost in clean
     accuracy, bare minus DiffPure on the same images, and every pair of samplers' difference
-    in clean accuracy (App. C.2's "comparable"), each with Newcombe's paired interval (yes/no
-    outcomes on the same images; a bootstrap would collapse to 0 where no image disagrees)."""
+    in clean accuracy (App. C.2's "comparable"), each a paired bootstrap over the images of
+    the per-image accuracies over the r runs (Table 1's clean row is such a mean)."""
     c = a.correct
     rows = [claims.record(a.p, "setup", "purification_costs_accuracy",
-                          verdicts.paired_proportions(c["bare"], c["ddpm"])),
+                          verdicts.paired_difference(c["bare"], c["ddpm"])),
             claims.record(a.p, "setup", "samplers_comparable",
-                          {f"{m} - {n}": verdicts.paired_proportions(c[m], c[n])
+                          {f"{m} - {n}": verdicts.paired_difference(c[m], c[n])
                            for m, n in analysis.pairs(PURIFIERS)})]
     return Table(claims.frame(rows), "tbl-setup-claims", "The set-up's claims judged (criteria "
                  "from the paper's sec. 2 and Appendix C.2, in paper_data/setup.yaml), with each "
