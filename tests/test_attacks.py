@@ -308,3 +308,174 @@ def test_more_steps_or_eot_samples_do_not_weaken_the_attack(trained_world):
     assert results["more eot"] <= results["weak"] + 1 / 32, results
     clean = purified_accuracy(w, w.images)
     assert results["weak"] < clean, (results, clean)
+
+
+def ce_per_image(model, x, y):
+    with torch.no_grad():
+        return torch.nn.functional.cross_entropy(model(x), y, reduction="none")
+
+
+def test_restarts_keep_per_image_the_run_of_highest_loss(world):
+    """Two restarts: the runs from the first and the second random start of the generator,
+    per image the one of higher (here noise-free) loss; one restart is the run alone."""
+    x, y, eps = world.images, world.labels, 48 / 255
+    run = functools.partial(attacks.pgd, world.classifier, x, y, eps, 2, eps / 4, True)
+    g = torch.Generator().manual_seed(3)
+    first, second = run(g), run(g)
+    both = run(torch.Generator().manual_seed(3), restarts=2)
+    a, b = ce_per_image(world.classifier, first, y), ce_per_image(world.classifier, second, y)
+    torch.testing.assert_close(both, torch.where((b > a).view(-1, 1, 1, 1), second, first))
+    assert not torch.equal(first, second)
+    torch.testing.assert_close(run(torch.Generator().manual_seed(3), restarts=1), first)
+    with pytest.raises(ValueError, match="restarts"):
+        run(g, restarts=0)
+
+
+def test_restarts_continue_the_seed_plan_and_enter_the_key():
+    """PGD-EOT with 2 restarts, last iterate: run 1's gradients, a fresh score of its result,
+    run 2's gradients, a fresh score of its; one restart leaves the key as it was (results
+    recorded before restarts existed keep their digest) and an attack without restarts
+    ignores them."""
+    w = tiny_world(2, eot=2, attack_steps=2, attack_restarts=2)
+    spy = SeedSpy(w.purifier())
+    attacks.attack_batch(w, "pgd-eot", w.images, w.labels, 0, purifier=spy)
+    assert [s for _, c in spy.calls for s in c] == list(range(1000, 1000 + 2 * (2 * 2 + 2)))
+    one = dataclasses.replace(w, params=w.params.replace(attack_restarts=1))
+    assert stages.attack_key(w, "pgd-eot")["restarts"] == 2
+    assert stages.attack_key(w, "apgd-eot")["restarts"] == 2
+    assert "restarts" not in stages.attack_key(one, "pgd-eot")
+    assert stages.attack_key(w, "eotpgd") == stages.attack_key(one, "eotpgd")
+    assert attacks.get("pgd-eot").work(2, 2, "last", restarts=2) == (8, 4)
+    assert attacks.get("eotpgd").work(2, 2, "last", restarts=2) == (4, 0)
+
+
+class NoisyClassifier:
+    """A classifier of ``x + noise[k]`` for the k-th copy seen (fixed draws, as a purifier's
+    seeds): the EOT samples without a diffusion model."""
+
+    def __init__(self, model, noise):
+        self.model, self.noise, self.seen = model, noise, 0
+
+    def __call__(self, rows):
+        n = self.noise.shape[1]
+        m = len(rows) // n
+        noise = self.noise[self.seen:self.seen + m].flatten(0, 1)
+        self.seen += m
+        return self.model(rows + noise)
+
+
+@pytest.mark.parametrize("eot_batch", [0, 1, 2])
+def test_vote_loss_steps_along_the_gradient_of_the_soft_vote(world, eot_batch):
+    """One step of the vote attack moves along the sign of the gradient of
+    -log(mean over the 3 draws of the label's softmax), however the draws are split."""
+    x, y, eps = world.images, world.labels, 48 / 255
+    noise = 0.5 * torch.randn(3, *x.shape, generator=torch.Generator().manual_seed(0))
+
+    def model(z):
+        return 30 * world.classifier(z)  # confident: the vote's weights differ from 1/3
+    x_adv = attacks.pgd(NoisyClassifier(model, noise), x, y, eps, 1, eps, False,
+                        eot=3, eot_batch=eot_batch, loss="vote")
+    z = x.clone().requires_grad_(True)
+    probs = torch.stack([model(z + n).softmax(1)[torch.arange(len(y)), y] for n in noise])
+    grad = torch.autograd.grad(-probs.mean(0).log().sum(), z)[0]
+    torch.testing.assert_close(x_adv, (x + eps * grad.sign()).clamp(0, 1))
+    ce = attacks.pgd(NoisyClassifier(model, noise), x, y, eps, 1, eps, False, eot=3)
+    assert not torch.equal(ce, x_adv)  # the mean cross-entropy is another loss
+
+
+def test_vote_loss_stays_finite_where_the_softmax_underflows(world):
+    x, y, eps = world.images, world.labels, 48 / 255
+
+    def confident(rows):
+        return 1e4 * world.classifier(rows)
+    x_adv = attacks.pgd(confident, x, y, eps, 2, eps / 4, True,
+                        torch.Generator().manual_seed(0), eot=2, loss="vote", iterate="best")
+    assert torch.isfinite(x_adv).all() and within(x_adv, x, eps)
+    with pytest.raises(ValueError, match="loss"):
+        attacks.pgd(confident, x, y, eps, 1, eps, loss="hinge")
+
+
+def test_a_stopped_image_keeps_its_first_flagged_iterate(world):
+    """``stop`` flags image 0 after the first step: it keeps that iterate (the run of one
+    step), the others follow the full run; a flagged image wins over a later restart."""
+    x, y, eps = world.images, world.labels, 48 / 255
+    run = functools.partial(attacks.pgd, world.classifier, x, y, eps)
+    calls = []
+
+    def stop(x_adv):
+        calls.append(len(calls))
+        return torch.arange(len(x_adv)) == 0 if len(calls) == 2 else torch.zeros(
+            len(x_adv), dtype=torch.bool)
+    for iterate in ("last", "best"):
+        calls.clear()
+        full = run(3, eps / 4, True, torch.Generator().manual_seed(1), iterate=iterate)
+        one = run(1, eps / 4, True, torch.Generator().manual_seed(1))
+        stopped = run(3, eps / 4, True, torch.Generator().manual_seed(1), iterate=iterate,
+                      stop=stop)
+        assert len(calls) == 4  # the start and the 3 steps
+        torch.testing.assert_close(stopped[0], one[0])
+        torch.testing.assert_close(stopped[1:], full[1:])
+    calls.clear()
+    twice = run(3, eps / 4, True, torch.Generator().manual_seed(1), restarts=2, stop=stop)
+    torch.testing.assert_close(twice[0], one[0])
+
+
+def test_checked_attack_draws_its_evaluations_from_a_stream_of_its_own():
+    """nevals-eot's gradients see PGD-EOT's seeds; its N = 3 evaluations of each of its
+    3 iterates come from attack_seed + CHECK_SEEDS on; its own flags say which images one
+    of them misclassified, and an unflagged image ends where PGD-EOT does."""
+    w = tiny_world(3, eot=2, attack_steps=2, attack_checks=3)
+    spy = SeedSpy(w.purifier())
+    x_adv, fooled = attacks.attack_batch_checked(w, "nevals-eot", w.images, w.labels, 0,
+                                                 purifier=spy)
+    seeds = [s for _, c in spy.calls for s in c]
+    base = 1000 + attacks.system.CHECK_SEEDS
+    assert sorted(s for s in seeds if s < base) == list(range(1000, 1004))
+    assert sorted(s for s in seeds if s >= base) == list(range(base, base + 3 * 3))
+    assert fooled.dtype == torch.bool and fooled.shape == (3,)
+    plain = attacks.attack_batch(w, "pgd-eot", w.images, w.labels, 0)
+    torch.testing.assert_close(x_adv[~fooled], plain[~fooled])
+    assert attacks.attack_batch_checked(w, "pgd-eot", w.images, w.labels, 0)[1] is None
+    assert stages.attack_key(w, "nevals-eot")["checks"] == 3
+    assert attacks.get("nevals-eot").work(2, 2, "last", checks=3) == (4, 9)
+
+
+@pytest.mark.parametrize("attack,changes", [("vote-eot", {}), ("nevals-eot", {}),
+                                            ("pgd-eot", {"attack_restarts": 2}),
+                                            ("apgd-eot", {"attack_restarts": 2})])
+def test_new_attacks_go_through_the_store_in_shards_and_resume(tmp_path, monkeypatch, attack,
+                                                               changes):
+    """Two shards write the files of one process; a rerun reads them and computes nothing."""
+    from conftest import stage_world
+    from test_stages import files
+
+    one = stage_world(tmp_path / "one", **changes)
+    x_adv = stages.adversarial(one, attack, progress=False)
+    parts = stage_world(tmp_path / "parts", **changes)
+    for shard in ("1/2", "0/2"):
+        stages.adversarial(parts, attack, shard=shard, progress=False)
+    assert files(tmp_path / "one") == files(tmp_path / "parts")
+
+    def fail(*a, **k):
+        raise AssertionError("a finished batch was recomputed")
+    monkeypatch.setattr(attacks, "attack_batch", fail)
+    assert torch.equal(stages.adversarial(parts, attack, progress=False), x_adv)
+
+
+def test_diffrob_attack_runs_the_vote_the_checked_and_restarted_attacks(tmp_path, capsys):
+    """`diffrob attack` stores them (restarts in a key of their own), `--help` lists them from
+    the registry, and `diffrob plan` counts them."""
+    from diffrob import cli
+
+    base = ["--params", "params/smoke.yaml", "-p", "results_dir", str(tmp_path),
+            "-p", "n_images", "2"]
+    cli.main(["attack", *base, "--attack", "vote-eot", "nevals-eot"])
+    cli.main(["attack", *base, "-p", "attack_restarts", "2", "--attack", "pgd-eot"])
+    for name in ("vote-eot", "nevals-eot", "pgd-eot"):
+        assert list((tmp_path / "digits" / "attack" / name).rglob("batch_*.safetensors")), name
+    with pytest.raises(SystemExit):
+        cli.main(["attack", "--help"])
+    assert "vote-eot" in capsys.readouterr().out
+    cli.main(["plan", *base, "-p", "attacks", "[vote-eot, nevals-eot]"])
+    out = capsys.readouterr().out
+    assert "attack/vote-eot" in out and "attack/nevals-eot" in out

@@ -144,3 +144,18 @@ def test_diffrob_and_the_book_build_parse_p_alike(monkeypatch):
     monkeypatch.setattr(build_book, "chapters", lambda *a: first)
     build_book.main(["--no-html", "-p", "rel_stepsize", "1e-3", "-p", "eps_255", "8"])
     assert seen == {"rel_stepsize": 1e-3, "eps_255": 8}
+
+
+def test_attack_parameters_added_later_keep_the_recorded_digests():
+    """attack_restarts, attack_checks and the strength chapter's new keys are left out of the
+    parameter digest at their defaults (results recorded before them keep their digest) and
+    enter it once changed; restarts and checks below 1 are refused by name."""
+    from diffrob import store
+
+    p = params.load("params/smoke.yaml")
+    new = ("attack_restarts", "attack_checks", "strength_restarts", "strength_more_rel_stepsizes")
+    assert set(new) <= set(params.ADDED_KEYS) and not set(new) & set(p.as_dict())
+    assert store.params_digest(p.replace(attack_restarts=2)) != store.params_digest(p)
+    for key, bad in (("attack_restarts", 0), ("attack_checks", 0), ("strength_restarts", 1)):
+        with pytest.raises(ValueError, match=key):
+            params.load("params/smoke.yaml", **{key: bad})

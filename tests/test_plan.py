@@ -27,11 +27,14 @@ class ImageCount:
         model.register_forward_hook(lambda m, args, out: setattr(self, "n", self.n + len(args[0])))
 
 
-@pytest.mark.parametrize("checkpointing,iterate", [(True, "last"), (False, "last"),
-                                                   (True, "best")])
-def test_flops_and_calls_match_a_real_attack_and_evaluation(digits_units, checkpointing, iterate):
+@pytest.mark.parametrize("checkpointing,iterate,restarts", [
+    (True, "last", 1), (False, "last", 1), (True, "best", 1), (False, "last", 2),
+    (True, "best", 2)])
+def test_flops_and_calls_match_a_real_attack_and_evaluation(digits_units, checkpointing, iterate,
+                                                            restarts):
+    """Every registered attack, restarts and the checked attack's evaluations included."""
     w = tiny_world(4, eot=3, attack_steps=2, batch_size=4, n_evals=3, checkpointing=checkpointing,
-                   pgd_iterate=iterate)
+                   pgd_iterate=iterate, attack_restarts=restarts, attack_checks=2)
     w = dataclasses.replace(w, params=w.params.replace(attacks=list(attacks.NAMES)))
     costs = plan.table(w.params, units=digits_units)
     calls = ImageCount(w.diffusion)

@@ -3,7 +3,10 @@
 
 import itertools
 
+import dataclasses
+
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
@@ -87,13 +90,15 @@ def test_compare_gives_paired_rows_and_a_worst_case_no_stronger_attack_beats(sma
 def test_gradients_count_every_gradient_evaluation_per_image(tmp_path):
     """The "gradients" column is what the attacks compute, counted here as rows
     back-propagated through the classifier per image: EOT samples x steps (APGD: x (steps +
-    1)), with 2 steps of 3 EOT samples so that neither the steps nor the samples alone pass."""
+    1)) x restarts, the checked attack's evaluations and restarts' scores not among them,
+    with 2 steps of 3 EOT samples so that neither the steps nor the samples alone pass."""
     world = tiny_world(4, results_dir=str(tmp_path), strength_images=2, strength_evals=2,
                        strength_steps=2, strength_eot=3)
     rows = []
     world.classifier.register_full_backward_hook(lambda m, g_in, g_out: rows.append(len(g_out[0])))
-    protocols = {"pgd-eot": {}, "bpda-eot": {}, "transfer": {}, "apgd-eot": {},
-                 "apgd-dlr-eot": {}, "eotpgd": {}, "pgd": {"pgd_iterate": "best"}}
+    protocols = {"pgd-eot": {}, "bpda-eot": {"attack_restarts": 2}, "transfer": {},
+                 "apgd-eot": {"attack_restarts": 2}, "apgd-dlr-eot": {}, "eotpgd": {},
+                 "pgd": {"pgd_iterate": "best"}, "vote-eot": {}, "nevals-eot": {}}
     for attack, changes in protocols.items():
         rows.clear()
         side = runs_strength.compare(world, {attack: (attack, changes)}, reference=attack)
@@ -115,11 +120,46 @@ def test_steps_read_as_fractions_of_eps():
 def test_step_grid_and_strongest(small):
     grid = runs_strength.step_grid(small)
     assert len(grid) == 3 and set(grid["iterate"]) == {"last", "best"}
-    strong = analysis.strongest(grid)
+    choice = runs_strength.choose(grid, 1, 40)
+    strong = choice.protocol
     assert strong["rel_stepsize"] == 0.25
-    assert grid["accuracy"].min() == pytest.approx(grid.loc[
+    assert choice.edges == ("no larger step tried", "no smaller step tried")  # the only step
+    assert grid["choice half"].min() == pytest.approx(grid.loc[
         (grid["schedule"] == strong["pgd_schedule"]) & (grid["iterate"] == strong["pgd_iterate"]),
-        "accuracy"].min())
+        "choice half"].min())
+    more = dataclasses.replace(small, params=small.params.replace(
+        strength_more_rel_stepsizes=[0.5, 0.25]))
+    assert runs_strength.rel_stepsizes(more.params) == [0.25, 0.5]
+
+
+def test_held_out_halves_are_disjoint_fixed_and_cover_the_images():
+    for n in (2, 3, 16, 97):
+        choice, report = runs_strength.halves(n)
+        assert not set(choice) & set(report) and sorted([*choice, *report]) == list(range(n))
+        assert abs(len(choice) - len(report)) <= 1
+        again = runs_strength.halves(n)
+        assert np.array_equal(again[0], choice) and np.array_equal(again[1], report)
+    assert list(runs_strength.halves(5)[1]) == [1, 3]
+    with pytest.raises(ValueError, match="strength_images"):
+        runs_strength.halves(1)
+
+
+def grid_of(rows):
+    return pd.DataFrame([{"rel_stepsize": r, "schedule": "constant", "iterate": "last",
+                          "accuracy": a, "choice half": c} for r, a, c in rows])
+
+
+def test_the_protocol_is_chosen_on_the_choice_half_and_an_edge_winner_is_flagged():
+    """All images would pick eps/4; the choice half picks eps/16, inside the grid; a winner at
+    the largest step, the smallest step, or with no more iterations tried, is flagged."""
+    inside = grid_of([(1 / 30, 50, 60), (1 / 16, 40, 20), (0.25, 10, 30), (0.5, 30, 40)])
+    chosen = runs_strength.choose(inside, 20, 40)
+    assert chosen.protocol["rel_stepsize"] == 1 / 16 and chosen.edges == ()
+    top = grid_of([(1 / 30, 50, 60), (0.25, 10, 5)])
+    assert runs_strength.choose(top, 20, 40).edges == ("no larger step tried",)
+    bottom = grid_of([(1 / 30, 50, 5), (0.25, 10, 30)])
+    assert runs_strength.choose(bottom, 20, 40).edges == ("no smaller step tried",)
+    assert runs_strength.choose(inside, 40, 40).edges == ("no more iterations tried",)
 
 
 def test_grid_table_and_text_name_the_strongest_protocol(small):
@@ -131,11 +171,17 @@ def test_grid_table_and_text_name_the_strongest_protocol(small):
     g = report_strength.step_grid(s)
     t = report_strength.grid_table(g)
     assert isinstance(t, Table) and t.name == "tbl-strength-grid" and not t.index
-    assert list(t.frame.columns) == ["step", "schedule", "iterate", "accuracy", "low", "high"]
+    assert list(t.frame.columns) == ["step", "schedule", "iterate", "all images", "low", "high",
+                                     "choice half (chooses)"]
     assert set(t.frame["step"]) == {"eps/4"}
     first, second = report_strength.grid_text(g).splitlines()
-    assert first == f"strongest protocol here: step eps/4, {g.strong['pgd_schedule']}, " \
-                    f"{g.strong['pgd_iterate']} iterate"
+    assert first == (f"strongest protocol, chosen on the choice half: step eps/4, "
+                     f"{g.strong['pgd_schedule']}, {g.strong['pgd_iterate']} iterate (AT THE "
+                     f"GRID'S EDGE: no larger step tried; no smaller step tried; no more "
+                     f"iterations tried)")
+    assert report_strength.split_text(s) == ("held-out split: 2 images choose the protocol "
+                                             "(even positions), 1 report every attack (odd "
+                                             "positions)")
     assert second.startswith("best minus last iterate (points, constant step): {'eps/4': ")
 
 
@@ -143,12 +189,18 @@ def test_side_table_and_the_strongest_attack_in_words(small):
     s = report_strength.setting(small)
     g = report_strength.step_grid(s)
     side = report_strength.side_by_side(s, g.strong)
-    assert list(side.index)[-1] == "worst case" and len(side) == 11
+    assert list(side.index)[-1] == "worst case" and len(side) == 15
+    assert {"PGD-EOT, strongest protocol, 3 restarts", "APGD-CE-EOT, 3 restarts",
+            "vote attack, k = 2", "N-evaluation-aware PGD-EOT, N = 3"} <= set(side.index)
     assert side.loc["Square (autoattack, gradient-free)", "gradients"] == 0
+    assert side.loc["PGD-EOT, strongest protocol, 3 restarts", "gradients"] == 3 * side.loc[
+        report_strength.STRONGEST_NAME, "gradients"]
+    assert side.loc["vote attack, k = 2", "gradients"] == 2  # 1 step x k = 2 purifications
     t = report_strength.side_table(side)
     assert t.name == "tbl-strength-side" and list(t.frame.index) == list(side.index)
     assert list(t.frame.columns) == ["gradients", "accuracy", "interval",
-                                     "vs strongest PGD-EOT (points)", "its interval"]
+                                     "vs strongest PGD-EOT (points)", "its interval",
+                                     "all images*"]
     assert t.frame.loc["worst case", "gradients"] == side["gradients"].iloc[:-1].sum()
     strongest = report_strength.STRONGEST_NAME
     assert t.frame.loc[strongest, "vs strongest PGD-EOT (points)"] == 0
@@ -156,8 +208,14 @@ def test_side_table_and_the_strongest_attack_in_words(small):
         side.loc[strongest, "low"], side.loc[strongest, "high"])
     n = report_strength.worst_of_n_table(side)
     assert n.name == "tbl-strength-worst-of-n"
-    assert list(n.frame.columns) == ["N=1", "N=3", "alpha=0.5"]
+    assert list(n.frame.columns) == ["N=1", "N=3", "alpha=0.5", "N=3, while optimising"]
     assert n.frame["N=1"].equals(t.frame["accuracy"])
+    own = n.frame["N=3, while optimising"]
+    assert own.notna().sum() == 1 and 0 <= own["N-evaluation-aware PGD-EOT, N = 3"] <= 100
+    v = report_strength.vote_table(side)
+    assert v.name == "tbl-strength-vote"
+    assert list(v.frame.columns) == ["k=2", "k=2 vs strongest", "k=2 interval"]
+    assert v.frame.loc[report_strength.STRONGEST_NAME, "k=2 vs strongest"] == 0
     text = report_strength.strongest_text(side)
     assert text.startswith("**Strongest here:** ") and "The paper's protocol leaves" in text
 
@@ -173,3 +231,22 @@ def test_autoattack_table_beside_its_examples_re_evaluated(small):
 def test_gradient_table_holds_the_checks(small):
     t = report_strength.gradient_table(report_strength.setting(small))
     assert t.name == "tbl-strength-gradients" and len(t.frame) > 0
+
+
+def test_the_own_count_is_stored_with_the_examples_and_resumed(tmp_path, monkeypatch):
+    """The checked attack's own count runs the attack once, storing its examples beside it
+    (the evaluation then reads them); a rerun reads both and computes nothing."""
+    from diffrob import attacks, stages
+
+    w = runs_strength.base_world(tiny_world(4, results_dir=str(tmp_path), strength_images=4,
+                                            strength_evals=3, strength_steps=1,
+                                            attack_checks=2))
+    fooled = runs_strength.own_fooled(w, "nevals-eot")
+    assert fooled.dtype == bool and fooled.shape == (4,)
+
+    def fail(*a, **k):
+        raise AssertionError("the attack ran again")
+    monkeypatch.setattr(attacks, "attack_batch", fail)
+    monkeypatch.setattr(attacks, "attack_batch_checked", fail)
+    stages.evaluations(w, "nevals-eot", progress=False)
+    assert np.array_equal(runs_strength.own_fooled(w, "nevals-eot"), fooled)

@@ -103,6 +103,10 @@ class Params:
     # --- distances (sec. 3.1) ---------------------------------------------------
     uniform_eps_255: list[float] = _p([8.0, 16.0, 32.0, 64.0, 128.0],
                                       "uniform-noise sizes, units of 1/255", lo=0.0, hi=255.0)
+    distances_eps_255: float = _p(0.0, "Linf radius of sec. 3.1's attacks, units of 1/255 (0 = "
+                                  "eps_255): the regime rule's distance ratio "
+                                  "(paper_data/setup.yaml, regime:)", lo=0.0, hi=255.0,
+                                  added=True)
     # --- randomness (sec. 3.2) --------------------------------------------------
     n_seeds: int = _p(100, "seeds for the fixed-input experiment", lo=2)
     n_neighbours: int = _p(100, "inputs from the eps ball for the fixed-seed experiment", lo=2)
@@ -160,6 +164,17 @@ class Params:
     square_queries: int = _p(1000, "queries per image of the Square attack (the gradient-free "
                              "check of chapter 04b; AutoAttack's standard version uses 5000)",
                              lo=1, added=True)
+    attack_restarts: int = _p(1, "runs from a new random start of PGD (all of our PGD's attacks) "
+                              "and APGD-CE / APGD-DLR; per image the run of highest fresh-EOT "
+                              "loss (PGD) or the package's highest loss (APGD) wins", lo=1,
+                              added=True)
+    attack_checks: int = _p(10, "N: evaluations of every iterate by the N-evaluation-aware "
+                            "attack nevals-eot (DiffHammer's N)", lo=1, added=True)
+    strength_more_rel_stepsizes: list[float] = _p([], "relative steps added to the step-size "
+                                                  "grid, so that it extends past its winner",
+                                                  lo=0.0, hi=1.0, added=True)
+    strength_restarts: int = _p(3, "restarts of the restart rows of chapter 04b", lo=2,
+                                added=True)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -19,9 +19,10 @@ Costs per image and per gradient, with C diffusion-model calls per purification
 - full gradient, checkpointed: C forward calls, then C recomputed forward calls
   with their backward, and the classifier forward and backward (without
   checkpointing the first C forward calls are the ones kept);
-- attack: ``attack_steps`` gradients of ``eot`` samples (1 without EOT), plus what
-  :meth:`diffrob.attacks.Attack.work` adds for best iterates and APGD; the transfer
-  attack differentiates the bare classifier only;
+- attack: ``attack_steps`` gradients of ``eot`` samples (1 without EOT) per restart
+  (``attack_restarts``), plus what :meth:`diffrob.attacks.Attack.work` adds for best
+  iterates, restarts' scores, the checked attack's ``attack_checks`` evaluations of each
+  iterate and APGD; the transfer attack differentiates the bare classifier only;
 - evaluation: ``n_evals`` purifications of every clean or attacked image;
 - sec. 6, per Jacobian image: the exact Jacobian is D vector-Jacobian products
   (VJPs: a full gradient of the purifier alone) and one purification, made only
@@ -213,8 +214,9 @@ def table(p: Params, tflops: float = 100.0, gpu_gb: float = 80.0,
     for name in p.attacks:
         attack = attacks.get(name)
         full, eot = attack.full_gradient, attack.eot_samples(p.eot)
-        per_image_grads, per_image_purifications = attack.work(p.eot, p.attack_steps,
-                                                               p.pgd_iterate, p.square_queries)
+        per_image_grads, per_image_purifications = attack.work(
+            p.eot, p.attack_steps, p.pgd_iterate, p.square_queries, p.attack_restarts,
+            p.attack_checks)
         grads, purifications = n * per_image_grads, n * per_image_purifications
         forwards = 2 if full and p.checkpointing else 1  # checkpointing recomputes each step
         per_call = p.batch_size * (min(eot, p.eot_per_call) if attack.folded else 1)

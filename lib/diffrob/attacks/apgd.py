@@ -61,23 +61,27 @@ def seeded(seed: int, device: torch.device):
 
 
 def apgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int, eot: int,
-         loss: str = "ce", seed: int = 0) -> Tensor:
+         loss: str = "ce", seed: int = 0, restarts: int = 1) -> Tensor:
     """APGD-``loss`` with ``eot`` EOT samples per gradient: per image the best-loss iterate.
 
-    One restart of ``steps`` iterations (``perturb(best_loss=True)``): the point with
-    the highest loss the run saw, whether or not one noisy forward pass was fooled by it
-    (the final examples of :func:`autoattack_rand` keep only those). The package's
-    loss of an iterate is that of its last EOT sample. ``model`` is called ``1 + (steps
-    + 1) x eot`` times with all of ``x``; ``seed`` seeds the random start.
+    ``restarts`` runs of ``steps`` iterations (the package's ``n_restarts``,
+    ``perturb(best_loss=True)``): the point with the highest loss the runs saw, whether or
+    not one noisy forward pass was fooled by it (the final examples of
+    :func:`autoattack_rand` keep only those); across restarts, per image, the package keeps
+    the run of highest loss. The package's loss of an iterate is that of its last EOT
+    sample. ``model`` is called ``1 + restarts x (steps + 1) x eot`` times with all of
+    ``x``; ``seed`` seeds the random starts.
     """
     _check(eps, steps, eot)
+    if not isinstance(restarts, int) or restarts < 1:
+        raise ValueError(f"restarts: expected an int >= 1, got {restarts!r}")
     if loss not in LOSSES:
         raise ValueError(f"loss: expected one of {list(LOSSES)}, got {loss!r}")
     aa = import_autoattack()
     from pyautoattack.autopgd_base import APGDAttack
 
-    attack = APGDAttack(model, n_iter=steps, norm="Linf", n_restarts=1, eps=eps, seed=seed,
-                        loss=loss, eot_iter=eot, device=x.device,
+    attack = APGDAttack(model, n_iter=steps, norm="Linf", n_restarts=restarts, eps=eps,
+                        seed=seed, loss=loss, eot_iter=eot, device=x.device,
                         logger=logging.getLogger(aa.__name__))
     with seeded(seed, x.device):
         return attack.perturb(x.detach(), y.detach(), best_loss=True).detach()

@@ -15,7 +15,9 @@ from ..names import did_you_mean
 
 GRADIENTS = ("full", "straight-through", "classifier", "none")
 OPTIMISERS = ("pgd", "apgd-ce", "apgd-dlr", "apgd-t", "square", "torchattacks-eotpgd")
+LOSSES = ("ce", "vote")
 TARGETS = 9  # APGD-T's target classes at most: AutoAttack's n_target_classes
+RESTARTABLE = ("pgd", "apgd-ce", "apgd-dlr")  # the optimisers that run attack_restarts
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,11 @@ class Attack:
     ``eot``: whether a gradient averages ``eot`` samples of the purifier's randomness.
     ``optimiser``: our :func:`diffrob.attacks.pgd`, autoattack's APGD-CE / APGD-DLR / APGD-T
     or Square, or torchattacks' EOTPGD.
+    ``loss``: our PGD's loss, the EOT-mean cross-entropy (``"ce"``) or the soft majority vote's
+    ``-log`` of the EOT-mean softmax of the label (``"vote"``: the attack on the vote of
+    ``eot`` = k purifications, Table 1's k columns). ``checks``: whether our PGD evaluates
+    every iterate ``attack_checks`` times and keeps each image's first fooled iterate (the
+    N-evaluation-aware attack of DiffHammer, Wang et al. 2024).
     """
 
     name: str
@@ -36,6 +43,8 @@ class Attack:
     eot: bool
     optimiser: str
     summary: str
+    loss: str = "ce"
+    checks: bool = False
 
     def eot_samples(self, eot: int) -> int:
         """EOT samples per gradient: ``eot`` for the EOT attacks, else 1."""
@@ -43,12 +52,22 @@ class Attack:
 
     def key_values(self, p) -> dict[str, int]:
         """What the attack's store key holds beyond the attack fields of the params: its EOT
-        samples per gradient, Square's ``square_queries``, and for our PGD's best iterate how
-        it is scored (results of the earlier rule are never served for it)."""
+        samples per gradient, Square's ``square_queries``, for our PGD's best iterate how
+        it is scored (results of the earlier rule are never served for it), the restarts
+        where more than one runs (so one restart keeps the keys recorded before restarts
+        existed) and the checked attack's ``attack_checks``."""
         queries = {"square_queries": p.square_queries} if self.optimiser == "square" else {}
         fresh = {"best_scored": "fresh"} if self.optimiser == "pgd" and p.pgd_iterate == "best" \
             else {}  # the best iterate by fresh samples, not by the gradients' own losses
-        return {"eot": self.eot_samples(p.eot), **queries, **fresh}
+        restarts = {"restarts": p.attack_restarts} if self.restarts(p.attack_restarts) > 1 \
+            else {}
+        checks = {"checks": p.attack_checks} if self.checks else {}
+        return {"eot": self.eot_samples(p.eot), **queries, **fresh, **restarts, **checks}
+
+    def restarts(self, restarts: int) -> int:
+        """Runs from a new random start: ``restarts`` for our PGD and APGD-CE / APGD-DLR
+        (:data:`RESTARTABLE`), 1 for the others."""
+        return restarts if self.optimiser in RESTARTABLE else 1
 
     @property
     def full_gradient(self) -> bool:
@@ -61,26 +80,32 @@ class Attack:
         our PGD; the packages call the model once per sample."""
         return self.optimiser == "pgd"
 
-    def work(self, eot: int, steps: int, iterate: str, queries: int = 0) -> tuple[int, int]:
+    def work(self, eot: int, steps: int, iterate: str, queries: int = 0, restarts: int = 1,
+             checks: int = 0) -> tuple[int, int]:
         """(gradients, purifications without gradient) per image.
 
-        Our PGD: ``steps`` gradients of the EOT samples, and when ``iterate`` is 'best' a
-        fresh score of each of its ``steps + 1`` iterates (as many samples, no gradient);
-        torchattacks' EOTPGD: the
-        gradients only; autoattack's APGD: one clean prediction, then a gradient at the
-        start and one per iteration (``(steps + 1) x eot``); APGD-T that for each of its
-        :data:`TARGETS` classes, with a pass to pick each; Square: ``queries`` scores and
+        Our PGD, per restart: ``steps`` gradients of the EOT samples, and when ``iterate`` is
+        'best' a fresh score of each of its ``steps + 1`` iterates (as many samples, no
+        gradient), with more than one restart and the last iterate a fresh score of each
+        restart's result; the checked attack ``checks`` evaluations of each of its
+        ``steps + 1`` iterates per restart. torchattacks' EOTPGD: the
+        gradients only; autoattack's APGD: one clean prediction, then per restart a gradient
+        at the start and one per iteration (``(steps + 1) x eot``); APGD-T that for each of
+        its :data:`TARGETS` classes, with a pass to pick each; Square: ``queries`` scores and
         its start's, no gradient.
         """
-        samples = self.eot_samples(eot)
+        samples, runs = self.eot_samples(eot), self.restarts(restarts)
         if self.optimiser == "square":
             return 0, queries + 1
         if self.optimiser == "apgd-t":
             return TARGETS * (steps + 1) * samples, 1 + TARGETS
         if self.optimiser in ("apgd-ce", "apgd-dlr"):
-            return (steps + 1) * samples, 1
-        best = iterate == "best" and self.optimiser == "pgd"
-        return steps * samples, (steps + 1) * samples if best else 0
+            return runs * (steps + 1) * samples, 1
+        if self.optimiser != "pgd":
+            return steps * samples, 0
+        scores = (steps + 1) * samples if iterate == "best" else samples if runs > 1 else 0
+        checked = (steps + 1) * checks if self.checks else 0
+        return runs * steps * samples, runs * (scores + checked)
 
 
 REGISTRY: dict[str, Attack] = {a.name: a for a in (
@@ -94,6 +119,10 @@ REGISTRY: dict[str, Attack] = {a.name: a for a in (
     Attack("square", "none", False, "square", "autoattack's Square: gradient-free"),
     Attack("eotpgd", "full", True, "torchattacks-eotpgd", "torchattacks' EOTPGD"),
     Attack("transfer", "classifier", False, "pgd", "PGD on the bare classifier, transferred"),
+    Attack("vote-eot", "full", True, "pgd", "PGD on the soft majority vote of eot purifications",
+           loss="vote"),
+    Attack("nevals-eot", "full", True, "pgd", "PGD-EOT keeping the first iterate that one of "
+           "attack_checks evaluations misclassifies (DiffHammer)", checks=True),
 )}
 NAMES: tuple[str, ...] = tuple(REGISTRY)
 TABLE_1: tuple[str, ...] = NAMES[:4]  # the paper's Table 1
@@ -102,11 +131,11 @@ TABLE_1: tuple[str, ...] = NAMES[:4]  # the paper's Table 1
 def without_eot(name: str) -> str:
     """The attack that ``name`` becomes when all its EOT samples are one draw (the purifier's
     noise fixed, the arXiv v1 variant of sec. 4): the registered attack with its gradient
-    and optimiser and no EOT, whose examples it then repeats; ``name`` itself when it has no
-    EOT or no such twin."""
+    and optimiser (and checks) and no EOT, whose examples it then repeats (the vote of one
+    draw is its cross-entropy); ``name`` itself when it has no EOT or no such twin."""
     a = get(name)
-    twins = [b.name for b in REGISTRY.values()
-             if not b.eot and (b.gradient, b.optimiser) == (a.gradient, a.optimiser)]
+    twins = [b.name for b in REGISTRY.values() if not b.eot and
+             (b.gradient, b.optimiser, b.checks) == (a.gradient, a.optimiser, a.checks)]
     return twins[0] if a.eot and twins else name
 
 

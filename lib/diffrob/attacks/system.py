@@ -12,6 +12,9 @@ time. The random start is drawn from a CPU generator seeded with
 ``seed_for(attack_seed, i, 0, forward=False)`` (step 0 of eq. 9, which no purifier draws
 from). The evaluation stage uses base seeds ``0 .. n_evals - 1``, so :func:`check_seeds`
 requires ``attack_seed >= n_evals``: the attack never sees the randomness it is judged with.
+Restarts continue both streams (the next random start, the next base seeds). The
+N-evaluation checks of the checked attack (:class:`Checks`) draw from a stream of their own,
+base seeds ``attack_seed + CHECK_SEEDS + k``, so its gradients see PGD-EOT's seeds.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from ..purifiers import Purifier, seed_for
 from .apgd import apgd, apgd_targeted, seeded, square
 from .pgd import pgd
 from .registry import get
+
+CHECK_SEEDS = 10**6  # the checks' base seeds start at attack_seed + this: no gradient's reach
 
 
 def check_seeds(p) -> None:
@@ -82,13 +87,39 @@ class SystemLogits(nn.Module):
         return self.classifier(purified)
 
 
+class Checks:
+    """The N evaluations of an iterate by the N-evaluation-aware attack (DiffHammer, Wang et
+    al. 2024): ``checks(x)`` purifies and classifies ``n_checks`` copies of ``x`` (each with the
+    next base seed from ``attack_seed + CHECK_SEEDS``, ``per_call`` copies a call, no gradient)
+    and returns per image whether one of them is wrong; ``fooled`` accumulates that over every
+    call, the attack's own count "counted while optimising"."""
+
+    def __init__(self, classifier: nn.Module, purifier: Purifier, batch_index: int,
+                 attack_seed: int, y: Tensor, n_checks: int, per_call: int):
+        self.system = SystemLogits(classifier, purifier, batch_index, attack_seed + CHECK_SEEDS,
+                                   len(y), straight=False)
+        self.y, self.n_checks, self.per_call = y, n_checks, per_call
+        self.fooled = torch.zeros(len(y), dtype=torch.bool, device=y.device)
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor) -> Tensor:
+        now = torch.zeros(len(x), dtype=torch.bool, device=self.y.device)
+        for c in range(0, self.n_checks, self.per_call):
+            m = min(self.per_call, self.n_checks - c)
+            preds = self.system(x.repeat(m, 1, 1, 1)).argmax(1).view(m, len(x))
+            now |= (preds != self.y.to(preds.device)).any(0).to(now.device)
+        self.fooled |= now
+        return now
+
+
 def attack_batch(world, attack: str, x: Tensor, y: Tensor, batch_index: int,
                  purifier: Purifier | None = None, progress: bool = False) -> Tensor:
     """One batch of the registry's attack ``attack`` with the parameters of ``world.params``.
 
     ``eps``, ``attack_steps``, ``step_size`` (eps x rel_stepsize), ``random_start``,
     ``eot``, ``eot_batch``, ``pgd_iterate``, ``pgd_schedule`` and ``attack_seed`` come
-    from the params (Table S1 defaults); seeds as in the module docstring.
+    from the params (Table S1 defaults), and ``attack_restarts`` for the optimisers that
+    restart (:meth:`diffrob.attacks.Attack.restarts`); seeds as in the module docstring.
     ``purifier`` defaults to ``world.purifier()``. By the attack's optimiser:
 
     - ``pgd``: :func:`diffrob.attacks.pgd` on the purified system (full or BPDA gradient),
@@ -101,32 +132,49 @@ def attack_batch(world, attack: str, x: Tensor, y: Tensor, batch_index: int,
     - ``square``: autoattack's Square with ``square_queries`` queries, no gradient
       (:func:`diffrob.attacks.apgd.square`);
     - ``torchattacks-eotpgd``: torchattacks' ``EOTPGD`` (last iterate, constant step).
+
+    The vote attack is our PGD with the vote's loss; the checked attack our PGD with
+    :class:`Checks` (its own count: :func:`attack_batch_checked`).
     """
+    return attack_batch_checked(world, attack, x, y, batch_index, purifier, progress)[0]
+
+
+def attack_batch_checked(world, attack: str, x: Tensor, y: Tensor, batch_index: int,
+                         purifier: Purifier | None = None, progress: bool = False
+                         ) -> tuple[Tensor, Tensor | None]:
+    """:func:`attack_batch`'s examples and, for the checked attack, per image whether one of
+    its N evaluations was fooled while it optimised (:class:`Checks`; None for the others)."""
     p, spec = world.params, get(attack)
     check_seeds(p)
     start_seed = seed_for(p.attack_seed, batch_index, 0, False)
     start = torch.Generator().manual_seed(start_seed)
+    restarts = spec.restarts(p.attack_restarts)
     if spec.gradient == "classifier":
         return pgd(world.classifier, x, y, p.eps, p.attack_steps, p.step_size, p.random_start,
-                   start, progress=progress, iterate=p.pgd_iterate, schedule=p.pgd_schedule)
-    logits = SystemLogits(world.classifier, purifier or world.purifier(), batch_index,
+                   start, progress=progress, iterate=p.pgd_iterate, schedule=p.pgd_schedule,
+                   restarts=restarts), None
+    purifier = purifier or world.purifier()
+    logits = SystemLogits(world.classifier, purifier, batch_index,
                           p.attack_seed, None if spec.optimiser == "square" else len(x),
                           straight=spec.gradient == "straight-through")
     eot = spec.eot_samples(p.eot)
     if spec.optimiser in ("apgd-ce", "apgd-dlr"):
-        return apgd(logits, x, y, p.eps, p.attack_steps, eot,
-                    loss=spec.optimiser.removeprefix("apgd-"), seed=start_seed)
+        return apgd(logits, x, y, p.eps, p.attack_steps, eot, restarts=restarts,
+                    loss=spec.optimiser.removeprefix("apgd-"), seed=start_seed), None
     if spec.optimiser == "apgd-t":
-        return apgd_targeted(logits, x, y, p.eps, p.attack_steps, eot, seed=start_seed)
+        return apgd_targeted(logits, x, y, p.eps, p.attack_steps, eot, seed=start_seed), None
     if spec.optimiser == "square":
-        return square(logits, x, y, p.eps, p.square_queries, seed=start_seed)
+        return square(logits, x, y, p.eps, p.square_queries, seed=start_seed), None
     if spec.optimiser == "torchattacks-eotpgd":
         import torchattacks  # the 'test' extra; imported only where used
 
         tool = torchattacks.EOTPGD(logits, eps=p.eps, alpha=p.step_size, steps=p.attack_steps,
                                    eot_iter=eot, random_start=p.random_start)
         with seeded(start_seed, x.device):
-            return tool(x, y).detach()
-    return pgd(logits, x, y, p.eps, p.attack_steps, p.step_size, p.random_start, start,
-               eot, progress=progress, eot_batch=p.eot_per_call, iterate=p.pgd_iterate,
-               schedule=p.pgd_schedule)
+            return tool(x, y).detach(), None
+    checks = Checks(world.classifier, purifier, batch_index, p.attack_seed, y, p.attack_checks,
+                    min(p.eot_per_call, p.attack_checks)) if spec.checks else None
+    x_adv = pgd(logits, x, y, p.eps, p.attack_steps, p.step_size, p.random_start, start,
+                eot, progress=progress, eot_batch=p.eot_per_call, iterate=p.pgd_iterate,
+                schedule=p.pgd_schedule, loss=spec.loss, restarts=restarts, stop=checks)
+    return x_adv, None if checks is None else checks.fooled.cpu()

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from ..attacks import gradcheck
 from ..figures import Table
 from ..worlds import World
-from . import analysis, runs_strength
+from . import runs_strength
 
 PAPER_NAME = "PGD-EOT, paper's protocol"
 STRONGEST_NAME = "PGD-EOT, strongest protocol"
@@ -82,35 +82,55 @@ def gradient_table(s: Setting) -> Table:
 @dataclass
 class Grid:
     """PGD-EOT's accuracy under each protocol (:func:`.runs_strength.step_grid`) and the
-    strongest of them (:func:`.analysis.strongest`)."""
+    strongest of them on the choice half (:func:`.runs_strength.choose`)."""
 
     frame: pd.DataFrame
-    strong: dict
+    choice: runs_strength.Choice
+
+    @property
+    def strong(self) -> dict:
+        """The chosen protocol (Params changes)."""
+        return self.choice.protocol
 
 
 def step_grid(s: Setting) -> Grid:
     """The step-size grid on the base world, read from the store or computed."""
+    p = s.world.params
     frame = runs_strength.step_grid(s.world)
-    return Grid(frame, analysis.strongest(frame))
+    return Grid(frame, runs_strength.choose(frame, p.strength_steps,
+                                            max(p.strength_step_grid, default=p.strength_steps)))
 
 
 def grid_table(g: Grid) -> Table:
     """The grid, its steps as fractions of eps (:func:`step_text`), accuracies to one decimal."""
     frame = g.frame.round(1).assign(rel_stepsize=g.frame["rel_stepsize"].map(step_text))
-    return Table(frame.rename(columns={"rel_stepsize": "step"}), "tbl-strength-grid",
-                 "PGD-EOT's robust accuracy under each step size, schedule and iterate (no table "
-                 "of the paper; its protocol is Table S1's first row).", index=False)
+    return Table(frame.rename(columns={"rel_stepsize": "step", "accuracy": "all images",
+                                      "choice half": "choice half (chooses)"}),
+                 "tbl-strength-grid",
+                 "PGD-EOT's robust accuracy under each step size, schedule and iterate, on all "
+                 "images and on the half that chooses the protocol (no table of the paper; its "
+                 "protocol is Table S1's first row).", index=False)
+
+
+def split_text(s: Setting) -> str:
+    """The held-out split (:func:`.runs_strength.halves`) in one line."""
+    choice, report = runs_strength.halves(len(s.base.images))
+    return (f"held-out split: {len(choice)} images choose the protocol (even positions), "
+            f"{len(report)} report every attack (odd positions)")
 
 
 def grid_text(g: Grid) -> str:
-    """The strongest protocol, and what the best iterate gains over the last one."""
+    """The protocol chosen on the choice half, whether it sits at the grid's edge, and what
+    the best iterate gains over the last one (all images)."""
     grid = g.frame
     last = grid[grid["iterate"] == "last"].set_index("rel_stepsize")["accuracy"]
     best = grid[(grid["iterate"] == "best") & (grid["schedule"] == "constant")]
     best = best.set_index("rel_stepsize")["accuracy"]
     gains = {step_text(r): round(float(best[r] - last[r]), 1) for r in last.index}
-    return (f"strongest protocol here: {protocol_text(g.strong)}\n"
-            f"best minus last iterate (points, constant step): {gains}")
+    edge = ("AT THE GRID'S EDGE: " + "; ".join(g.choice.edges)) if g.choice.edges else \
+        "inside the grid in every direction"
+    return (f"strongest protocol, chosen on the choice half: {protocol_text(g.strong)} "
+            f"({edge})\nbest minus last iterate (points, constant step): {gains}")
 
 
 def curves_figure(s: Setting, strong: dict) -> Figure:
@@ -146,7 +166,22 @@ def curves_figure(s: Setting, strong: dict) -> Figure:
 
 def side_by_side(s: Setting, strong: dict) -> pd.DataFrame:
     """The attacks at equal budget (:func:`.runs_strength.compare`), paired against our
-    PGD-EOT under the ``strong`` protocol."""
+    PGD-EOT under the ``strong`` protocol: the rows below, then ``strength_restarts`` restarts
+    of that PGD-EOT and of APGD-CE, the vote attack for each judged k
+    (:func:`.runs_strength.vote_ks`: k EOT samples, the vote's loss) and the N-evaluation-aware
+    PGD-EOT with N = ``attack_checks`` (at most r)."""
+    p = s.world.params
+    restarts = p.strength_restarts
+    checks = min(p.attack_checks, p.strength_evals)
+    more = {
+        f"{STRONGEST_NAME}, {restarts} restarts": ("pgd-eot", {**strong,
+                                                               "attack_restarts": restarts}),
+        f"APGD-CE-EOT, {restarts} restarts": ("apgd-eot", {"attack_restarts": restarts}),
+        **{f"vote attack, k = {k}": ("vote-eot", {**strong, "eot": k})
+           for k in runs_strength.vote_ks(p)},
+        f"N-evaluation-aware PGD-EOT, N = {checks}": ("nevals-eot", {**strong,
+                                                                     "attack_checks": checks}),
+    }
     return runs_strength.compare(s.world, {
         PAPER_NAME: ("pgd-eot", s.paper),
         "PGD-EOT, best iterate, paper's step": ("pgd-eot", {**s.paper, "pgd_iterate": "best"}),
@@ -158,13 +193,15 @@ def side_by_side(s: Setting, strong: dict) -> pd.DataFrame:
         "EOTPGD (torchattacks)": ("eotpgd", {"rel_stepsize": strong["rel_stepsize"]}),
         "BPDA-EOT, strongest protocol": ("bpda-eot", strong),
         "transfer from the bare classifier": ("transfer", strong),
+        **more,
     }, reference=STRONGEST_NAME)
 
 
 def side_table(side: pd.DataFrame) -> Table:
     """:func:`side_by_side`'s gradient evaluations per image, accuracy and paired difference
-    to the strongest PGD-EOT, each with its interval, to one decimal (worst-of-N:
-    :func:`worst_of_n_table`; two tables that fit the page)."""
+    to the strongest PGD-EOT on the report half, each with its interval, and the accuracy on
+    all images (marked: the choice half included), to one decimal (worst-of-N:
+    :func:`worst_of_n_table`, the vote: :func:`vote_table`; tables that fit the page)."""
     vs = side["vs " + STRONGEST_NAME].astype(float)
     frame = pd.DataFrame({
         "gradients": side["gradients"].astype(int),
@@ -173,17 +210,40 @@ def side_table(side: pd.DataFrame) -> Table:
         "vs strongest PGD-EOT (points)": vs.round(1),
         "its interval": [interval_text(lo, hi) for lo, hi in zip(side["diff low"],
                                                                  side["diff high"])],
+        "all images*": side["all accuracy"].astype(float).round(1),
     }, index=side.index)
-    return Table(frame, "tbl-strength-side", "The attacks side by side at equal budget, paired "
-                 "against our strongest PGD-EOT (no table of the paper).")
+    return Table(frame, "tbl-strength-side", "The attacks side by side at equal budget on the "
+                 "report half, paired against our strongest PGD-EOT; *all images: the choice "
+                 "half included (no table of the paper).")
 
 
 def worst_of_n_table(side: pd.DataFrame) -> Table:
-    """:func:`side_by_side`'s worst-of-N accuracies and alpha = 0.5 cut, to one decimal."""
+    """:func:`side_by_side`'s worst-of-N accuracies and alpha = 0.5 cut on the report half, and
+    the N-evaluation-aware attack's own count while optimising, to one decimal."""
     columns = [c for c in side.columns if c.startswith("N=")] + ["alpha=0.5"]
-    return Table(side[columns].astype(float).round(1), "tbl-strength-worst-of-n",
-                 "The attacks of the side-by-side table under N-evaluation and the alpha = 0.5 "
-                 "cut (no table of the paper; N = r is Table 1's m = 0).")
+    own = side["own N"].astype(float).dropna()
+    frame = side[columns].astype(float).round(1)
+    frame[f"N={int(own.iloc[0]) if len(own) else 0}, while optimising"] = \
+        side["while optimising"].astype(float).round(1)
+    return Table(frame, "tbl-strength-worst-of-n",
+                 "The attacks of the side-by-side table under N-evaluation after optimising and "
+                 "the alpha = 0.5 cut on the report half, and the N-evaluation-aware attack's "
+                 "own count while optimising (no table of the paper; N = r is Table 1's m = 0).")
+
+
+def vote_table(side: pd.DataFrame) -> Table:
+    """:func:`side_by_side`'s majority-vote accuracies on the report half for each judged k,
+    with the paired difference to the strongest PGD-EOT's vote and its interval."""
+    ks = [c.removeprefix("k=") for c in side.columns if c.startswith("k=") and " " not in c]
+    frame = pd.DataFrame(index=side.index)
+    for k in ks:
+        frame[f"k={k}"] = side[f"k={k}"].astype(float).round(1)
+        frame[f"k={k} vs strongest"] = side[f"k={k} vs"].astype(float).round(1)
+        frame[f"k={k} interval"] = [interval_text(lo, hi) for lo, hi in
+                                    zip(side[f"k={k} low"], side[f"k={k} high"])]
+    return Table(frame, "tbl-strength-vote", "The attacks of the side-by-side table judged by "
+                 "the majority vote of k runs on the report half, paired against our strongest "
+                 "PGD-EOT (no table of the paper; Table 1's k columns).")
 
 
 def strongest_text(side: pd.DataFrame) -> str:

@@ -10,6 +10,11 @@ iterate): the paper's is (``rel_stepsize`` = Table S1's eps/30, constant, last).
 Accuracies are the standard robust accuracy (mean over runs and images) with a 95 %
 bootstrap interval over images; a comparison of two attacks is paired on the same
 images (bootstrap of the per-image difference), both from :mod:`diffrob.verdicts`.
+
+Held-out protocol choice: the images split once into halves by position (:func:`halves`,
+no seed involved); the step-size grid's winner is chosen on the *choice* half
+(:func:`choose`) and every attack of :func:`compare` is reported on the other, the
+*report* half (and on all images, marked as including the choice half).
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ import dataclasses
 
 import numpy as np
 import pandas as pd
+import torch
 
-from .. import attacks, stages, verdicts
+from .. import attacks, stages, store, verdicts
 from ..attacks import SystemLogits
 from ..attacks.apgd import autoattack_rand
 from ..purifiers import seed_for
@@ -64,18 +70,69 @@ def curve(world, attack: str, field: str, values: list, progress: bool = False,
     return pd.DataFrame(rows)
 
 
+def halves(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out split of ``n`` strength images: (choice, report) positions, the even ones
+    choose the protocol and the odd ones report it. Fixed by position alone (no seed), so
+    every run and every seed of the attacks sees the same split; ``ValueError`` below 2."""
+    if not isinstance(n, int) or n < 2:
+        raise ValueError(f"strength_images: the held-out split needs at least 2 images, got {n!r}")
+    positions = np.arange(n)
+    return positions[0::2], positions[1::2]
+
+
+def rel_stepsizes(p) -> list[float]:
+    """The grid's relative steps: ``strength_rel_stepsizes`` and ``strength_more_rel_stepsizes``,
+    sorted, each once."""
+    return sorted({*p.strength_rel_stepsizes, *p.strength_more_rel_stepsizes})
+
+
 def step_grid(world, progress: bool = False) -> pd.DataFrame:
-    """PGD-EOT under each relative step of ``strength_rel_stepsizes`` and three protocols:
+    """PGD-EOT under each relative step of :func:`rel_stepsizes` and three protocols:
     constant step keeping the last iterate (the paper's), constant keeping the best,
-    cosine-decaying keeping the best."""
+    cosine-decaying keeping the best; the accuracy on all images with its interval and on
+    the choice half of :func:`halves` (column ``choice half``)."""
     p = world.params
+    choice, _ = halves(len(base_world(world).images))
     rows = []
-    for rel in p.strength_rel_stepsizes:
+    for rel in rel_stepsizes(p):
         for schedule, iterate in SCHEDULES_AND_ITERATES:
             w = base_world(world, **protocol(world, rel, schedule, iterate))
+            per_image = correct(w, "pgd-eot", progress)
             rows.append({"rel_stepsize": rel, "schedule": schedule, "iterate": iterate,
-                         **analysis.summarise(correct(w, "pgd-eot", progress))})
+                         **analysis.summarise(per_image),
+                         "choice half": 100 * float(per_image[choice].mean())})
     return pd.DataFrame(rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """The protocol chosen on the choice half (Params changes) and where it sits on the
+    grid: ``edges`` names each direction in which nothing beyond it was tried."""
+
+    protocol: dict
+    edges: tuple[str, ...]
+
+
+def choose(grid: pd.DataFrame, steps: int, step_grid_max: int) -> Choice:
+    """The cell of ``grid`` (:func:`step_grid`) with the lowest accuracy on the choice half
+    (the first on ties), and its edges: "no larger step tried" where its step is the grid's
+    largest, "no smaller step tried" where the smallest, "no more iterations tried" where
+    the steps curve's largest ``step_grid_max`` does not exceed its ``steps``."""
+    row = grid.loc[grid["choice half"].astype(float).idxmin()]
+    rel, tried = float(row["rel_stepsize"]), grid["rel_stepsize"].astype(float)
+    edges = tuple(text for text, at_edge in (
+        ("no larger step tried", rel >= tried.max()), ("no smaller step tried", rel <= tried.min()),
+        ("no more iterations tried", step_grid_max <= steps)) if at_edge)
+    return Choice({"rel_stepsize": rel, "pgd_schedule": row["schedule"],
+                   "pgd_iterate": row["iterate"]}, edges)
+
+
+def strongest_protocol(world, progress: bool = False) -> Choice:
+    """The protocol chosen on the choice half of :func:`step_grid` (:func:`choose`), the one
+    that chapter 4 and 4b use as "strongest"."""
+    p = world.params
+    return choose(step_grid(world, progress), p.strength_steps,
+                  max(p.strength_step_grid, default=p.strength_steps))
 
 
 def autoattack_example(world) -> dict[str, float]:
@@ -98,36 +155,93 @@ def autoattack_example(world) -> dict[str, float]:
 def gradients(attack: str, p) -> int:
     """Gradient evaluations per image of ``attack`` under params ``p``: EOT samples x steps
     (sec. 4.2's PGD-EOT: ``eot`` x ``attack_steps``; APGD: ``eot`` x (``attack_steps`` + 1)
-    in its one restart), as the registry counts them (:meth:`diffrob.attacks.Attack.work`)."""
-    return attacks.get(attack).work(p.eot, p.attack_steps, p.pgd_iterate, p.square_queries)[0]
+    per restart), as the registry counts them (:meth:`diffrob.attacks.Attack.work`)."""
+    return attacks.get(attack).work(p.eot, p.attack_steps, p.pgd_iterate, p.square_queries,
+                                    p.attack_restarts, p.attack_checks)[0]
+
+
+def own_fooled(world, attack: str, progress: bool = False) -> np.ndarray:
+    """Per image of ``world`` (a :func:`base_world`), whether one of the checked attack's
+    ``attack_checks`` evaluations misclassified an iterate while it optimised (its own count,
+    :class:`diffrob.attacks.Checks`): (n,) bool, stored as ``own/<attack>`` under the
+    attack's key. A batch computed here goes through the attack's own stage
+    (``attack/<attack>``), so the examples and their count come from one run; where the
+    examples were stored alone (``diffrob attack``), the attack runs once more here for its
+    count (deterministic: the same examples)."""
+    p, todo = world.params, dict(stages.batches(world))
+    k_attack = stages.attack_key(world, attack)
+
+    def compute(i: int) -> torch.Tensor:
+        rows, ran = todo[i], {}
+
+        def run(i: int) -> torch.Tensor:
+            x_adv, ran["fooled"] = attacks.attack_batch_checked(
+                world, attack, world.images[rows], world.labels[rows], i)
+            return x_adv
+
+        store.cached(p, f"attack/{attack}", k_attack, [i], run, progress=False)
+        if not ran:  # its examples were stored without their count: run again (the same bytes)
+            run(i)
+        return ran["fooled"].to(torch.uint8)
+
+    out = store.cached(p, f"own/{attack}", {**k_attack, "stage": f"own/{attack}"}, list(todo),
+                       compute, desc=f"{attack} (own count)", progress=progress)
+    return torch.cat(list(out.values())).bool().numpy()
+
+
+def vote_ks(p) -> list[int]:
+    """The k of ``vote_k`` that r = ``strength_evals`` re-evaluations can judge (k <= r)."""
+    return [k for k in p.vote_k if k <= p.strength_evals]
 
 
 def compare(world, protocols: dict[str, tuple[str, dict]], reference: str,
             progress: bool = False) -> pd.DataFrame:
     """Side by side: for each ``name: (attack, params changes)`` on the base world, the
-    gradient evaluations per image (:func:`gradients`), the accuracy with its interval, the
-    paired difference to ``reference`` (percentage points, interval), worst-of-N (N = 1, 10,
-    r) and the alpha = 0.5 cut; a last row "worst case" takes per image the attack with the
-    highest grade (its gradients: those of every attack)."""
+    gradient evaluations per image (:func:`gradients`), then on the report half of
+    :func:`halves`: the accuracy with its interval, the paired difference to ``reference``
+    (percentage points, interval), worst-of-N (N = 1, 10, r and the checked attack's N), the
+    alpha = 0.5 cut, the majority vote of each k of :func:`vote_ks` with its paired
+    difference to ``reference``'s vote and, for the checked attack, its own count "while
+    optimising" (N = its ``attack_checks``); and the accuracy on all images with its interval
+    (``all ...``, the choice half included). A last row "worst case" takes per image the
+    attack with the highest grade (its gradients: those of every attack)."""
     p = world.params
-    labels, preds, rows = base_world(world).labels.cpu().numpy(), {}, {}
+    labels, preds, rows, own = base_world(world).labels.cpu().numpy(), {}, {}, {}
     for name, (attack, changes) in protocols.items():
         w = base_world(world, **changes)
+        if attacks.get(attack).checks:  # first: its examples come with its own count
+            own[name] = (w.params.attack_checks, own_fooled(w, attack, progress))
         preds[name] = stages.evaluations(w, attack, progress=progress)
         rows[name] = {"gradients": gradients(attack, w.params)}
     preds["worst case"] = analysis.worst_case(dict(preds), labels)
     rows["worst case"] = {"gradients": sum(r["gradients"] for r in rows.values())}
-    r = p.strength_evals
+    r, (_, report) = p.strength_evals, halves(len(labels))
+    ns = sorted({1, min(10, r), r, *(n for n, _ in own.values() if n <= r)})
     per_image = {k: analysis.per_image_accuracy(v, labels) for k, v in preds.items()}
+    votes = {k: {name: analysis.vote_accuracy_per_image(pr, labels, k)
+                 for name, pr in preds.items()} for k in vote_ks(p)}
     for name, pr in preds.items():
-        diff = verdicts.paired_difference(per_image[name], per_image[reference])
-        ns = sorted({1, min(10, r), r})
-        rows[name].update(analysis.summarise(per_image[name]))
+        held, held_labels = pr[:, report], labels[report]
+        diff = verdicts.paired_difference(per_image[name][report],
+                                          per_image[reference][report])
+        rows[name].update(analysis.summarise(per_image[name][report]))
+        rows[name].update({f"all {k}": v for k, v in
+                           analysis.summarise(per_image[name]).items()})
         rows[name].update({"vs " + reference: 100 * diff.value, "diff low": 100 * diff.lo,
                            "diff high": 100 * diff.hi,
-                           **{f"N={n}": 100 * analysis.worst_of_n(pr, labels, n) for n in ns},
+                           **{f"N={n}": 100 * analysis.worst_of_n(held, held_labels, n)
+                              for n in ns},
                            "alpha=0.5": 100 * analysis.robust_fraction(
-                               analysis.grades(pr, labels), 0.5)})
+                               analysis.grades(held, held_labels), 0.5)})
+        for k, vote in votes.items():
+            d = verdicts.paired_difference(vote[name][report], vote[reference][report])
+            rows[name].update({f"k={k}": 100 * float(vote[name][report].mean()),
+                               f"k={k} vs": 100 * d.value, f"k={k} low": 100 * d.lo,
+                               f"k={k} high": 100 * d.hi})
+        n, fooled = own.get(name, (None, None))
+        rows[name]["own N"] = n if n is not None else np.nan
+        rows[name]["while optimising"] = (100 * float((~fooled[report]).mean())
+                                          if fooled is not None else np.nan)
     return pd.DataFrame(rows).T
 
 
