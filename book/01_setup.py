@@ -85,12 +85,12 @@ reproduce()
 # ## The paper's regime
 # A claim about how diffusion purification works is tested only where the world resembles the
 # paper's setting in the ratios that the claim rests on. The rule, written in
-# `paper_data/setup.yaml` (`regime:`) and applied by `diffrob.setup.regime.derive`, reads
+# `paper_data/setup.yaml` (`regime:`) and applied by `diffrob.setup.analysis_regime.derive`, reads
 # three of them off the CIFAR-10 setting: the noise level alpha_bar(t*) of Table S1 sets t*;
 # the bare classifier broken by Table S1's PGD (0 % in the paper) sets the attack radius eps;
 # the purifier's own l2 distance over the attack's l2 (Table S2: 3.598 / 1.188 = 3.03) sets the
 # radius of sec. 3.1's attacks, and sec. 5's slice radius is three times the attack's l2. The
-# numbers are measured by `diffrob.setup.regime.measure` on this world's models.
+# numbers are measured by `diffrob.setup.runs_regime.measure` on this world's models.
 
 # %%
 regime = report.regime_measures(ch.world)

@@ -518,10 +518,10 @@ def test_transition_width_of_a_step_is_zero_and_nan_without_boundary():
 
 
 def test_rule_radius_is_three_attack_lengths():
-    assert analysis.rule_radius(np.array([0.9, 1.0, 1.2])) == pytest.approx(3.0)
-    assert analysis.rule_radius(np.array([0.5])) == pytest.approx(1.5)
+    assert analysis.rule_radius(np.array([0.9, 1.0, 1.2]), 3.0) == pytest.approx(3.0)
+    assert analysis.rule_radius(np.array([0.5]), 3.0) == pytest.approx(1.5)
     with pytest.raises(ValueError, match="attack_length"):
-        analysis.rule_radius(np.array([0.0, 1.0]))
+        analysis.rule_radius(np.array([0.0, 1.0]), 3.0)
 
 
 def test_gaas_count_clipped_to_the_linf_ball_cannot_exceed_the_unclipped_one():

@@ -8,7 +8,8 @@ import pytest
 
 from conftest import tiny_world
 from diffrob import params, worlds
-from diffrob.setup import regime
+from diffrob.setup import analysis_regime as regime
+from diffrob.setup import runs_regime
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,7 +52,7 @@ def test_sec31_radius_is_the_ratio_closest_to_the_papers_in_log():
 
 def test_measure_stops_once_both_rules_are_decided_past_the_params_radii():
     world = tiny_world(4, attack_steps=2, eps_255=16.0)
-    m = regime.measure(world, np.array([4.0, 8.0, 12.0, 16.0, 24.0, 32.0]))
+    m = runs_regime.measure(world, np.array([4.0, 8.0, 12.0, 16.0, 24.0, 32.0]))
     assert 16.0 in m.eps_255                       # the parameters' own radius is measured
     assert len(m.eps_255) == len(m.bare_accuracy) == len(m.lengths) >= 4
     assert m.lengths.shape[1] == 4
@@ -69,7 +70,7 @@ def test_shipped_params_follow_the_regime_rule(name):
     measured on the shipped models and the file's n_images test images."""
     p = params.load(ROOT / "params" / f"{name}.yaml", model_dir=str(ROOT / "models"),
                     device="cpu")
-    d = regime.derive(regime.measure(worlds.from_params(p)))
+    d = regime.derive(runs_regime.measure(worlds.from_params(p)))
     assert (d["t_star"], d["eps_255"], d["distances_eps_255"]) == (
         p.t_star, p.eps_255, p.distances_eps_255)
     assert p.cap_radius == pytest.approx(d["cap_radius"], rel=0.01)

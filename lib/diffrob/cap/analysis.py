@@ -40,7 +40,6 @@ from sklearn.linear_model import LogisticRegression
 from torch import Tensor
 
 POINT_BATCH = 4096  # slice points per classifier call
-RADIUS_PER_ATTACK_LENGTH = 3.0  # sec. 5: R = 3.0 for a typical attack length of about 1
 WIDTH_LEVELS = (0.1, 0.9)       # the transition width is measured between these P(adversarial)
 
 
@@ -285,13 +284,13 @@ def slope_summary(fits: Fits, ceiling: np.ndarray | None = None,
 
 # --- GAAS and the cap volume (appendix A.2, A.3) -------------------------------------------
 
-def rule_radius(attack_length: np.ndarray) -> float:
-    """Sec. 5's rule for the slice radius: ``RADIUS_PER_ATTACK_LENGTH`` (3) times the median
-    l2 length of the attacks (the paper: R = 3.0 where the typical length is about 1)."""
+def rule_radius(attack_length: np.ndarray, per_length: float) -> float:
+    """Sec. 5's rule for the slice radius: ``per_length`` times the median l2 length of the
+    attacks (the paper: R = 3.0 where the typical length is about 1, so 3)."""
     length = np.asarray(attack_length, dtype=np.float64)
     if not len(length) or not (length > 0).all():
         raise ValueError(f"attack_length: expected positive lengths, got {attack_length}")
-    return float(RADIUS_PER_ATTACK_LENGTH * np.median(length))
+    return float(per_length * np.median(length))
 
 
 def linf_ball_l2_radius(eps: float, d: int) -> float:

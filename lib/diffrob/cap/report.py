@@ -62,9 +62,14 @@ class Sliced:
         return analysis.logistic_width(self.paper["slope"]["most_above"])
 
     @property
+    def radius_per_length(self) -> float:
+        """Sec. 5's slice radius over the typical attack length (3.0 / 1.0)."""
+        return self.paper["cap_radius"] / self.paper["typical_attack_l2"]
+
+    @property
     def rule_radius(self) -> float:
         """Sec. 5's radius rule at this world: 3 x the median attack length."""
-        return analysis.rule_radius(self.random.attack_length)
+        return analysis.rule_radius(self.random.attack_length, self.radius_per_length)
 
     @property
     def example(self) -> int:
@@ -115,7 +120,7 @@ def radius_table(r: Sliced) -> Table:
                  np.median(r.thresholds), p.cap_radius / np.median(s.attack_length),
                  f"{fits.n_without_boundary} of {len(fits.slope)}"],
     }, index=["disc radius R (used: cap_radius)",
-              f"R by sec. 5's rule ({analysis.RADIUS_PER_ATTACK_LENGTH:g} x the attack length)",
+              f"R by sec. 5's rule ({r.radius_per_length:g} x the attack length)",
               "median l2 length of the PGD perturbation",
               "median threshold x0 (boundary along u)", "R / attack length",
               "slices without a boundary in the disc"])

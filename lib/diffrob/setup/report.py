@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from .. import claims, verdicts
 from ..figures import Table, image_grid
 from ..params import PURIFIERS, Params
-from . import analysis, regime, runs
+from . import analysis, analysis_regime, runs, runs_regime
 
 
 def world_table(world) -> Table:
@@ -46,22 +46,22 @@ def world_table(world) -> Table:
 
 @dataclass
 class Regime:
-    """A world's regime numbers (:func:`regime.measure`) with the parameters they judge."""
+    """A world's regime numbers (:func:`.runs_regime.measure`) with the parameters they judge."""
 
     p: Params
-    measures: regime.Measures
+    measures: analysis_regime.Measures
 
 
 def regime_measures(world) -> Regime:
     """The numbers of the paper's regime rule on this world (``paper_data/setup.yaml``,
-    ``regime:``; :func:`regime.measure`)."""
-    return Regime(world.params, regime.measure(world))
+    ``regime:``; :func:`.runs_regime.measure`)."""
+    return Regime(world.params, runs_regime.measure(world))
 
 
 def regime_table(r: Regime) -> Table:
     """Each ratio of the paper's CIFAR-10 setting beside this world's, its band, and the
-    parameter the rule derives (Table S1, Table S2, sec. 5; :func:`regime.table`)."""
-    return Table(regime.table(r.measures, r.p), "tbl-setup-regime", "The paper's regime: "
+    parameter the rule derives (Table S1, Table S2, sec. 5; :func:`.analysis_regime.table`)."""
+    return Table(analysis_regime.table(r.measures, r.p), "tbl-setup-regime", "The paper's regime: "
                  "each ratio of the paper's Table S1, Table S2 and sec. 5 (CIFAR-10) beside this "
                  "world's at its parameters, and the parameter the rule of "
                  "paper_data/setup.yaml derives from this world's models.")
@@ -69,7 +69,7 @@ def regime_table(r: Regime) -> Table:
 
 def regime_text(r: Regime) -> str:
     """Which of the rule's parameters this world's file follows, and which ratio gives way."""
-    derived = regime.derive(r.measures)
+    derived = analysis_regime.derive(r.measures)
     given = {"t_star": r.p.t_star, "eps_255": r.p.eps_255,
              "distances_eps_255": r.p.distances_eps_255 or r.p.eps_255,
              "cap_radius": r.p.cap_radius}

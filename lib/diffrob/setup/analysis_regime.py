@@ -1,11 +1,12 @@
-"""The paper's regime, and the parameters that put a world in it (Table S1, Table S2, sec. 5).
+"""The paper's regime, and the parameters that put a world in it (Table S1, Table S2, sec. 5):
+pure, on a world's measured numbers (:mod:`.runs_regime`).
 
 The rule is the ``regime:`` block of ``paper_data/setup.yaml``: the noise level alpha_bar(t*)
 sets t*; the bare classifier broken by Table S1's PGD sets the attack radius eps; the ratio of
 the purifier's own l2 distance to the attack's l2 (Table S2: 3.598 / 1.188) sets the radius of
-sec. 3.1's attacks; three times the attack's l2 sets sec. 5's slice radius. :func:`measure`
-takes a world's numbers on a grid of radii (pure of any parameter choice), :func:`derive`
-applies the rule to them, and :func:`table` sets each ratio beside the paper's.
+sec. 3.1's attacks; three times the attack's l2 sets sec. 5's slice radius. :func:`derive`
+applies the rule to a world's :class:`Measures`, and :func:`table` sets each ratio beside the
+paper's.
 """
 
 from __future__ import annotations
@@ -17,11 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
-from .. import claims, purifiers
-from ..cap import analysis as cap_analysis
-from ..attacks import pgd
+from .. import claims
 from . import analysis
 
 MAX_EPS_255 = 128   # the grid's end: the largest uniform noise of Table S2
@@ -50,6 +48,12 @@ class Measures:
         return self.lengths.mean(axis=1)
 
 
+def radius_per_length() -> float:
+    """Sec. 5's slice radius over the typical attack length (``paper_data/sec5.yaml``: 3.0 / 1.0)."""
+    sec5 = claims.paper("sec5")["cifar10"]
+    return sec5["cap_radius"] / sec5["typical_attack_l2"]
+
+
 def grid() -> np.ndarray:
     """The radii measured: every multiple of the finer of the two eps rules' steps."""
     r = rule()
@@ -57,38 +61,7 @@ def grid() -> np.ndarray:
     return np.arange(step, MAX_EPS_255 + step, step, dtype=float)
 
 
-def measure(world, eps_255: np.ndarray | None = None) -> Measures:
-    """The world's numbers that the rule reads, on its ``n_images`` test images: PGD with the
-    parameters' steps, relative step and random start (seeded by the base seed), the
-    purifier's distance under the base seed (eq. 9). The grid (with the parameters' own radii)
-    is walked upwards and stops past those radii once both eps rules are decided (the bare
-    classifier broken on a multiple of its step, and the distance ratio, which falls as eps
-    grows, below the paper's)."""
-    p, r = world.params, rule()
-    own_radii = [p.eps_255, p.distances_eps_255 or p.eps_255]
-    eps_255 = np.unique(np.concatenate([grid() if eps_255 is None else eps_255, own_radii]))
-    x0, y = world.images, world.labels
-    own = float((purifiers.purify(world, x0, p.purifier, p.base_seed) - x0)
-                .flatten(1).norm(dim=1).mean())
-    accuracy, length = [], []
-    broken = below = False
-    for e in tqdm(eps_255, desc="regime: PGD on the bare classifier", unit="eps", leave=False):
-        eps = float(e) / 255
-        x = pgd(world.classifier, x0, y, eps, p.attack_steps, eps * p.rel_stepsize,
-                p.random_start, torch.Generator().manual_seed(p.base_seed))
-        accuracy.append(float(analysis.correct(world.predict(x), y).mean()))
-        length.append((x - x0).flatten(1).norm(dim=1).cpu().numpy())
-        broken |= _on(e, "bare_broken") and accuracy[-1] < r["bare_broken"]["below"]
-        below |= (_on(e, "distance_ratio")
-                  and own / length[-1].mean() < r["distance_ratio"]["paper"])
-        if broken and below and e >= max(own_radii):
-            break
-    done = len(accuracy)
-    return Measures(world.scheduler.alphas_cumprod.cpu().numpy(), own, eps_255[:done],
-                    np.array(accuracy), np.stack(length))
-
-
-def _on(eps_255: float, name: str) -> bool:
+def on_step(eps_255: float, name: str) -> bool:
     """Whether ``eps_255`` is a multiple of the step of the rule ``name``."""
     return bool(np.isclose(eps_255 % rule()[name]["eps_step_255"], 0))
 
@@ -98,17 +71,19 @@ def derive(m: Measures) -> dict[str, float]:
     ``eps_255`` (the smallest multiple of its step at which the bare classifier's accuracy is
     below the bar; ``nan`` where none on the grid is), ``distances_eps_255`` (the multiple of
     its step whose distance ratio is closest to the paper's in log) and ``cap_radius``
-    (sec. 5's rule on the attack's lengths at ``eps_255``, :func:`.cap.analysis.rule_radius`)."""
+    (sec. 5's rule: :func:`radius_per_length` times the attack's median l2 at ``eps_255``, as
+    chapter 5's :func:`diffrob.cap.analysis.rule_radius`)."""
     r = rule()
     t_star = int(np.argmin(np.abs(m.alphas_cumprod - r["noise_level"]["paper"]))) + 1
-    on = lambda name: np.array([_on(e, name) for e in m.eps_255], dtype=bool)
+    on = lambda name: np.array([on_step(e, name) for e in m.eps_255], dtype=bool)
     broken = on("bare_broken") & (m.bare_accuracy < r["bare_broken"]["below"])
     eps = float(m.eps_255[broken][0]) if broken.any() else math.nan
     ratio = m.purifier_l2 / m.attack_l2
     candidates = np.flatnonzero(on("distance_ratio"))
     closest = candidates[np.argmin(np.abs(np.log(ratio[candidates] /
                                                  r["distance_ratio"]["paper"])))]
-    radius = (cap_analysis.rule_radius(m.lengths[np.flatnonzero(m.eps_255 == eps)[0]])
+    factor = radius_per_length()
+    radius = (factor * float(np.median(m.lengths[np.flatnonzero(m.eps_255 == eps)[0]]))
               if eps == eps else math.nan)
     return {"t_star": t_star, "eps_255": eps,
             "distances_eps_255": float(m.eps_255[closest]), "cap_radius": radius}
@@ -145,7 +120,7 @@ def table(m: Measures, p) -> pd.DataFrame:
          inside(ratio(sec31), *r["distance_ratio"]["band"]),
          f"sec. 3.1's eps = {d['distances_eps_255']:g}/255"),
         ("sec. 5 slice radius / attack's median l2",
-         f"{cap_analysis.RADIUS_PER_ATTACK_LENGTH:g}", "the rule",
+         f"{radius_per_length():g}", "the rule",
          f"{p.cap_radius / np.median(m.lengths[list(m.eps_255).index(p.eps_255)]):.2f} "
          f"(radius {p.cap_radius:g})",
          "yes" if math.isclose(p.cap_radius, d["cap_radius"], rel_tol=0.05) else "no",
