@@ -170,6 +170,38 @@ def test_fixed_randomness_claim_pairs_table_1s_pgd_eot_with_the_known_noise_atta
         assert row["verdict"] == "does not hold"
 
 
+def test_sec4_claims_under_worst_of_n_pair_each_images_n_evaluation_robustness(evaluated):
+    r = evaluated
+    est = report.sec4_estimates(r.params, r.preds, r.labels, worst_of=2)
+    assert est["most_examples_fuzzy"] is None and est["vote_helps"] is None  # grades only
+    worst = {s: analysis.worst_of_n_per_image(r.preds[s], r.labels, 2) for s in r.preds}
+    assert est["pgd_stronger_than_bpda"].value == pytest.approx(
+        (worst["bpda-eot"] - worst["pgd-eot"]).mean())
+    assert np.mean(worst["pgd-eot"]) == pytest.approx(
+        analysis.worst_of_n(r.preds["pgd-eot"], r.labels, 2))
+    replaced = report.sec4_estimates(r.params, r.preds, r.labels, replaced=("pgd-eot",))
+    assert list(replaced["eot_stronger"]) == ["bpda"]    # PGD's twin runs another protocol
+    assert "fixed_randomness_gain_drops" not in replaced
+
+
+def test_strongest_claims_are_stored_beside_each_claims_own_row(evaluated):
+    r = evaluated
+    v = report.Variants(pd.DataFrame(), 0.0, {}, "digits", np.ones(4, dtype=bool))
+    strong = {"rel_stepsize": 0.25, "pgd_schedule": "constant", "pgd_iterate": "last"}
+    report.claims_table(r)
+    t = report.strongest_claims_table(r, strong, v)
+    rows = {row["claim"]: row for row in claims.table(r.params)}
+    eot = rows["eot_stronger"]["protocols"][report.STRONGEST]
+    assert list(eot["parts"]) == ["bpda"]       # no PGD without EOT under the strongest
+    assert t.frame.loc["eot_stronger (strongest protocol)", "verdict"] == eot["verdict"]
+    other = rows["pgd_stronger_than_bpda"]["protocols"]
+    n = min(report.WORST_OF, r.params.n_evals)
+    assert set(other) == {report.STRONGEST, f"worst of {n}, {report.STRONGEST}"}
+    assert rows["pgd_stronger_than_bpda"]["protocol"] is None
+    with pytest.raises(ValueError, match="protocol"):
+        claims.record(r.params, "sec4", "vote_helps", None, protocol="../x")
+
+
 def test_claims_table_judges_the_observations_of_sec_4_2(evaluated):
     t = report.claims_table(evaluated)
     assert t.name == "tbl-fuzzy-claims" and list(t.frame.columns) == claims.COLUMNS

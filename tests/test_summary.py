@@ -39,7 +39,8 @@ def test_recorded_rows_in_book_order_with_the_papers_section_numbers(digits):
     assert r.digest == claims.params_digest(digits) and r.params_file == "params/digits.yaml"
     assert r.rows[["section", "claim"]].values.tolist() == [
         ["Setup", "samplers_comparable"], ["3.1", "l2_grows"], ["6", "compression_rate"]]
-    assert list(r.rows.columns) == ["section", "claim", *claims.COLUMNS, "registered"]
+    assert list(r.rows.columns) == ["section", "claim", *claims.COLUMNS, "registered",
+                                    "other protocols"]
     assert r.rows["registered"].tolist() == [
         claims.spec(s, c)["criterion"]["registered"]
         for s, c in [("setup", "samplers_comparable"), ("sec31", "l2_grows"),
@@ -59,8 +60,9 @@ def test_claims_and_sources_tables(digits):
     verdicts = report.claims_table(r)
     assert isinstance(verdicts, Table) and verdicts.name == "tbl-summary-claims"
     assert list(verdicts.frame.columns) == ["section", "claim", "paper", "ours", "criterion",
-                                            "verdict", "MDE", "n needed"]
+                                            "verdict", "MDE", "n needed", "other protocols"]
     assert verdicts.frame["verdict"].tolist() == ["not tested", "does not hold", "holds"]
+    assert verdicts.frame["other protocols"].tolist() == ["", "", ""]
     assert verdicts.frame["MDE"].tolist()[0] == ""                 # not tested: no power
     assert verdicts.frame["n needed"].tolist()[1] == claims.judge(
         "sec31", "l2_grows", est(1.0, 1.5))["n needed"]
@@ -134,3 +136,10 @@ def test_verdict_counts_and_tally():
     assert analysis.tally(rows["verdict"], VERDICTS).tolist() == [2, 0, 1, 0, 0]
     assert analysis.pre_registered(pd.Series(["pre", "post hoc (2026-11-30)", ""])) == 1
     assert analysis.differing({"eot": 5, "seed": 0, "new": 1}, {"eot": 2, "seed": 0}) == {"eot": 5}
+
+
+def test_protocol_verdicts_name_each_further_protocol():
+    assert analysis.protocol_verdicts({}) == ""
+    assert analysis.protocol_verdicts({"strongest protocol": {"verdict": "holds"},
+                                       "worst of 10": {"verdict": "does not hold"}}) == (
+        "strongest protocol: holds; worst of 10: does not hold")

@@ -305,14 +305,27 @@ def _read_json(path: Path) -> Any:
                          "that records it") from None
 
 
+PROTOCOL = re.compile(r"[a-z0-9][a-z0-9 =,-]*")   # names of further protocols: file-safe
+
+
 def record(p: Params, section: str, claim: str,
-           ours: Estimate | Mapping[str, Estimate] | None) -> dict[str, Any]:
-    """Judge one claim (see :func:`judge`) and store its row under this parameter set."""
-    row = judge(section, claim, ours, p.world)
+           ours: Estimate | Mapping[str, Estimate] | None,
+           protocol: str | None = None) -> dict[str, Any]:
+    """Judge one claim (see :func:`judge`) and store its row under this parameter set.
+
+    ``protocol`` names a judgement of the claim under another attack protocol than the
+    paper's (for example chapter 4b's strongest): stored beside the claim's own row as
+    ``<claim>@<protocol>.json`` and read back by :func:`table` under the row's ``protocols``.
+    """
+    if protocol is not None and not PROTOCOL.fullmatch(protocol):
+        raise ValueError(f"protocol: expected lower-case letters, digits, spaces, '=', ',' or "
+                         f"'-', got {protocol!r}")
+    row = {**judge(section, claim, ours, p.world), "protocol": protocol}
     folder = _folder(p)
     if not (folder / "params.json").exists():
         _write_json(folder / "params.json", settings(p))
-    _write_json(folder / section / f"{claim}.json", row)
+    name = claim if protocol is None else f"{claim}@{protocol}"
+    _write_json(folder / section / f"{name}.json", row)
     return row
 
 
@@ -324,7 +337,11 @@ def _rows(folder: Path) -> list[dict[str, Any]]:
         order = {c: i for i, c in enumerate(specs(section))}   # claims no longer in
         files = sorted((f for f in (folder / section).glob("*.json") if f.stem in order),
                        key=lambda f: order[f.stem])            # paper_data are left out
-        rows += [_read_json(f) for f in files]
+        for f in files:
+            row = _read_json(f)
+            others = sorted(folder.joinpath(section).glob(f"{f.stem}@*.json"))
+            row["protocols"] = {o.stem.split("@", 1)[1]: _read_json(o) for o in others}
+            rows.append(row)
     return rows
 
 

@@ -190,12 +190,18 @@ def worst_of_n(preds: np.ndarray, labels: np.ndarray, n: int) -> float:
     n runs, whose seeds it never saw; DiffHammer's "while optimising" would also let it
     resubmit after seeing them.
     """
+    return float(worst_of_n_per_image(preds, labels, n).mean())
+
+
+def worst_of_n_per_image(preds: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
+    """Per example, its robustness under N-evaluation (:func:`worst_of_n`): C(c, n) / C(r, n)
+    for an example right in c of the r runs, (n_examples,)."""
     preds, labels = _check(preds, labels)
     r = preds.shape[0]
     if not (isinstance(n, (int, np.integer)) and 1 <= n <= r):
         raise ValueError(f"n: expected an int in 1..r = 1..{r}, got {n!r}")
     right = (preds == labels[None, :]).sum(axis=0)
-    return float(np.mean([math.comb(int(c), n) / math.comb(r, n) for c in right]))
+    return np.array([math.comb(int(c), n) / math.comb(r, n) for c in right])
 
 
 def worst_case(preds: dict[str, np.ndarray], labels: np.ndarray) -> np.ndarray:
@@ -220,14 +226,6 @@ def summarise(per_image: np.ndarray) -> dict[str, float]:
     """Accuracy (percent) with its 95 % bootstrap interval over images."""
     e = verdicts.mean(per_image)
     return {"accuracy": 100 * e.value, "low": 100 * e.lo, "high": 100 * e.hi}
-
-
-def strongest(grid: pd.DataFrame) -> dict:
-    """The protocol (Params changes) of a step-size grid's lowest accuracy (chosen on its
-    images): a frame with columns rel_stepsize, schedule, iterate and accuracy."""
-    row = grid.loc[grid["accuracy"].idxmin()]
-    return {"rel_stepsize": float(row["rel_stepsize"]), "pgd_schedule": row["schedule"],
-            "pgd_iterate": row["iterate"]}
 
 
 def fixed_noise_t(t_star: int, paper_t: int, paper_t_star: int) -> int:

@@ -34,3 +34,9 @@ def pre_registered(registered: pd.Series) -> int:
     """How many claims' criteria were pre-registered (``registered`` is ``"pre"``; the others
     read ``"post hoc (YYYY-MM-DD)"``, or are empty for rows recorded before the field)."""
     return int((registered == "pre").sum())
+
+
+def protocol_verdicts(protocols: Mapping[str, Mapping[str, Any]]) -> str:
+    """The verdict under each further protocol of a claim (``claims.table``'s ``protocols``),
+    as ``"name: verdict; ..."`` ("" where it was judged under the paper's protocol only)."""
+    return "; ".join(f"{name}: {row['verdict']}" for name, row in protocols.items())

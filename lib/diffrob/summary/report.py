@@ -36,8 +36,10 @@ class Recorded:
 
 def recorded(p: Params, params_file: str) -> Recorded:
     """Every claim the chapters recorded for ``p``'s world and parameter set, in book order."""
-    rows = pd.DataFrame(claims.table(p), columns=ROW_COLUMNS).fillna("")  # rows recorded
-    rows["section"] = rows["section"].map(claims.SECTION_NAMES)       # before a field: ""
+    table = claims.table(p)
+    rows = pd.DataFrame(table, columns=ROW_COLUMNS).fillna("")  # rows recorded before a
+    rows["section"] = rows["section"].map(claims.SECTION_NAMES)  # field was added: ""
+    rows["other protocols"] = [analysis.protocol_verdicts(t.get("protocols", {})) for t in table]
     return Recorded(p, params_file, claims.params_digest(p), rows)
 
 
@@ -58,13 +60,15 @@ def parameter_sets(r: Recorded) -> str:
 
 def claims_table(r: Recorded) -> Table:
     """Every claim: section, claim, the paper's value, ours, the criterion, the verdict, the
-    minimum detectable effect and the n that would detect the paper's effect."""
+    minimum detectable effect, the n that would detect the paper's effect, and the verdicts
+    under the other attack protocols it was judged under (sec. 4: chapter 4b's strongest)."""
     return Table(r.rows[["section", "claim", "paper", "ours", "criterion", "verdict", "MDE",
-                         "n needed"]], "tbl-summary-claims",
+                         "n needed", "other protocols"]], "tbl-summary-claims",
                  f"Every claim of the paper in the `{r.p.world}` world (parameters "
                  f"`{r.params_file}`, digest `{r.digest}`): the paper's value, ours, the "
-                 "criterion, the verdict, the minimum detectable effect (MDE, 80 % power) and "
-                 "the n that would detect the paper's effect (no table of the paper).",
+                 "criterion, the verdict, the minimum detectable effect (MDE, 80 % power), "
+                 "the n that would detect the paper's effect and the verdicts under other "
+                 "attack protocols (no table of the paper).",
                  index=False)
 
 
