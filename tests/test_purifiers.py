@@ -1,10 +1,13 @@
 """The purifiers: eq. 9 seeds, agreement with diffusers' schedulers, gradients, bad input."""
 
+from unittest import mock
+
 import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
+from diffrob import purifiers
 from diffrob.purifiers import METHODS, Purifier, check_images, seed_for
 from diffrob.worlds import digits
 
@@ -184,6 +187,44 @@ def test_checkpointed_gradient_equals_plain_autograd(unet, x):
         grads.append(z.grad)
     assert grads[0].abs().sum() > 0
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-7)
+
+
+class KernelSpy(ConvEps):
+    """ConvEps that records whether attention's flash kernel was allowed during each call."""
+
+    def forward(self, x, k):
+        self.flash = torch.backends.cuda.flash_sdp_enabled()
+        return super().forward(x, k)
+
+
+@pytest.mark.parametrize("kernel, flash", [(purifiers.CPU_ATTENTION, False), (None, True)])
+def test_cpu_attention_kernel_is_the_chosen_one(x, kernel, flash):
+    model = KernelSpy().eval()
+    with mock.patch.object(purifiers, "CPU_ATTENTION", kernel):
+        Purifier(model, scheduler(), "ddpm", 2)(x)
+    assert model.flash is flash
+
+
+@pytest.mark.parametrize("autocast, tol", [("none", 1e-5), ("bf16", 2e-2)])
+def test_math_attention_agrees_with_the_default_kernel(unet, x, autocast, tol):
+    """The digits UNet's middle-block attention on the math kernel against PyTorch's choice:
+    outputs and full gradients equal up to float rounding (bf16: its 8-bit mantissa, which
+    also moves a few predicted x_0 across the clipping at +-1, where the gradient jumps: 99 %
+    of the gradient's entries agree)."""
+    out = {}
+    for kernel in (purifiers.CPU_ATTENTION, None):
+        with mock.patch.object(purifiers, "CPU_ATTENTION", kernel):
+            f = Purifier(unet, scheduler(), "ddpm", T_STAR, checkpointing=False,
+                         autocast=autocast)
+            z = x.clone().requires_grad_(True)
+            y = f(z, 2, 0, grad=True)
+            (y ** 2).sum().backward()
+            out[kernel] = y.detach(), z.grad
+    (y_math, g_math), (y_default, g_default) = out.values()
+    assert g_math.abs().sum() > 0
+    torch.testing.assert_close(y_math, y_default, rtol=0, atol=tol)
+    close = torch.isclose(g_math, g_default, rtol=tol, atol=tol * g_default.abs().max())
+    assert close.float().mean() >= (1 if autocast == "none" else 0.99)
 
 
 def test_no_graph_without_grad(unet, x):

@@ -36,12 +36,18 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
 
 METHODS = ("ddpm", "reverse", "ddim", "onestep")
 DDIM_EPS = ("model", "rederived")
 VARIANCES = ("fixed_large", "fixed_small", "learned_range")
+# The attention kernel of the diffusion model on a CPU (None: PyTorch's choice, its flash
+# kernel). The plain ("math") kernel's backward is the faster one at the 49 tokens of the
+# mnist UNet's middle block (docs/benchmarks.md, "Speed-ups of the attack stage"); the
+# outputs agree up to float rounding (tests/test_purifiers.py).
+CPU_ATTENTION: SDPBackend | None = SDPBackend.MATH
 
 
 def seed_for(base_seed: int, batch_index: int, step: int, forward: bool) -> int:
@@ -244,7 +250,9 @@ class Purifier:
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.autocast)
         ctx = (torch.autocast(h.device.type, dtype=dtype) if dtype is not None
                else contextlib.nullcontext())
-        with ctx:
+        kernel = (sdpa_kernel(CPU_ATTENTION) if h.device.type == "cpu" and CPU_ATTENTION is not None
+                  else contextlib.nullcontext())
+        with ctx, kernel:
             out = self.model(h, steps)
         out = getattr(out, "sample", out).to(h.dtype)
         c = h.shape[1]
