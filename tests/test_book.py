@@ -222,7 +222,8 @@ PAPER_SMOKE = dict(n_images=2, batch_size=2, t_star=2, attack_steps=1, eot=2, n_
                    subspace_iterations=0, device="cpu", strength_images=2, strength_evals=2,
                    strength_steps=1, strength_eot=2, strength_eps_255=[4],
                    strength_step_grid=[1], strength_eot_grid=[2], strength_rel_stepsizes=[0.25],
-                   rate_samples=2, gaas_max_k=2, variant_images=2, square_queries=5)
+                   rate_samples=2, gaas_max_k=2, variant_images=2, square_queries=5,
+                   strength_restarts=2, attack_checks=2, randomness_images=2)
 # What each chapter must show of the paper's setting (besides running through).
 PAPER_MARKS = {
     "cifar10": {
