@@ -207,15 +207,16 @@ reproduce()
 # still right on its purified adversarial image f(x_adv). For each image whose purified clean
 # image f(x0) is classified correctly, the critical threshold gamma is measured as Assumption 2 /
 # appendix A.1 define it: from f(x0) along an adversarial direction *of the classifier at f(x0)*,
-# found by DeepFool on the classifier alone
-# (`diffrob.compression.analysis_boundary.boundary_distance`), up to an l2 distance of
+# found by sec. 5's untargeted PGD on the classifier alone (the attack's eps, steps and relative
+# step; `diffrob.compression.analysis_boundary.gamma_direction`), the first flip along it searched
+# on steps of `critical_max` / 500 and refined by bisection
+# (`diffrob.compression.analysis_boundary.critical_threshold`), up to an l2 distance of
 # `critical_max` (no flip up to there counts as infinitely far). Nothing of the
 # purifier's attack enters gamma. The purified attack length is ||f(x_adv) - f(x0)||. Fig. 6a's
 # reading: an example is robust when its purified attack is shorter than its critical threshold
-# (the scatter's diagonal). Gamma is measured independently of the attack, but DeepFool's
-# direction makes it (nearly) the shortest distance to the boundary, so a purified attack
-# shorter than gamma cannot flip the decision: "shorter than gamma, hence robust" holds almost
-# by construction, and only the converse (longer, hence non-robust) is a finding.
+# (the scatter's diagonal). An attack's direction is not the shortest way to the boundary (the
+# shortest, DeepFool's, would make "shorter than gamma, hence robust" true by construction), so
+# both halves of the rule are findings here.
 # The claims table below judges that rule against the base rate, the share that always naming
 # the more frequent outcome gets right (`diffrob.compression.analysis_boundary.rule_agreement`),
 # and the paper's compressed robust (65.5 %) vs expanded non-robust (104.9 %) purified attacks

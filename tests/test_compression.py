@@ -146,7 +146,8 @@ def test_robust_factors_and_roc():
     adv = clean + torch.tensor([-0.5, -0.5, -1.0], dtype=torch.float64).view(-1, 1, 1, 1) \
         * torch.tensor([1.0, 0.0], dtype=torch.float64).view(1, 1, 1, 2)
     y = torch.zeros(3, dtype=torch.long)
-    r = B.robust_factors(clf, clean, adv, clean, adv, y, max_dist=5.0)
+    towards = -torch.tensor([1.0, 0.0], dtype=torch.float64).view(1, 1, 1, 2).expand_as(clean)
+    r = B.robust_factors(clf, clean, adv, clean, adv, y, towards, max_dist=5.0)
     assert r.robust.tolist() == [True, False, True] and r.clean_correct.all()
     torch.testing.assert_close(r.critical, torch.tensor([1.0, 0.2, 2.0], dtype=torch.float64),
                                atol=1e-4, rtol=0)
@@ -287,40 +288,45 @@ def test_top_singular_spectra_of_the_first_singular_images_are_stored(tmp_path, 
     torch.testing.assert_close(runs.top_singular_spectra(world, progress=False), top)
 
 
-def test_critical_threshold_is_the_classifiers_own_boundary_distance_not_the_attacks_ray():
-    """gamma (Assumption 2) is measured from f(x0) along g's own adversarial direction: it
-    does not change with the purified attack, and for two classes it is the margin."""
+def test_gamma_runs_along_the_classifiers_pgd_direction_not_the_attacks_ray():
+    """gamma (Assumption 2) is measured from f(x0) along sec. 5's PGD on the classifier alone:
+    it does not change with the purified attack; for an affine two-class classifier PGD's
+    Linf steps end at the sign of the normal, where the flip lies at margin / (w . u)."""
     g = torch.Generator().manual_seed(11)
     w, b = torch.randn(2, D, generator=g, dtype=torch.float64), torch.randn(2, generator=g,
                                                                           dtype=torch.float64)
     clf = linear_classifier(w, b)
-    clean = torch.randn((12, *SHAPE), generator=g, dtype=torch.float64)
+    clean = 0.2 + 0.6 * torch.rand((12, *SHAPE), generator=g, dtype=torch.float64)  # no clip
     y = clf(clean).argmax(1)
-    margin = (clf(clean)[:, 0] - clf(clean)[:, 1]).abs() / (w[1] - w[0]).norm()
+    direction = B.gamma_direction(clf, clean, y, 0.1, 20, 0.05, torch.Generator().manual_seed(0))
+    normal = (w[1] - w[0]) * torch.where(y == 0, 1.0, -1.0).view(-1, 1)   # towards the other
+    assert torch.equal(torch.sign(direction.flatten(1)), torch.sign(normal))
+    gap = (clf(clean)[:, 0] - clf(clean)[:, 1]).abs()
+    u = direction.flatten(1) / direction.flatten(1).norm(dim=1, keepdim=True)
+    want = gap / (normal * u).sum(1)
     factors = [B.robust_factors(clf, clean, clean, clean,
                                 clean + torch.randn((12, *SHAPE), generator=g, dtype=torch.float64),
-                                y, max_dist=50.0) for _ in range(2)]
+                                y, direction, max_dist=50.0) for _ in range(2)]
     torch.testing.assert_close(factors[0].critical, factors[1].critical)
-    torch.testing.assert_close(factors[0].critical, margin, atol=1e-3, rtol=0)
-    assert not torch.allclose(factors[0].ray, factors[1].ray)    # the old ray follows the attack
+    torch.testing.assert_close(factors[0].critical, want, atol=1e-3, rtol=0)
+    margin = gap / (w[1] - w[0]).norm()
+    assert (factors[0].critical > margin + 1e-3).all()   # longer than the shortest way
+    assert not torch.allclose(factors[0].ray, factors[1].ray)    # the ray follows the attack
 
 
-def test_boundary_distance_of_a_multiclass_linear_classifier_is_its_nearest_facet():
-    """For an affine classifier the class region is a convex polyhedron: the distance to its
-    boundary is the smallest distance to a facet's hyperplane, reached along its normal."""
-    g = torch.Generator().manual_seed(12)
-    w, b = torch.randn(5, D, generator=g, dtype=torch.float64), torch.randn(5, generator=g,
-                                                                          dtype=torch.float64)
-    clf = linear_classifier(w, b)
-    x = torch.randn((40, *SHAPE), generator=g, dtype=torch.float64)
-    z, y = clf(x), clf(x).argmax(1)
-    gap = z.gather(1, y.view(-1, 1)) - z                         # (40, 5), >= 0
-    normal = (w.view(1, 5, D) - w[y].view(40, 1, D)).norm(dim=2)
-    want = torch.where(gap > 0, gap / normal, torch.full_like(gap, math.inf)).amin(1)
-    got = B.boundary_distance(clf, x, y, max_dist=100.0)
-    torch.testing.assert_close(got, want, atol=1e-3, rtol=0)
-    # a misclassified start is at distance 0
-    assert (B.boundary_distance(clf, x, (y + 1) % 5) == 0).all()
+def test_the_finer_grid_finds_a_thin_flip_that_a_coarse_one_steps_over():
+    """A class region crossed only between l2 2.00 and 2.05 along the ray: a grid of 0.1
+    steps can miss it, the default grid (5 / 500 = 0.01) cannot."""
+    def clf(x):
+        r = x.flatten(1)[:, 0]
+        wrong = ((r > 2.02) & (r < 2.07)).double()
+        return torch.stack([1 - wrong, wrong], 1)
+    x = torch.zeros((1, 1, 1, 2), dtype=torch.float64)
+    d = torch.tensor([[[[1.0, 0.0]]]], dtype=torch.float64)
+    y = torch.zeros(1, dtype=torch.long)
+    assert B.critical_threshold(clf, x, d, y, max_dist=5.0, grid=50) == math.inf
+    fine = B.critical_threshold(clf, x, d, y, max_dist=5.0, grid=B.GRID)
+    assert fine.item() == pytest.approx(2.02, abs=1e-3)
 
 
 def test_pca_is_normalised_by_the_per_direction_input_variance():

@@ -75,7 +75,8 @@ class Params:
     autocast: str = _p("none", "mixed precision of the diffusion model (GPU; bf16 also on a "
                        "CPU with AMX/AVX-512 BF16, bench/bench_speedups.py)",
                        choices=("none", "bf16", "fp16"))
-    compile: bool = _p(False, "torch.compile the diffusion model (GPU)")
+    compile: bool = _p(False, "torch.compile the diffusion model (GPU; on a CPU it does not pay: "
+                       "docs/benchmarks.md)")
     channels_last: bool = _p(False, "channels_last memory format (GPU)")
     # --- purification (sec. 2, appendix B) ------------------------------------
     purifier: str = _p("ddpm", "purification method (Table S5)", choices=PURIFIERS)

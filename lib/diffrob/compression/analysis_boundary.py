@@ -2,9 +2,9 @@
 
 - :func:`critical_threshold`: the distance from a point to the classifier's decision
   boundary along a given ray;
-- :func:`deepfool`: the classifier's own l2 adversarial direction at a point;
-- :func:`boundary_distance`: the critical threshold gamma of Assumption 2 / App. A.1, the
-  distance from f(x0) to the boundary along the classifier's own direction (Fig. 6b);
+- :func:`gamma_direction`: the classifier's own adversarial direction at f(x0), sec. 5's
+  untargeted PGD on the classifier alone, along which :func:`critical_threshold` measures
+  the critical threshold gamma of Assumption 2 / App. A.1 (Fig. 6b);
 - :func:`robust_factors`: gamma, the purified attack length (Fig. 6c) and the decisions of
   each example; :func:`roc`: the ROC curve of a score (Fig. 6; its AUC with an interval is
   :func:`diffrob.verdicts.auc`);
@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import verdicts
+from ..attacks import pgd
 
 
 @torch.no_grad()
@@ -75,67 +76,20 @@ def critical_threshold(classifier: nn.Module | Callable[[Tensor], Tensor], start
     return out
 
 
-def deepfool(classifier: nn.Module | Callable[[Tensor], Tensor], start: Tensor, labels: Tensor,
-             steps: int = 50, overshoot: float = 0.02, candidates: int = 10) -> Tensor:
-    """An l2 adversarial direction of the classifier alone at ``start``: DeepFool's perturbation.
-
-    DeepFool (Moosavi-Dezfooli et al. 2016): at each step the classifier is
-    linearised and the point moves to the nearest linearised boundary among the
-    ``candidates`` highest-scoring other classes, until the decision leaves the
-    label (or ``steps`` run out); the total is scaled by 1 + ``overshoot``. For an
-    affine two-class classifier one step lands on the boundary's foot point, so the
-    perturbation's direction is the normal of the boundary. Points are not clipped to
-    [0,1] (as :func:`critical_threshold`). Rows already misclassified get zero.
-    Returns the perturbation (same shape as ``start``); gradients of ``classifier``
-    only, nothing of any purifier.
-    """
-    if steps < 1 or overshoot < 0 or candidates < 1:
-        raise ValueError(f"deepfool: expected steps >= 1, overshoot >= 0, candidates >= 1, "
-                         f"got {steps}, {overshoot}, {candidates}")
-    start, labels = start.detach(), labels.to(start.device)
-    total = torch.zeros_like(start)
-    for _ in range(steps):
-        x = (start + (1 + overshoot) * total).requires_grad_(True)
-        with torch.enable_grad():
-            z = classifier(x)
-            active = z.argmax(1) == labels
-            if not active.any():
-                break
-            m = min(candidates + 1, z.shape[1])
-            others = z.detach().scatter(1, labels.view(-1, 1), -math.inf).topk(m - 1, 1).indices
-            grad_y = torch.autograd.grad(z.gather(1, labels.view(-1, 1)).sum(), x,
-                                         retain_graph=True)[0]
-            best = torch.full((len(x),), math.inf, device=x.device, dtype=z.dtype)
-            step = torch.zeros_like(x)
-            for j in range(m - 1):
-                k = others[:, j]
-                w = torch.autograd.grad(z.gather(1, k.view(-1, 1)).sum(), x,
-                                        retain_graph=j < m - 2)[0] - grad_y
-                gap = (z.gather(1, labels.view(-1, 1)) - z.gather(1, k.view(-1, 1))).detach()
-                wn = w.flatten(1).norm(dim=1).clamp_min(1e-12)
-                dist = gap.view(-1).abs() / wn
-                closer = dist < best
-                best = torch.where(closer, dist, best)
-                r = ((dist + 1e-4) / wn).view(-1, *[1] * (x.ndim - 1)) * w
-                step = torch.where(closer.view(-1, *[1] * (x.ndim - 1)), r, step)
-        total = total + torch.where(active.view(-1, *[1] * (x.ndim - 1)), step, 0).detach()
-    return (1 + overshoot) * total
+GRID = 500   # the critical threshold's search: l2 steps of critical_max / 500 before bisection
 
 
-@torch.no_grad()
-def boundary_distance(classifier: nn.Module | Callable[[Tensor], Tensor], start: Tensor,
-                      labels: Tensor, max_dist: float = 5.0, steps: int = 50) -> Tensor:
-    """The critical threshold gamma of Assumption 2 / App. A.1 at ``start`` (sec. 6, Fig. 6b).
-
-    The distance from ``start`` (in sec. 6, the purified clean image f(x0)) to the
-    classifier's decision boundary along an adversarial direction *of the
-    classifier at that point*: the direction of :func:`deepfool` on the classifier
-    alone, then :func:`critical_threshold` along it (first flip, to ``max_dist``).
-    Nothing of the purifier or of its attack enters, so whether the purified attack
-    is shorter than gamma is a finding, not a definition.
-    """
-    direction = deepfool(classifier, start, labels, steps)
-    return critical_threshold(classifier, start, direction, labels, max_dist)
+def gamma_direction(classifier: nn.Module | Callable[[Tensor], Tensor], start: Tensor,
+                    labels: Tensor, eps: float, steps: int, step_size: float,
+                    generator: torch.Generator) -> Tensor:
+    """The direction of the critical threshold gamma at ``start`` (sec. 6, Fig. 6b; in sec. 6
+    start = f(x0)): the untargeted Linf PGD of sec. 5 on the classifier alone (random start
+    from ``generator``), its perturbation. Not the shortest way to the boundary (DeepFool's
+    would be, and "shorter than the shortest distance, hence robust" would hold by
+    construction): an attack's own direction, as sec. 5 slices along."""
+    with torch.enable_grad():
+        x = pgd(classifier, start.detach(), labels, eps, steps, step_size, True, generator)
+    return x - start
 
 
 @dataclass(frozen=True)
@@ -144,7 +98,7 @@ class RobustFactors:
 
     clean_correct: Tensor   # classifier(f(x0)) == y
     robust: Tensor          # classifier(f(x_adv)) == y
-    critical: Tensor        # gamma: boundary distance at f(x0) along g's own direction, Fig. 6b
+    critical: Tensor        # gamma: boundary distance at f(x0) along g's PGD direction, Fig. 6b
     ray: Tensor             # boundary distance along the purified attack's own ray (circular)
     length: Tensor          # purified attack length ||f(x_adv) - f(x0)||, Fig. 6c
     attack_length: Tensor   # ||x_adv - x0||
@@ -153,12 +107,13 @@ class RobustFactors:
 @torch.no_grad()
 def robust_factors(classifier: nn.Module | Callable[[Tensor], Tensor], x0: Tensor, x_adv: Tensor,
                    clean_purified: Tensor, adv_purified: Tensor, labels: Tensor,
-                   max_dist: float = 5.0) -> RobustFactors:
+                   direction: Tensor, max_dist: float = 5.0, grid: int = GRID) -> RobustFactors:
     """Fig. 6: what separates robust from non-robust examples under one fixed randomness.
 
     An example is robust if the classifier is right on the purified adversarial
-    image f(x_adv). The critical threshold gamma is :func:`boundary_distance` at
-    f(x0), computed from the classifier alone. ``ray`` is the boundary distance
+    image f(x_adv). The critical threshold gamma is :func:`critical_threshold` at f(x0)
+    along ``direction``, the classifier's own adversarial direction there
+    (:func:`gamma_direction`), searched on ``grid`` steps to ``max_dist``. ``ray`` is the boundary distance
     along the purified attack f(x_adv) - f(x0) itself: there an example is robust
     exactly when its purified attack is shorter than ``ray`` (up to decision regions
     that are not convex along the ray), by construction, so ``ray`` separates the
@@ -168,7 +123,8 @@ def robust_factors(classifier: nn.Module | Callable[[Tensor], Tensor], x0: Tenso
     return RobustFactors(
         clean_correct=classifier(clean_purified).argmax(1) == labels,
         robust=classifier(adv_purified).argmax(1) == labels,
-        critical=boundary_distance(classifier, clean_purified, labels, max_dist),
+        critical=critical_threshold(classifier, clean_purified, direction, labels, max_dist,
+                                    grid),
         ray=critical_threshold(classifier, clean_purified, d, labels, max_dist),
         length=d.flatten(1).norm(dim=1).double(),
         attack_length=(x_adv - x0).flatten(1).norm(dim=1).double())

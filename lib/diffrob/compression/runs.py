@@ -22,7 +22,7 @@ from ..purifiers import seed_for
 from .analysis import (ImageMap, Neighbourhood, Response, Spectrum, fixed_purifier, jacobian,
                        jacobian_spectrum, pca_spectra, perturbation_response, stack,
                        top_singular_values)
-from .analysis_boundary import RobustFactors, robust_factors
+from .analysis_boundary import RobustFactors, gamma_direction, robust_factors
 
 # What determines each stage's result (the store refuses files made with other values).
 MODEL_FIELDS = ("world", "diffusion_model", "autocast", "purifier", "t_star", "base_seed")
@@ -196,7 +196,9 @@ def world_robust_factors(world, x_adv: Tensor) -> RobustFactors:
     Batch i goes through ``purifier(x, base_seed, i)`` (eq. 9), for the clean and the
     adversarial images alike: the randomness that :func:`adversarial_fixed` attacks,
     and for a stored system attack one of the evaluation runs it never saw. Distances to
-    the boundary are searched up to ``critical_max``.
+    the boundary are searched up to ``critical_max``, along sec. 5's PGD on the classifier
+    at f(x0) (the attack's steps and relative step at eps, random start seeded by the base
+    seed; :func:`.analysis_boundary.gamma_direction`).
     """
     p = world.params
     purifier = world.purifier()
@@ -204,5 +206,8 @@ def world_robust_factors(world, x_adv: Tensor) -> RobustFactors:
     for i, rows in world.batches():
         clean.append(purifier(world.images[rows], p.base_seed, i))
         adv.append(purifier(x_adv[rows], p.base_seed, i))
-    return robust_factors(world.classifier, world.images, x_adv, torch.cat(clean),
-                          torch.cat(adv), world.labels, p.critical_max)
+    clean = torch.cat(clean)
+    direction = gamma_direction(world.classifier, clean, world.labels, p.eps, p.attack_steps,
+                                p.step_size, torch.Generator(clean.device).manual_seed(p.base_seed))
+    return robust_factors(world.classifier, world.images, x_adv, clean, torch.cat(adv),
+                          world.labels, direction, p.critical_max)
