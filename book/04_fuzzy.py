@@ -266,8 +266,8 @@ reproduce()
 # ## Sec. 4's claims under the strongest protocol
 # A claim about robustness is only as good as the attack behind it. Each claim of sec. 4.2
 # is judged again with PGD-EOT under chapter 4b's strongest protocol (chosen on held-out
-# images; the runs of the row beside Table 1 above), and the claims about robustness also
-# under worst-of-10: an image counts as robust only if 10 runs are all right (DiffHammer's
+# images; the runs of the row beside Table 1 above, without the images that chose it), and the
+# claims about robustness also under worst-of-10: an image counts as robust only if 10 runs are all right (DiffHammer's
 # N-evaluation), `diffrob.fuzzy.report.strongest_claims_table`. EOT's gain there is BPDA's
 # alone: no PGD without EOT runs under the strongest protocol.
 

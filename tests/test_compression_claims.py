@@ -77,7 +77,8 @@ def test_perturbation_response_of_a_contraction():
     """f(x) = x / 2: every rate is 0.5 at both radii, eq. 4 exact, no pixel clamped; with a
     clamped pixel the all-pixel rate falls below the unsaturated one."""
     x0 = torch.full((1, *SHAPE), 0.5, dtype=torch.float64)
-    r = C.perturbation_response(lambda x: x / 2, x0, 0.1, 5, generator=torch.Generator().manual_seed(2))
+    r = C.perturbation_response(lambda x: x / 2, x0, 0.1, 5,
+                                generator=torch.Generator().manual_seed(2))
     for rates in (r.rate, r.rate_unsaturated, r.rate_small):
         torch.testing.assert_close(rates, torch.full((1, 5), 0.5, dtype=torch.float64))
     assert r.linear_error.max() < 1e-12 and r.saturated.tolist() == [0]

@@ -1,15 +1,17 @@
 """Fuzzy robustness (sec. 4, Definitions 1-2, Table 1) against hand-computed answers, and the
 tables, figures and claim rows of chapter 04_fuzzy on a tiny world."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
-from diffrob import claims
+from diffrob import claims, stages
 from diffrob.figures import Table
-from diffrob.fuzzy import analysis, report
+from diffrob.fuzzy import analysis, report, runs_strength
 
 from conftest import stage_world
 
@@ -198,6 +200,15 @@ def test_strongest_claims_are_stored_beside_each_claims_own_row(evaluated):
     n = min(report.WORST_OF, r.params.n_evals)
     assert set(other) == {report.STRONGEST, f"worst of {n}, {report.STRONGEST}"}
     assert rows["pgd_stronger_than_bpda"]["protocol"] is None
+    chose, _ = runs_strength.halves(min(r.params.strength_images, len(r.labels)))
+    same = rows["pgd_stronger_than_bpda"]["protocols"][report.STRONGEST]["estimate"]
+    keep = np.setdiff1d(np.arange(len(r.labels)), chose)     # the choice half left out
+    strong_preds = stages.evaluations(dataclasses.replace(
+        r.world, params=r.params.replace(**strong)), "pgd-eot", progress=False)
+    robust = lambda preds: 1 - analysis.grades(preds[:, keep], r.labels[keep])
+    assert same["value"] == pytest.approx(
+        (robust(r.preds["bpda-eot"]) - robust(strong_preds)).mean())
+    assert "vote_helps (worst of" not in " ".join(t.frame.index)   # grades only
     with pytest.raises(ValueError, match="protocol"):
         claims.record(r.params, "sec4", "vote_helps", None, protocol="../x")
 

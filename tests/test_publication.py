@@ -155,7 +155,8 @@ def test_what_it_says_here_types_no_number_of_ours(chapter: Path) -> None:
 
 
 # The paper's equations the book uses, by label.
-EQUATIONS = {"eq1": "eq. 1", "eq2": "eq. 2", "eq3": "eq. 3", "eq7": "eq. 7", "eq8": "eq. 8", "eq9": "eq. 9",
+EQUATIONS = {"eq1": "eq. 1", "eq2": "eq. 2", "eq3": "eq. 3", "eq7": "eq. 7", "eq8": "eq. 8",
+             "eq9": "eq. 9",
              "eq10": "eq. 10", "def1": "Definition 1", "def2": "Definition 2",
              "def3": "Definition 3"}
 MATH = re.compile(r"```\{math\}\n:name: (\w+)\n(.*?)\n```", re.S)

@@ -132,8 +132,8 @@ def pgd(logits_fn: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, eps: float,
             log_sum = terms.logsumexp(0)
             total = math.log(eot) - log_sum
             weights = (terms - log_sum).exp()
-            g = -sum(w.view(-1, 1, 1, 1) * g for w, (_, g) in zip(weights, parts)) if grad \
-                else None
+            shape = (-1, *[1] * (x.ndim - 1))
+            g = -sum(w.view(shape) * g for w, (_, g) in zip(weights, parts)) if grad else None
         # sign(NaN) = 0: a NaN would silently leave the iterate where it is
         if not (torch.isfinite(total).all() and (g is None or torch.isfinite(g).all())):
             raise FloatingPointError("PGD: the loss or its gradient is NaN or infinite "
@@ -155,7 +155,7 @@ def pgd(logits_fn: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, eps: float,
                 step_size * (1 + math.cos(math.pi * c / steps)) / 2
             moved = x_adv.detach() + a * grad.sign()
             moved = (x + (moved - x).clamp(-eps, eps)).clamp(0, 1)
-            x_adv = torch.where(done.view(-1, 1, 1, 1), x_adv.detach(), moved)
+            x_adv = torch.where(done.view(-1, *[1] * (x.ndim - 1)), x_adv.detach(), moved)
             if stop:
                 done = done | flagged(x_adv)
             if iterate == "best":

@@ -15,7 +15,6 @@ from ..names import did_you_mean
 
 GRADIENTS = ("full", "straight-through", "classifier", "none")
 OPTIMISERS = ("pgd", "apgd-ce", "apgd-dlr", "apgd-t", "square", "torchattacks-eotpgd")
-LOSSES = ("ce", "vote")
 TARGETS = 9  # APGD-T's target classes at most: AutoAttack's n_target_classes
 RESTARTABLE = ("pgd", "apgd-ce", "apgd-dlr")  # the optimisers that run attack_restarts
 

@@ -113,8 +113,8 @@ def robust_factors(classifier: nn.Module | Callable[[Tensor], Tensor], x0: Tenso
     An example is robust if the classifier is right on the purified adversarial
     image f(x_adv). The critical threshold gamma is :func:`critical_threshold` at f(x0)
     along ``direction``, the classifier's own adversarial direction there
-    (:func:`gamma_direction`), searched on ``grid`` steps to ``max_dist``. ``ray`` is the boundary distance
-    along the purified attack f(x_adv) - f(x0) itself: there an example is robust
+    (:func:`gamma_direction`), searched on ``grid`` steps to ``max_dist``. ``ray`` is the
+    boundary distance along the purified attack f(x_adv) - f(x0) itself: there an example is robust
     exactly when its purified attack is shorter than ``ray`` (up to decision regions
     that are not convex along the ray), by construction, so ``ray`` separates the
     two groups almost perfectly whatever the purifier does and is no evidence.
@@ -125,7 +125,7 @@ def robust_factors(classifier: nn.Module | Callable[[Tensor], Tensor], x0: Tenso
         robust=classifier(adv_purified).argmax(1) == labels,
         critical=critical_threshold(classifier, clean_purified, direction, labels, max_dist,
                                     grid),
-        ray=critical_threshold(classifier, clean_purified, d, labels, max_dist),
+        ray=critical_threshold(classifier, clean_purified, d, labels, max_dist, grid),
         length=d.flatten(1).norm(dim=1).double(),
         attack_length=(x_adv - x0).flatten(1).norm(dim=1).double())
 

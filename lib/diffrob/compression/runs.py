@@ -208,6 +208,6 @@ def world_robust_factors(world, x_adv: Tensor) -> RobustFactors:
         adv.append(purifier(x_adv[rows], p.base_seed, i))
     clean = torch.cat(clean)
     direction = gamma_direction(world.classifier, clean, world.labels, p.eps, p.attack_steps,
-                                p.step_size, torch.Generator(clean.device).manual_seed(p.base_seed))
+                                p.step_size, torch.Generator().manual_seed(p.base_seed))
     return robust_factors(world.classifier, world.images, x_adv, clean, torch.cat(adv),
                           world.labels, direction, p.critical_max)

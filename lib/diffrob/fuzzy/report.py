@@ -204,18 +204,24 @@ def strongest_claims_table(r: Evaluations, strong: dict, v: Variants) -> Table:
     strongest protocol in place of Table S1's (``strong``: its Params changes; its r
     re-evaluations are those of Table 1's extra row, computed once), and under worst-of-N on
     those runs (N = ``WORST_OF``); each stored beside the claim's own row
-    (:func:`diffrob.claims.record`, ``protocol``)."""
+    (:func:`diffrob.claims.record`, ``protocol``). The images that chose the protocol (the
+    choice half of chapter 4b's, :func:`.runs_strength.halves`) are left out of both."""
     p = r.params
     strong_world = dataclasses.replace(r.world, params=p.replace(**strong))
     preds = dict(r.preds)
     if "pgd-eot" in r.attacks:
         preds["pgd-eot"] = stages.evaluations(strong_world, "pgd-eot", progress=False)
+    chose, _ = runs_strength.halves(min(p.strength_images, len(r.labels)))
+    keep = np.setdiff1d(np.arange(len(r.labels)), chose)
+    held_out = {s: x[:, keep] for s, x in preds.items()}
+    known = v.known_noise[keep[keep < len(v.known_noise)]]
     n = min(WORST_OF, p.n_evals)
-    under = {STRONGEST: sec4_estimates(p, preds, r.labels, None, v.known_noise, ("pgd-eot",)),
-             f"worst of {n}, {STRONGEST}": sec4_estimates(p, preds, r.labels, n, v.known_noise,
+    under = {STRONGEST: sec4_estimates(p, held_out, r.labels[keep], None, known, ("pgd-eot",)),
+             f"worst of {n}, {STRONGEST}": sec4_estimates(p, held_out, r.labels[keep], n, known,
                                                           ("pgd-eot",))}
     rows = [{**claims.record(p, "sec4", claim, est, protocol), "claim": f"{claim} ({protocol})"}
-            for protocol, judged in under.items() for claim, est in judged.items()]
+            for protocol, judged in under.items() for claim, est in judged.items()
+            if est is not None or protocol == STRONGEST]   # worst-of-N: the robustness claims
     return Table(claims.frame(rows), "tbl-fuzzy-strongest-claims", "Sec. 4.2's claims judged "
                  "again under chapter 4b's strongest protocol and under worst-of-N (criteria "
                  "from the paper's sec. 1, sec. 4.2 and Table 1, in paper_data/sec4.yaml).")
@@ -264,7 +270,7 @@ class Variants:
     seconds: float
     paper: dict
     world_name: str
-    known_noise: np.ndarray   # per image: DiffPure at t* with fixed noise right under known-noise PGD
+    known_noise: np.ndarray   # per image: fixed-noise DiffPure at t* right under known-noise PGD
 
 
 def variants_frame(world, paper: dict, progress: bool = True) -> pd.DataFrame:

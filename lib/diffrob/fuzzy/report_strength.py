@@ -95,10 +95,8 @@ class Grid:
 
 def step_grid(s: Setting) -> Grid:
     """The step-size grid on the base world, read from the store or computed."""
-    p = s.world.params
     frame = runs_strength.step_grid(s.world)
-    return Grid(frame, runs_strength.choose(frame, p.strength_steps,
-                                            max(p.strength_step_grid, default=p.strength_steps)))
+    return Grid(frame, runs_strength.choose_on(s.world, frame))
 
 
 def grid_table(g: Grid) -> Table:

@@ -130,9 +130,14 @@ def choose(grid: pd.DataFrame, steps: int, step_grid_max: int) -> Choice:
 def strongest_protocol(world, progress: bool = False) -> Choice:
     """The protocol chosen on the choice half of :func:`step_grid` (:func:`choose`), the one
     that chapter 4 and 4b use as "strongest"."""
+    return choose_on(world, step_grid(world, progress))
+
+
+def choose_on(world, grid: pd.DataFrame) -> Choice:
+    """:func:`choose` on ``world``'s step grid, the iterations tried being the base's
+    ``strength_steps`` and the most of ``strength_step_grid``."""
     p = world.params
-    return choose(step_grid(world, progress), p.strength_steps,
-                  max(p.strength_step_grid, default=p.strength_steps))
+    return choose(grid, p.strength_steps, max(p.strength_step_grid, default=p.strength_steps))
 
 
 def autoattack_example(world) -> dict[str, float]:

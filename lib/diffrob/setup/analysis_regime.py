@@ -49,7 +49,7 @@ class Measures:
 
 
 def radius_per_length() -> float:
-    """Sec. 5's slice radius over the typical attack length (``paper_data/sec5.yaml``: 3.0 / 1.0)."""
+    """Sec. 5's slice radius over the typical attack length (``paper_data/sec5.yaml``: 3 / 1)."""
     sec5 = claims.paper("sec5")["cifar10"]
     return sec5["cap_radius"] / sec5["typical_attack_l2"]
 

@@ -75,12 +75,12 @@ def regime_text(r: Regime) -> str:
              "cap_radius": r.p.cap_radius}
     off = [f"`{k}` {given[k]:g} (the rule: {v:.3g})" for k, v in derived.items()
            if not math.isclose(given[k], v, rel_tol=0.05)]
-    split = given["distances_eps_255"] != given["eps_255"]
+    gives_way = derived["distances_eps_255"] != derived["eps_255"]   # from the measures
     return ("The parameters follow the rule" if not off else
             "The parameters differ from the rule in " + ", ".join(off)) + (
-        ". No single eps breaks the bare classifier and keeps the paper's distance ratio, so "
-        "the ratio gives way for the attacks of secs. 4-6 and sec. 3.1 runs at its own eps, "
-        f"{given['distances_eps_255']:g}/255." if split else ".")
+        ". No eps of the grid both breaks the bare classifier and keeps the paper's distance "
+        "ratio, so the ratio gives way for the attacks of secs. 4-6, and sec. 3.1 runs at the "
+        f"ratio's own eps, {derived['distances_eps_255']:g}/255." if gives_way else ".")
 
 
 def images_figure(world, k: int = 10) -> Figure:
@@ -95,8 +95,8 @@ def images_figure(world, k: int = 10) -> Figure:
 @dataclass
 class Accuracy:
     """Per test image, whether the bare classifier is right and in what fraction of the r runs
-    each purified one is (:func:`runs.clean_correct`), with the parameters and the world the paper's numbers are
-    of (this one, or CIFAR-10)."""
+    each purified one is (:func:`runs.clean_correct`), with the parameters and the world the
+    paper's numbers are of (this one, or CIFAR-10)."""
 
     p: Params
     correct: dict[str, np.ndarray]
