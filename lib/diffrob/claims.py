@@ -316,6 +316,8 @@ def record(p: Params, section: str, claim: str,
     ``protocol`` names a judgement of the claim under another attack protocol than the
     paper's (for example chapter 4b's strongest): stored beside the claim's own row as
     ``<claim>@<protocol>.json`` and read back by :func:`table` under the row's ``protocols``.
+    The claim's own row is recorded first: recording it removes those of other protocols,
+    which the chapter then records anew (none outlives the code that wrote it).
     """
     if protocol is not None and not PROTOCOL.fullmatch(protocol):
         raise ValueError(f"protocol: expected lower-case letters, digits, spaces, '=', ',' or "
@@ -325,6 +327,9 @@ def record(p: Params, section: str, claim: str,
     if not (folder / "params.json").exists():
         _write_json(folder / "params.json", settings(p))
     name = claim if protocol is None else f"{claim}@{protocol}"
+    if protocol is None:
+        for old in (folder / section).glob(f"{claim}@*.json"):
+            old.unlink(missing_ok=True)
     _write_json(folder / section / f"{name}.json", row)
     return row
 
