@@ -169,7 +169,9 @@ def seeds_against_inputs(world) -> tuple[Randomness, Randomness | None]:
                          conditions=("fixed seed",))
 
 
-TOY_SAMPLES = 2000   # Monte-Carlo draws of the toy model per input size
+TOY_SAMPLES = 2000   # Monte-Carlo draws of the toy model per input size, at most
+TOY_NUMBERS = 2 * 10**7  # ... and at most this many draws x dimensions (ImageNet: 132 draws;
+#                          the distance concentrates as d grows, so few draws suffice there)
 
 
 @dataclass
@@ -177,7 +179,7 @@ class Toy:
     """The Gaussian toy model (:func:`.analysis.toy_end_distance2`) at a world's setting:
     ``data_var`` the eigenvalues of its test images' covariance, ``noise_var`` eq. 3's
     sigma^2 of its forward process at t*, and per input size (name -> init l2 ``init``) the
-    Monte-Carlo distances ``sampled`` (``TOY_SAMPLES`` each)."""
+    Monte-Carlo distances ``sampled`` (``TOY_SAMPLES`` each, or fewer: :func:`gaussian_toy`)."""
 
     data_var: np.ndarray
     noise_var: float
@@ -193,12 +195,14 @@ class Toy:
 def gaussian_toy(world, init: dict[str, float]) -> Toy:
     """The toy model on ``world``: its test images' covariance, DiffPure's alpha_bar at
     ``t_star`` (eq. 1) as eq. 3's noise, and ``TOY_SAMPLES`` draws for each input of ``init``
-    (name -> init l2), generator seeded ``base_seed`` and drawn in the order of ``init``."""
+    (name -> init l2; fewer where the dimension times ``TOY_SAMPLES`` exceeds ``TOY_NUMBERS``),
+    generator seeded ``base_seed`` and drawn in the order of ``init``."""
     p = world.params
     schedule = world.purifier("ddpm").schedule
     noise_var = analysis.toy_noise_var(schedule.alphas_cumprod[p.t_star - 1].item())
     data_var = analysis.data_variances(world.images)
     gen = torch.Generator().manual_seed(p.base_seed)
-    sampled = {n: analysis.toy_monte_carlo(data_var, noise_var, length, TOY_SAMPLES, gen)
+    draws = max(1, min(TOY_SAMPLES, TOY_NUMBERS // len(data_var)))
+    sampled = {n: analysis.toy_monte_carlo(data_var, noise_var, length, draws, gen)
                for n, length in init.items()}
     return Toy(data_var, noise_var, p.t_star, dict(init), sampled)
