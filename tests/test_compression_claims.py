@@ -68,6 +68,8 @@ def test_linearisation_error_is_zero_for_an_affine_map_and_not_for_a_curved_one(
         return torch.sin(8 * x)
     small, large = (C.linearisation_error(curved, x0, s * eta) for s in (0.1, 1.0))
     assert (large > 0.05).all() and (small < large).all()   # the remainder grows with eta
+    given = C.linearisation_error(curved, x0, eta, moved=curved(x0 + eta) - curved(x0))
+    torch.testing.assert_close(given, large)               # the caller's outputs, the same
     assert verdict("linearisation_holds", verdicts.mean(affine)) == verdicts.HOLDS
     nonlinear = C.linearisation_error(lambda x: torch.sin(80 * x), x0, eta)
     assert verdict("linearisation_holds", verdicts.mean(nonlinear)) == verdicts.FAILS

@@ -218,18 +218,22 @@ def compression_rate(f: ImageMap, x0: Tensor, eta: Tensor, chunk: int = 256) -> 
         return rates_of(x - x0, apply(f, x, chunk) - f(x0))
 
 
-def linearisation_error(f: ImageMap, x0: Tensor, eta: Tensor, chunk: int = 64) -> Tensor:
+def linearisation_error(f: ImageMap, x0: Tensor, eta: Tensor, chunk: int = 64,
+                        moved: Tensor | None = None) -> Tensor:
     """Eq. 4's relative error per row of ``eta``: ||f(x0 + eta) - f(x0) - J eta|| /
     ||f(x0 + eta) - f(x0)|| (float64), with J eta by forward-mode AD (:func:`jvp_rows`).
 
     ``x0 + eta`` is clipped to [0,1] and eta taken as what remains (as
     :func:`compression_rate`). 0 for an affine f; a row that f does not move at all
-    scores 0 if J eta is 0 too, else a huge error.
+    scores 0 if J eta is 0 too, else a huge error. ``moved``: f(x0 + eta) - f(x0) where the
+    caller has it already (for an ``eta`` inside [0,1]), so f runs only in the JVPs.
     """
     x0 = one_image(x0)
     x = (x0 + eta).clamp(0, 1)
-    with torch.no_grad():
-        moved = (apply(f, x, chunk) - f(x0)).flatten(1).double()
+    if moved is None:
+        with torch.no_grad():
+            moved = apply(f, x, chunk) - f(x0)
+    moved = moved.flatten(1).double()
     linear = jvp_rows(f, x0, (x - x0).flatten(1), chunk).double()
     return (moved - linear).norm(dim=1) / moved.norm(dim=1).clamp_min(1e-300)
 
@@ -264,8 +268,8 @@ def perturbation_response(f: ImageMap, x0: Tensor, eps: float, n: int, chunk: in
     free = ~saturated_pixels(y0)[0]
     rows = [rates_of(far - x0, y_far - y0), rates_of(far - x0, y_far - y0, free),
             rates_of(near - x0, y_near - y0, free),
-            linearisation_error(f, x0, near - x0, chunk),
-            linearisation_error(f, x0, far - x0, chunk)]
+            linearisation_error(f, x0, near - x0, chunk, moved=y_near - y0),
+            linearisation_error(f, x0, far - x0, chunk, moved=y_far - y0)]
     return Response(*(r.cpu().view(1, -1) for r in rows),
                     saturated=torch.tensor([int((~free).sum())]))
 
