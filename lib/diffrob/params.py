@@ -191,6 +191,11 @@ class Params:
         return self.eps_255 / 255.0
 
     @property
+    def sec31_eps_255(self) -> float:
+        """Sec. 3.1's attack radius, units of 1/255: ``distances_eps_255``, 0 meaning ``eps_255``."""
+        return self.distances_eps_255 or self.eps_255
+
+    @property
     def step_size(self) -> float:
         """Absolute PGD step: eps x relative step size (Table S1)."""
         return self.eps * self.rel_stepsize

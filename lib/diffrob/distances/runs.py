@@ -73,7 +73,7 @@ def at_sec31_radius(world):
     (the regime rule of ``paper_data/setup.yaml``: the purifier's own distance about 3x the
     attack's, as in Table S2), else the world itself."""
     p = world.params
-    eps_255 = p.distances_eps_255 or p.eps_255
+    eps_255 = p.sec31_eps_255
     if eps_255 == p.eps_255:
         return world
     return dataclasses.replace(world, params=p.replace(eps_255=eps_255, distances_eps_255=0.0))

@@ -94,7 +94,7 @@ def table(m: Measures, p) -> pd.DataFrame:
     its band, whether it holds, and what the rule derives from the world's measures."""
     r, d = rule(), derive(m)
     at = lambda values, eps_255: float(np.interp(eps_255, m.eps_255, values))
-    sec31 = p.distances_eps_255 or p.eps_255
+    sec31 = p.sec31_eps_255
     ratio = lambda eps_255: m.purifier_l2 / at(m.attack_l2, eps_255)
     inside = lambda value, lo, hi: "yes" if lo <= value <= hi else "no"
     noise = analysis.alpha_bar(torch.as_tensor(m.alphas_cumprod), p.t_star)

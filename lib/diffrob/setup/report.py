@@ -71,7 +71,7 @@ def regime_text(r: Regime) -> str:
     """Which of the rule's parameters this world's file follows, and which ratio gives way."""
     derived = analysis_regime.derive(r.measures)
     given = {"t_star": r.p.t_star, "eps_255": r.p.eps_255,
-             "distances_eps_255": r.p.distances_eps_255 or r.p.eps_255,
+             "distances_eps_255": r.p.sec31_eps_255,
              "cap_radius": r.p.cap_radius}
     off = [f"`{k}` {given[k]:g} (the rule: {v:.3g})" for k, v in derived.items()
            if not math.isclose(given[k], v, rel_tol=0.05)]

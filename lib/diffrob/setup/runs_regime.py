@@ -21,7 +21,7 @@ def measure(world, eps_255: np.ndarray | None = None) -> Measures:
     classifier broken on a multiple of its step, and the distance ratio, which falls as eps
     grows, below the paper's)."""
     p, r = world.params, rule()
-    own_radii = [p.eps_255, p.distances_eps_255 or p.eps_255]
+    own_radii = [p.eps_255, p.sec31_eps_255]
     eps_255 = np.unique(np.concatenate([grid() if eps_255 is None else eps_255, own_radii]))
     x0, y = world.images, world.labels
     own = float((purifiers.purify(world, x0, p.purifier, p.base_seed) - x0)
