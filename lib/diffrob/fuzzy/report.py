@@ -218,7 +218,7 @@ def strongest_claims_table(r: Evaluations, strong: dict, v: Variants) -> Table:
     preds = dict(r.preds)
     if "pgd-eot" in r.attacks:
         preds["pgd-eot"] = stages.evaluations(strong_world, "pgd-eot", progress=False)
-    chose, _ = runs_strength.halves(min(p.strength_images, len(r.labels)))
+    chose, _ = runs_strength.split(r.world)
     keep = np.setdiff1d(np.arange(len(r.labels)), chose)
     held_out = {s: x[:, keep] for s, x in preds.items()}
     known = v.known_noise[keep[keep < len(v.known_noise)]]

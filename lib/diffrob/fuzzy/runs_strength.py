@@ -80,6 +80,11 @@ def halves(n: int) -> tuple[np.ndarray, np.ndarray]:
     return positions[0::2], positions[1::2]
 
 
+def split(world) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`halves` of ``world``'s strength images (those of :func:`base_world`)."""
+    return halves(len(base_world(world).images))
+
+
 def rel_stepsizes(p) -> list[float]:
     """The grid's relative steps: ``strength_rel_stepsizes`` and ``strength_more_rel_stepsizes``,
     sorted, each once."""
@@ -92,7 +97,7 @@ def step_grid(world, progress: bool = False) -> pd.DataFrame:
     cosine-decaying keeping the best; the accuracy on all images with its interval and on
     the choice half of :func:`halves` (column ``choice half``)."""
     p = world.params
-    choice, _ = halves(len(base_world(world).images))
+    choice, _ = split(world)
     rows = []
     for rel in rel_stepsizes(p):
         for schedule, iterate in SCHEDULES_AND_ITERATES:
