@@ -8,6 +8,8 @@ PARAMS ?= params/digits.yaml
 CH     ?=
 ARGS   ?=
 PYTEST_ARGS ?=
+# pytest-xdist workers (one intra-op thread each, tests/conftest.py); 0 runs in this process.
+TEST_WORKERS ?= auto
 # Which PyTorch build the first run installs (docs/install.md):
 #   cpu      PyTorch's CPU-only wheels from TORCH_INDEX: no CUDA libraries
 #   default  PyPI's wheels (on Linux with the CUDA libraries, several GB)
@@ -49,7 +51,7 @@ chapter: env
 	$(PY) scripts/build_book.py --params $(PARAMS) --chapter $(CH) --no-html $(ARGS)
 
 test: env
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 bench: env
 	@mkdir -p bench/results

@@ -150,10 +150,17 @@ function tableWidths() {
     return false;
   };
   const tables = [...document.querySelectorAll("table")];
+  const tooWide = tables.filter((t) => t.getBoundingClientRect().right > right + 1 && !scrolls(t));
+  const scrolling = tables.filter(overflows);
+  // Each failing table by its caption (or first cell), so that a reader knows which to mend.
+  const name = (t) => (t.querySelector("caption") || t.querySelector("th, td") || t)
+    .textContent.trim().replace(/\s+/g, " ").slice(0, 80);
   return {
-    tooWide: tables.filter((t) => t.getBoundingClientRect().right > right + 1 && !scrolls(t)).length,
-    scrolling: tables.filter(overflows).length,
+    tooWide: tooWide.length,
+    scrolling: scrolling.length,
     pageScrolls: document.documentElement.scrollWidth > window.innerWidth,
+    ...(tooWide.length || scrolling.length
+      ? { failing: [...tooWide, ...scrolling].map((t) => `${name(t)} (${t.scrollWidth} px)`) } : {}),
   };
 }
 

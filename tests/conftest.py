@@ -20,6 +20,10 @@ from diffrob.worlds.checkpoints import import_robustbench
 # One intra-op thread per test process: tiny models gain nothing from more, and
 # oversubscribed threads on a shared 2-core machine slow everything down sharply.
 torch.set_num_threads(int(os.environ.get("DIFFROB_TEST_THREADS", "1")))
+# Under pytest-xdist (`make test`: one worker per core) the chapters' kernels and the
+# command-line runs that the tests start take one OpenMP thread each as well.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @functools.cache
@@ -109,9 +113,10 @@ def fake_cifar10(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 # --- a fake ImageNet world: the real file layout and formats, random small models ----------
 
-# The full ADM architecture at reduced width: the same levels and 566 keys, resblock
-# up/down-sampling, scale-shift norm, attention at 32, 16 and 8 pixels.
-SMALL_ADM = adm.ADMConfig(model_channels=32, num_head_channels=32)
+# The full ADM architecture at reduced width (the least that GroupNorm(32, .) allows) and one
+# residual block per level: the same levels, resblock up/down-sampling, scale-shift norm,
+# attention at 32, 16 and 8 pixels, at a quarter of the 256x256 model's depth of blocks.
+SMALL_ADM = adm.ADMConfig(model_channels=32, num_head_channels=32, num_res_blocks=1)
 FAKE_COLOURS = [(200, 100, 50), (10, 250, 130), (90, 90, 90), (240, 240, 20)]
 FAKE_SIZES = [(333, 500), (256, 256), (400, 300), (300, 420)]  # (height, width) of the JPEGs
 

@@ -419,19 +419,19 @@ def test_radius_sweep(sliced):
 def test_slope_and_sensitivity_tables(sliced):
     t = report.slope_table(sliced)
     assert t.name == "tbl-cap-slopes"
-    assert t.frame.index.tolist() == ["paper (CIFAR-10, adv. + random)", "ours (adv. + random)",
-                                      "ours (two adv.)"]
-    paper = t.frame.loc["paper (CIFAR-10, adv. + random)"]
+    assert t.frame.columns.tolist() == ["paper (CIFAR-10, adv. + random)", "ours (adv. + random)",
+                                        "ours (two adv.)"]
+    paper = t.frame["paper (CIFAR-10, adv. + random)"]
     assert paper["mean slope"] == "5.91" and paper["fraction slope > 6"] == "most"
-    assert t.frame.loc["ours (adv. + random)", "slices"] == "4"
-    assert t.frame.loc["ours (two adv.)", "median sharpness"] == "-"       # no ceiling there
+    assert t.frame.loc["slices", "ours (adv. + random)"] == "4"
+    assert t.frame.loc["median sharpness", "ours (two adv.)"] == "-"       # no ceiling there
     c = report.sensitivity_table(sliced)
     assert c.name == "tbl-cap-c" and c.frame.index.name == "C"
     assert c.frame.index.tolist() == [0.1, 1.0, 10.0, 100.0]
     assert c.frame.columns.tolist() == ["mean slope", "median slope", "median sharpness",
                                         "median 10-90 % width / attack length (fit-free)"]
     assert c.frame.iloc[:, 3].nunique() == 1                  # the width has no C
-    assert "fraction width < 0.732 attack lengths" in t.frame.columns
+    assert "fraction width < 0.732 attack lengths" in t.frame.index
 
 
 def test_slopes_text(sliced):

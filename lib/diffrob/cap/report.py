@@ -258,8 +258,8 @@ def psychometric_figure(r: Sliced) -> Figure:
 
 
 def slope_table(r: Sliced) -> Table:
-    """Fig. 4e in numbers (:func:`.analysis.slope_summary`), ours for both kinds of slice
-    beside the review thread's mean ± std."""
+    """Fig. 4e in numbers (:func:`.analysis.slope_summary`), a row per measure: ours for both
+    kinds of slice beside the review thread's mean ± std."""
     paper = r.paper["slope"]
     bar = r.width_bar
     width = r.width[r.fits.boundary]
@@ -276,7 +276,7 @@ def slope_table(r: Sliced) -> Table:
             "median 10-90 % width / attack length":
                 f"{analysis.logistic_width(paper['mean']):.3g} (eq. 8 at the mean slope)",
             f"fraction width < {bar:.3g} attack lengths": "most (slope > 6)"},
-        "ours (adv. + random)": ours, "ours (two adv.)": ours2}).T
+        "ours (adv. + random)": ours, "ours (two adv.)": ours2})
     return Table(_three_digits(frame).replace("nan", "-"), "tbl-cap-slopes", "Psychometric "
                  "slopes, ours beside the paper's (the fits of the paper's Fig. 4d-f; its numbers "
                  "from the review thread).")
