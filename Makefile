@@ -8,7 +8,8 @@ PARAMS ?= params/digits.yaml
 CH     ?=
 ARGS   ?=
 PYTEST_ARGS ?=
-# pytest-xdist workers (one intra-op thread each, tests/conftest.py); 0 runs in this process.
+# pytest-xdist workers (one intra-op thread each, tests/conftest.py), a test module or class
+# (one world's chapters: tests/test_book.py) on one worker, in order; 0 runs in this process.
 TEST_WORKERS ?= auto
 # Which PyTorch build the first run installs (docs/install.md):
 #   cpu      PyTorch's CPU-only wheels from TORCH_INDEX: no CUDA libraries
@@ -51,7 +52,7 @@ chapter: env
 	$(PY) scripts/build_book.py --params $(PARAMS) --chapter $(CH) --no-html $(ARGS)
 
 test: env
-	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 bench: env
 	@mkdir -p bench/results

@@ -189,16 +189,21 @@ def run_smoke(chapter: Path, smoke_results: Path, out: Path) -> list:
     return outputs
 
 
-# Each world's chapters run in order on one pytest-xdist worker (`--dist loadgroup`): they
-# share a results store, and the Summary reads what the chapters before it recorded.
-@pytest.mark.xdist_group("smoke")
-@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
-def test_chapter_runs_on_smoke_params(chapter: Path, smoke_results: Path, tmp_path: Path) -> None:
-    run_smoke(chapter, smoke_results, tmp_path)
+# Each world's chapters are the tests of one class: `make test`'s pytest-xdist (`--dist
+# loadscope`) runs a class on one worker, in order, so the chapters share a results store and
+# the Summary reads what the chapters before it recorded.
+class TestSmokeBook:
+    @pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+    def test_chapter_runs_on_smoke_params(self, chapter: Path, smoke_results: Path,
+                                          tmp_path: Path) -> None:
+        run_smoke(chapter, smoke_results, tmp_path)
+
+    def test_the_smoke_book_computes_no_result_twice(self, smoke_results: Path,
+                                                      tmp_path: Path) -> None:
+        the_smoke_book_computes_no_result_twice(smoke_results, tmp_path)
 
 
-@pytest.mark.xdist_group("smoke")
-def test_the_smoke_book_computes_no_result_twice(smoke_results: Path, tmp_path: Path) -> None:
+def the_smoke_book_computes_no_result_twice(smoke_results: Path, tmp_path: Path) -> None:
     """Every stored result of the whole smoke book (chapters run above, or here when run
     alone) is computed once: the store's journal (``diffrob.store.computed``) lists each
     (stage, key, batch) once, though several chapters read it."""
@@ -269,19 +274,30 @@ def test_paper_marks_cover_every_chapter() -> None:
     assert all(sorted(marks) == sorted(IDS) for marks in PAPER_MARKS.values())
 
 
-# World outermost, chapters in order inside it: each world's Summary runs after its chapters.
-@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
-@pytest.mark.parametrize("world", [pytest.param(w, marks=pytest.mark.xdist_group(w)) for w in WORLDS])
-@pytest.mark.timeout(1800)  # a loaded CI machine: chapter 4b on the fake ImageNet world
-def test_chapter_runs_on_the_papers_params(world: str, chapter: Path, request: pytest.FixtureRequest,
-                                           paper_results: Path, tmp_path: Path) -> None:
-    fake = request.getfixturevalue(f"fake_{world}")
-    files = {k: fake[k] for k in ("model_dir", "data_dir", "diffusion_model")}
-    outputs = executed_outputs(chapter, tmp_path, f"params/{world}.yaml",
-                               {**FAKE_WORLD_SMOKE, **files, "results_dir": str(paper_results)})
-    text = output_text(outputs)
-    for mark in PAPER_MARKS[world][chapter.stem]:
-        assert mark in text, f"{chapter.name} on {world} does not show {mark!r}"
+class PaperBook:
+    """Every chapter, in order, on ``params/<world>.yaml`` with the fake world's files."""
+
+    world: str
+
+    @pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+    @pytest.mark.timeout(1800)  # a loaded CI machine: chapter 4b on the fake ImageNet world
+    def test_chapter_runs_on_the_papers_params(self, chapter: Path, request: pytest.FixtureRequest,
+                                               paper_results: Path, tmp_path: Path) -> None:
+        fake = request.getfixturevalue(f"fake_{self.world}")
+        files = {k: fake[k] for k in ("model_dir", "data_dir", "diffusion_model")}
+        outputs = executed_outputs(chapter, tmp_path, f"params/{self.world}.yaml",
+                                   {**FAKE_WORLD_SMOKE, **files, "results_dir": str(paper_results)})
+        text = output_text(outputs)
+        for mark in PAPER_MARKS[self.world][chapter.stem]:
+            assert mark in text, f"{chapter.name} on {self.world} does not show {mark!r}"
+
+
+class TestCifar10Book(PaperBook):
+    world = "cifar10"
+
+
+class TestImagenetBook(PaperBook):
+    world = "imagenet"
 
 
 # --- every chapter on the embedded 784-d world, its real models at smoke sizes ------------
@@ -291,12 +307,12 @@ def mnist_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("mnist_results")
 
 
-@pytest.mark.xdist_group("mnist")
-@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
-def test_chapter_runs_on_mnist(chapter: Path, mnist_results: Path, tmp_path: Path) -> None:
-    outputs = executed_outputs(chapter, tmp_path, "params/mnist.yaml",
-                               {**PAPER_SMOKE, "results_dir": str(mnist_results)})
-    assert "mnist" in output_text(outputs) or chapter.stem not in ("01_setup", "07_summary")
+class TestMnistBook:
+    @pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+    def test_chapter_runs_on_mnist(self, chapter: Path, mnist_results: Path, tmp_path: Path) -> None:
+        outputs = executed_outputs(chapter, tmp_path, "params/mnist.yaml",
+                                   {**PAPER_SMOKE, "results_dir": str(mnist_results)})
+        assert "mnist" in output_text(outputs) or chapter.stem not in ("01_setup", "07_summary")
 
 
 # --- every chapter on `world: custom`: the mnist world's models exported (docs/custom.md) ---
@@ -315,13 +331,14 @@ def custom_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("custom_results")
 
 
-@pytest.mark.xdist_group("custom")
-@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
-def test_chapter_runs_on_a_custom_world(chapter: Path, custom_files: dict, custom_results: Path,
-                                        tmp_path: Path) -> None:
-    outputs = executed_outputs(chapter, tmp_path, "params/custom.example.yaml",
-                               {**PAPER_SMOKE, **custom_files, "results_dir": str(custom_results)})
-    assert "custom" in output_text(outputs) or chapter.stem not in ("01_setup", "07_summary")
+class TestCustomBook:
+    @pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+    def test_chapter_runs_on_a_custom_world(self, chapter: Path, custom_files: dict,
+                                            custom_results: Path, tmp_path: Path) -> None:
+        outputs = executed_outputs(chapter, tmp_path, "params/custom.example.yaml",
+                                   {**PAPER_SMOKE, **custom_files,
+                                    "results_dir": str(custom_results)})
+        assert "custom" in output_text(outputs) or chapter.stem not in ("01_setup", "07_summary")
 
 
 # --- static widgets: a two-page book built like the real one ----------------------------
