@@ -114,8 +114,9 @@ def fake_cifar10(tmp_path_factory: pytest.TempPathFactory) -> dict:
 # --- a fake ImageNet world: the real file layout and formats, random small models ----------
 
 # The full ADM architecture at reduced width (the least that GroupNorm(32, .) allows) and one
-# residual block per level: the same levels, resblock up/down-sampling, scale-shift norm,
-# attention at 32, 16 and 8 pixels, at a quarter of the 256x256 model's depth of blocks.
+# residual block per level instead of two: the same levels, resblock up/down-sampling,
+# scale-shift norm, attention at 32, 16 and 8 pixels (at full depth it has the real model's
+# keys: tests/test_world_imagenet.py).
 SMALL_ADM = adm.ADMConfig(model_channels=32, num_head_channels=32, num_res_blocks=1)
 FAKE_COLOURS = [(200, 100, 50), (10, 250, 130), (90, 90, 90), (240, 240, 20)]
 FAKE_SIZES = [(333, 500), (256, 256), (400, 300), (300, 420)]  # (height, width) of the JPEGs

@@ -12,6 +12,7 @@ a strict ``load_state_dict``, so these are the file's keys. The lines
 have the SHA-256 below (566 keys, 552,814,086 parameters, all float32 in the file).
 """
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -108,11 +109,21 @@ def test_reverse_step_matches_the_official_gaussian_diffusion(t, official):
     assert y[1, :, 7, 9].tolist() == pytest.approx(pixel, abs=1e-5)
 
 
+def full_depth(cfg: adm.ADMConfig) -> adm.ADMConfig:
+    """``cfg`` at the 256x256 model's number of residual blocks per level."""
+    return dataclasses.replace(cfg, num_res_blocks=adm.UNCOND_256.num_res_blocks)
+
+
 def test_small_config_keeps_the_structure(files):
+    """The fake world's ADM is the real one at reduced width and depth: at full depth it
+    has the real model's keys, in order."""
+    small = adm.file_config(files["diffusion_model"])
+    assert dataclasses.replace(small, model_channels=256, num_head_channels=64,
+                               num_res_blocks=2) == adm.UNCOND_256
     with torch.device("meta"):
         full = adm.ADMUNet(adm.UNCOND_256)
-        small = adm.ADMUNet(adm.file_config(files["diffusion_model"]))
-    assert list(full.state_dict()) == list(small.state_dict())
+        reduced = adm.ADMUNet(full_depth(small))
+    assert list(full.state_dict()) == list(reduced.state_dict())
 
 
 def test_bad_config_is_rejected():
@@ -245,7 +256,8 @@ def test_a_pt_file_or_safetensors_without_metadata_is_the_official_architecture(
 
 
 def test_wrong_state_dict_is_named(files, tmp_path):
-    bad = {k: v for k, v in files["unet"].state_dict().items() if not k.startswith("out.")}
+    unet = adm.ADMUNet(full_depth(adm.file_config(files["diffusion_model"])))
+    bad = {k: v for k, v in unet.state_dict().items() if not k.startswith("out.")}
     torch.save(bad, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match=r"bad\.pt.*missing keys \['out\.0\.bias'"):
         adm.load_adm(tmp_path / "bad.pt")
