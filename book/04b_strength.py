@@ -143,8 +143,11 @@ reproduce()
 # highest-loss restart), the vote attack for each k of `vote_k` that r can judge (PGD on the
 # soft vote, `-log` of the mean softmax of the label over k purifications, differentiated
 # through all k) and the N-evaluation-aware PGD-EOT (every iterate evaluated N times with seeds
-# of its own; an image keeps the first iterate that one of them misclassifies), all computed
-# by `diffrob.fuzzy.runs_strength.compare` and reported on the report half. *gradients* counts
+# of its own; an image keeps the first iterate that one of them misclassifies), and last
+# AutoAttack's APGD-CE and APGD-DLR at its `rand` version's own budget (`autoattack_steps`
+# iterations x `autoattack_eot` EOT samples: 100 x 20) beside our strongest PGD-EOT at as many
+# gradient evaluations, all computed by `diffrob.fuzzy.runs_strength.compare` and reported on
+# the report half. *gradients* counts
 # the gradient evaluations per image: EOT samples x steps x restarts (APGD's x (steps + 1),
 # APGD-T's that per target class, Square's none), and the worst case those of every attack.
 # *vs strongest PGD-EOT* is the paired difference to our strongest PGD-EOT, with its interval;
@@ -193,7 +196,8 @@ display(Markdown(report.strongest_text(side)))
 
 # %% [markdown]
 # ## AutoAttack's own number, and the same examples re-evaluated
-# AutoAttack (`rand`: APGD-CE, then APGD-DLR on what is left, with EOT) counts an example as
+# AutoAttack (`rand` at its own budget: APGD-CE, then APGD-DLR on what is left, each
+# `autoattack_steps` iterations with `autoattack_eot` EOT samples) counts an example as
 # broken as soon as *one* noisy forward pass misclassifies it. Its final examples, re-evaluated
 # r times with fresh seeds, tell how robust the system really is against them: the gap is the
 # paper's point of sec. 4, a single evaluation of a stochastic system overstates an attack.

@@ -152,10 +152,12 @@ def test_attack_parameters_added_later_keep_the_recorded_digests():
     enter it once changed; restarts and checks below 1 are refused by name."""
     from diffrob import store
 
-    p = params.load("params/smoke.yaml")
-    new = ("attack_restarts", "attack_checks", "strength_restarts", "strength_more_rel_stepsizes")
+    p = params.Params()
+    new = ("attack_restarts", "attack_checks", "strength_restarts", "strength_more_rel_stepsizes",
+           "autoattack_steps", "autoattack_eot")
     assert set(new) <= set(params.ADDED_KEYS) and not set(new) & set(p.as_dict())
     assert store.params_digest(p.replace(attack_restarts=2)) != store.params_digest(p)
-    for key, bad in (("attack_restarts", 0), ("attack_checks", 0), ("strength_restarts", 1)):
+    for key, bad in (("attack_restarts", 0), ("attack_checks", 0), ("strength_restarts", 1),
+                     ("autoattack_steps", 0), ("autoattack_eot", 0)):
         with pytest.raises(ValueError, match=key):
             params.load("params/smoke.yaml", **{key: bad})

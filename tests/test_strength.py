@@ -66,7 +66,7 @@ def test_summarised_accuracy_is_in_percent_with_an_interval_around_it():
 def small(tmp_path_factory):
     return tiny_world(4, results_dir=str(tmp_path_factory.mktemp("res")), strength_images=3,
                       strength_evals=3, strength_steps=1, strength_eot=2,
-                      strength_rel_stepsizes=[0.25])
+                      strength_rel_stepsizes=[0.25], autoattack_steps=2, autoattack_eot=3)
 
 
 def test_base_world_is_the_first_images_with_the_strength_protocol(small):
@@ -189,9 +189,15 @@ def test_side_table_and_the_strongest_attack_in_words(small):
     s = report_strength.setting(small)
     g = report_strength.step_grid(s)
     side = report_strength.side_by_side(s, g.strong)
-    assert list(side.index)[-1] == "worst case" and len(side) == 15
+    assert list(side.index)[-1] == "worst case" and len(side) == 18
+    budget = "AutoAttack's budget (2 x 3)"
     assert {"PGD-EOT, strongest protocol, 3 restarts", "APGD-CE-EOT, 3 restarts",
             "vote attack, k = 2", "N-evaluation-aware PGD-EOT, N = 3"} <= set(side.index)
+    # AutoAttack's APGD at its own budget, beside our PGD-EOT at as many gradients (APGD: one
+    # more step, its clean start)
+    assert side.loc[f"APGD-CE-EOT, {budget}", "gradients"] == 3 * (2 + 1)
+    assert side.loc[f"APGD-DLR-EOT, {budget}", "gradients"] == 3 * (2 + 1)
+    assert side.loc[f"PGD-EOT, strongest protocol, {budget}", "gradients"] == 3 * 2
     assert side.loc["Square (autoattack, gradient-free)", "gradients"] == 0
     assert side.loc["PGD-EOT, strongest protocol, 3 restarts", "gradients"] == 3 * side.loc[
         report_strength.STRONGEST_NAME, "gradients"]

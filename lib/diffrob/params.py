@@ -176,6 +176,11 @@ class Params:
                                                   lo=0.0, hi=1.0, added=True)
     strength_restarts: int = _p(3, "restarts of the restart rows of chapter 04b", lo=2,
                                 added=True)
+    autoattack_steps: int = _p(100, "APGD iterations of AutoAttack's rand version (chapter "
+                               "04b's rows at AutoAttack's budget, its own number)", lo=1,
+                               added=True)
+    autoattack_eot: int = _p(20, "EOT samples per gradient of AutoAttack's rand version",
+                             lo=1, added=True)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

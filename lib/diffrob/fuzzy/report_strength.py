@@ -166,11 +166,15 @@ def side_by_side(s: Setting, strong: dict) -> pd.DataFrame:
     """The attacks at equal budget (:func:`.runs_strength.compare`), paired against our
     PGD-EOT under the ``strong`` protocol: the rows below, then ``strength_restarts`` restarts
     of that PGD-EOT and of APGD-CE, the vote attack for each judged k
-    (:func:`.runs_strength.vote_ks`: k EOT samples, the vote's loss) and the N-evaluation-aware
-    PGD-EOT with N = ``attack_checks`` (at most r)."""
+    (:func:`.runs_strength.vote_ks`: k EOT samples, the vote's loss), the N-evaluation-aware
+    PGD-EOT with N = ``attack_checks`` (at most r), and AutoAttack's two APGD attacks at its
+    own budget (``autoattack_steps`` x ``autoattack_eot``) beside that PGD-EOT at as many
+    gradient evaluations."""
     p = s.world.params
     restarts = p.strength_restarts
     checks = min(p.attack_checks, p.strength_evals)
+    budget = {"attack_steps": p.autoattack_steps, "eot": p.autoattack_eot}
+    at_budget = f"AutoAttack's budget ({p.autoattack_steps} x {p.autoattack_eot})"
     more = {
         f"{STRONGEST_NAME}, {restarts} restarts": ("pgd-eot", {**strong,
                                                                "attack_restarts": restarts}),
@@ -179,6 +183,9 @@ def side_by_side(s: Setting, strong: dict) -> pd.DataFrame:
            for k in runs_strength.vote_ks(p)},
         f"N-evaluation-aware PGD-EOT, N = {checks}": ("nevals-eot", {**strong,
                                                                      "attack_checks": checks}),
+        f"APGD-CE-EOT, {at_budget}": ("apgd-eot", budget),
+        f"APGD-DLR-EOT, {at_budget}": ("apgd-dlr-eot", budget),
+        f"{STRONGEST_NAME}, {at_budget}": ("pgd-eot", {**strong, **budget}),
     }
     return runs_strength.compare(s.world, {
         PAPER_NAME: ("pgd-eot", s.paper),

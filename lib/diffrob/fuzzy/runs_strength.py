@@ -146,14 +146,15 @@ def choose_on(world, grid: pd.DataFrame) -> Choice:
 
 
 def autoattack_example(world) -> dict[str, float]:
-    """AutoAttack ``rand`` on ``world`` (a :func:`base_world`): its own robust accuracy (one
-    noisy forward pass decides) beside the standard robust accuracy of its final examples
-    re-evaluated r times. Not stored: recomputed on every call."""
+    """AutoAttack ``rand`` at its own budget (``autoattack_steps`` x ``autoattack_eot``) on
+    ``world`` (a :func:`base_world`): its own robust accuracy (one noisy forward pass decides)
+    beside the standard robust accuracy of its final examples re-evaluated r times. Not
+    stored: recomputed on every call."""
     p = world.params
     x, y = world.images, world.labels
     model = SystemLogits(world.classifier, world.purifier(), 0, p.attack_seed, None,
                          straight=False)
-    x_adv, own = autoattack_rand(model, x, y, p.eps, p.attack_steps, p.eot,
+    x_adv, own = autoattack_rand(model, x, y, p.eps, p.autoattack_steps, p.autoattack_eot,
                                  seed=seed_for(p.attack_seed, 0, 0, False))
     preds = stages.predict_purified(world, x_adv, 0, list(range(p.n_evals)))
     labels = y.cpu().numpy()
