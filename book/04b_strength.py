@@ -120,7 +120,10 @@ reproduce()
 # ## Robust accuracy against steps, EOT samples and eps
 # Under the strongest protocol, accuracy should not rise with more steps or EOT samples, and
 # should reach ~0 % as eps grows for every attack; the transfer attack (PGD on the bare
-# classifier, judged on the purified system) must stay weaker than the white-box ones.
+# classifier, judged on the purified system) must stay weaker than the white-box ones. The
+# text under the figure says where the steps and EOT curves stop falling: the first value
+# that no later one undercuts by more than the paired interval over images
+# (`diffrob.fuzzy.runs_strength.levels_off`), or that the curve still falls at the grid's end.
 
 # %% mystnb={"figure": {"caption": "Robust accuracy against attack steps, EOT samples and eps (no figure of the paper; the protocol of Lee & Kim 2023).", "name": "fig-strength-curves"}}
 report.curves_figure(s, g.strong)
@@ -128,6 +131,9 @@ plt.show()
 
 # %% tags=["remove-input"]
 reproduce()
+
+# %%
+print(report.convergence_text(s, g.strong))
 
 # %% [markdown]
 # ## Side by side at equal budget

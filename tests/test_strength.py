@@ -256,3 +256,37 @@ def test_the_own_count_is_stored_with_the_examples_and_resumed(tmp_path, monkeyp
     monkeypatch.setattr(attacks, "attack_batch_checked", fail)
     stages.evaluations(w, "nevals-eot", progress=False)
     assert np.array_equal(runs_strength.own_fooled(w, "nevals-eot"), fooled)
+
+
+def test_levels_off_names_where_the_accuracy_stops_falling(monkeypatch):
+    """The first budget that no later one undercuts significantly (paired over images), or
+    None when the curve is still falling at its last value."""
+    rng = np.random.default_rng(0)
+    high, low = np.ones(40), (rng.random(40) < 0.3).astype(float)
+    lower = np.zeros(40)
+    w = tiny_world(4)
+
+    def levels(per_steps: dict) -> object:
+        monkeypatch.setattr(runs_strength, "correct",
+                            lambda world, attack, progress=False:
+                            per_steps[world.params.attack_steps])
+        return runs_strength.levels_off(w, "pgd-eot", "attack_steps", list(per_steps))
+
+    assert levels({5: high, 20: low, 40: low.copy()}) == 20     # falls, then flat
+    assert levels({40: low, 5: high, 20: low}) == 20            # values sorted first
+    assert levels({5: high, 20: low, 40: lower}) is None        # still falling at 40
+    assert levels({5: low, 20: low, 40: low}) == 5              # flat from the start
+    assert levels({20: low}) == 20                              # one value: nothing to undercut
+    flat_then_up = {5: low, 20: high}
+    assert levels(flat_then_up) == 5                            # rising is no fall
+
+
+def test_convergence_text_reads_the_steps_and_eot_curves(small):
+    w = dataclasses.replace(small, params=small.params.replace(strength_step_grid=[2],
+                                                               strength_eot_grid=[1]))
+    s = report_strength.setting(w)
+    steps, eot = report_strength.convergence_text(s, report_strength.step_grid(s).strong) \
+        .splitlines()
+    assert steps.startswith("PGD steps [1, 2]: ") and eot.startswith("EOT samples [1, 2]: ")
+    for line in (steps, eot):
+        assert "stops falling at" in line or "STILL FALLING" in line

@@ -135,10 +135,8 @@ def curves_figure(s: Setting, strong: dict) -> Figure:
     """Robust accuracy against attack steps and EOT samples (PGD-EOT, ``strong`` protocol)
     and against eps (PGD-EOT under both protocols, BPDA-EOT, the transfer attack)."""
     p, world = s.world.params, s.world
-    steps = runs_strength.curve(world, "pgd-eot", "attack_steps",
-                                sorted({*p.strength_step_grid, p.strength_steps}), **strong)
-    eots = runs_strength.curve(world, "pgd-eot", "eot",
-                               sorted({*p.strength_eot_grid, p.strength_eot}), **strong)
+    steps, eots = (runs_strength.curve(world, "pgd-eot", field, values, **strong)
+                   for field, values in runs_strength.budget_values(p).items())
     eps_curves = {
         PAPER_NAME: ("pgd-eot", s.paper),
         STRONGEST_NAME: ("pgd-eot", strong),
@@ -160,6 +158,20 @@ def curves_figure(s: Setting, strong: dict) -> Figure:
     axes[2].legend(fontsize=7)
     axes[0].set_ylabel("robust accuracy (%)")
     return fig
+
+
+def convergence_text(s: Setting, strong: dict) -> str:
+    """Where the steps and EOT curves of :func:`curves_figure` stop falling
+    (:func:`.runs_strength.levels_off`), or that they still fall at the grid's end."""
+    names = {"attack_steps": "PGD steps", "eot": "EOT samples"}
+    lines = []
+    for field, values in runs_strength.budget_values(s.world.params).items():
+        at = runs_strength.levels_off(s.world, "pgd-eot", field, values, **strong)
+        lines.append(f"{names[field]} {values}: " + (
+            f"STILL FALLING at {values[-1]} (significantly below an earlier value): the grid "
+            f"should extend further" if at is None else
+            f"stops falling at {at} (no later value significantly lower, paired over images)"))
+    return "\n".join(lines)
 
 
 def side_by_side(s: Setting, strong: dict) -> pd.DataFrame:

@@ -70,6 +70,30 @@ def curve(world, attack: str, field: str, values: list, progress: bool = False,
     return pd.DataFrame(rows)
 
 
+def budget_values(p) -> dict[str, list[int]]:
+    """The values of the steps and EOT curves: ``strength_step_grid`` and ``strength_eot_grid``
+    with the base protocol's own ``strength_steps`` / ``strength_eot``, sorted, each once."""
+    return {"attack_steps": sorted({*p.strength_step_grid, p.strength_steps}),
+            "eot": sorted({*p.strength_eot_grid, p.strength_eot})}
+
+
+def levels_off(world, attack: str, field: str, values: list, progress: bool = False,
+               **changes) -> object | None:
+    """Where :func:`curve`'s accuracy stops falling: the first of ``values`` (sorted) below
+    which no later value takes the accuracy significantly, i.e. the paired difference over
+    images (later minus it, :func:`diffrob.verdicts.paired_difference`) has its interval's
+    upper end below 0 for none of them. ``None`` when that first value is the last of two or
+    more: the curve still falls at the end of its grid (Carlini et al. 2019: increase the
+    budget until the attack converges)."""
+    values = sorted(values)
+    per_image = [correct(base_world(world, **{**changes, field: v}), attack, progress)
+                 for v in values]
+    for i, here in enumerate(per_image[:-1]):
+        if all(verdicts.paired_difference(later, here).hi >= 0 for later in per_image[i + 1:]):
+            return values[i]
+    return values[0] if len(values) == 1 else None
+
+
 def halves(n: int) -> tuple[np.ndarray, np.ndarray]:
     """The held-out split of ``n`` strength images: (choice, report) positions, the even ones
     choose the protocol and the odd ones report it. Fixed by position alone (no seed), so
