@@ -211,8 +211,10 @@ def test_execution_records_make_the_execution_page(tmp_path):
     row = next(line for line in page.splitlines() if line.startswith("| 04_fuzzy"))
     assert f"`{digest}`" in row and "`params/smoke.yaml`, `eot=2`" in row and "61 s" in row
     import diffrob
-    assert f"| {diffrob.__version__} |" in row and records.git_commit().rstrip("+") in row
+    assert f"| {diffrob.__version__}, `" in row and records.git_commit().rstrip("+") in row
     assert "| 05_cap | not recorded |" in page
+    assert page.index(":::{div} execution-table") < page.index("| chapter |") < \
+        page.rindex(":::")
     with pytest.raises(ValueError, match="execution.md"):
         records.execution_page("# no mark", ["04_fuzzy"], tmp_path)
 

@@ -45,19 +45,21 @@ def record_execution(chapter: str, params_file: str, overrides: dict[str, Any], 
 
 
 def execution_page(template: str, names: list[str], logs: Path = LOGS) -> str:
-    """``template`` (book/execution.md) with its mark replaced by one table row per chapter."""
+    """``template`` (book/execution.md) with its mark replaced by one table row per chapter,
+    in a block of class ``execution-table`` (smaller type, book.css: it fits the page)."""
     if EXECUTION_MARK not in template:
         raise ValueError(f"book/execution.md: the line {EXECUTION_MARK!r} is missing")
-    rows = ["| chapter | parameters | digest | run time | diffrob | commit | finished |",
-            "|---|---|---|---|---|---|---|"]
+    rows = [":::{div} execution-table",
+            "| chapter | parameters | digest | run time | diffrob, commit | finished |",
+            "|---|---|---|---|---|---|"]
     for name in names:
         path = logs / f"{name}.json"
         if not path.is_file():
-            rows.append(f"| {name} | not recorded | | | | | |")
+            rows.append(f"| {name} | not recorded | | | | |")
             continue
         r = json.loads(path.read_text())
         given = ", ".join([f"`{r['params_file']}`"] + [f"`{k}={v!r}`"
                                                        for k, v in r["overrides"].items()])
         rows.append(f"| {name} | {given} | `{r['digest']}` | {r['seconds']:.0f} s | "
-                    f"{r['diffrob']} | `{r['commit']}` | {r['finished']} |")
-    return template.replace(EXECUTION_MARK, "\n".join(rows))
+                    f"{r['diffrob']}, `{r['commit']}` | {r['finished']} |")
+    return template.replace(EXECUTION_MARK, "\n".join([*rows, ":::"]))
