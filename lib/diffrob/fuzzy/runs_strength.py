@@ -79,12 +79,12 @@ def budget_values(p) -> dict[str, list[int]]:
 
 def levels_off(world, attack: str, field: str, values: list, progress: bool = False,
                **changes) -> object | None:
-    """Where :func:`curve`'s accuracy stops falling: the first of ``values`` (sorted) below
-    which no later value takes the accuracy significantly, i.e. the paired difference over
-    images (later minus it, :func:`diffrob.verdicts.paired_difference`) has its interval's
-    upper end below 0 for none of them. ``None`` when that first value is the last of two or
-    more: the curve still falls at the end of its grid (Carlini et al. 2019: increase the
-    budget until the attack converges)."""
+    """Where :func:`curve`'s accuracy stops falling: the first of ``values`` (sorted) that no
+    later value undercuts significantly, i.e. for none of the later values does the paired
+    difference over images (later minus it, :func:`diffrob.verdicts.paired_difference`) have
+    its interval's upper end below 0. ``None`` when only the last of two or more values
+    qualifies: the curve still falls at the end of its grid (Carlini et al. 2019: increase
+    the budget until the attack converges)."""
     values = sorted(values)
     per_image = [correct(base_world(world, **{**changes, field: v}), attack, progress)
                  for v in values]
