@@ -1,9 +1,8 @@
 """Worst-of-N, worst case over attacks, and the attack-strength experiments of chapter
 04b_strength (sec. 4.2, Table S1; Carlini et al. 2019) with its tables."""
 
-import itertools
-
 import dataclasses
+import itertools
 
 import numpy as np
 import pandas as pd
@@ -256,6 +255,24 @@ def test_the_own_count_is_stored_with_the_examples_and_resumed(tmp_path, monkeyp
     monkeypatch.setattr(attacks, "attack_batch_checked", fail)
     stages.evaluations(w, "nevals-eot", progress=False)
     assert np.array_equal(runs_strength.own_fooled(w, "nevals-eot"), fooled)
+
+
+def test_autoattack_is_stored_with_its_own_flags_and_a_rerun_only_reads(tmp_path, monkeypatch):
+    """AutoAttack's run is stored (its examples and its own flags, one run); a rerun of the
+    chapter reads both: the same numbers, AutoAttack not called."""
+    w = runs_strength.base_world(tiny_world(4, results_dir=str(tmp_path), strength_images=4,
+                                            strength_evals=3, autoattack_steps=1,
+                                            autoattack_eot=2))
+    first = runs_strength.autoattack_example(w)
+    assert {"own", "accuracy", "low", "high", "m=0"} <= set(first)
+
+    def fail(*a, **k):
+        raise AssertionError("AutoAttack ran again")
+    monkeypatch.setattr(runs_strength, "autoattack_rand", fail)
+    assert runs_strength.autoattack_example(w) == first
+    with pytest.raises(AssertionError, match="ran again"):  # its budget is in the key
+        runs_strength.autoattack_example(dataclasses.replace(
+            w, params=w.params.replace(autoattack_steps=2)))
 
 
 def test_levels_off_names_where_the_accuracy_stops_falling(monkeypatch):

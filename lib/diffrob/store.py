@@ -403,7 +403,8 @@ def cached(p: Params, stage: str, k: dict[str, Any], batches: Sequence[int],
     computed here if its owner died. So N processes on one store compute each batch once.
     Orphan temp files of dead writers are removed first. A non-finite result (or a
     ``FloatingPointError`` of ``compute``) raises naming the stage and batch, and nothing is
-    written. Each batch computed is logged in the world's journal (:func:`log_computed`). ``need(i)`` is batch i's size in bytes (checked against the free space before
+    written. Each batch computed is logged in the world's journal (:func:`log_computed`).
+    ``need(i)`` is batch i's size in bytes (checked against the free space before
     claiming); with ``desc`` a progress bar counts the batches as they become ready.
     """
     need = need or (lambda i: 0)

@@ -169,20 +169,43 @@ def choose_on(world, grid: pd.DataFrame) -> Choice:
     return choose(grid, p.strength_steps, max(p.strength_step_grid, default=p.strength_steps))
 
 
-def autoattack_example(world) -> dict[str, float]:
+def autoattack_example(world, progress: bool = False) -> dict[str, float]:
     """AutoAttack ``rand`` at its own budget (``autoattack_steps`` x ``autoattack_eot``) on
     ``world`` (a :func:`base_world`): its own robust accuracy (one noisy forward pass decides)
-    beside the standard robust accuracy of its final examples re-evaluated r times. Not
-    stored: recomputed on every call."""
-    p = world.params
-    x, y = world.images, world.labels
-    model = SystemLogits(world.classifier, world.purifier(), 0, p.attack_seed, None,
-                         straight=False)
-    x_adv, own = autoattack_rand(model, x, y, p.eps, p.autoattack_steps, p.autoattack_eot,
-                                 seed=seed_for(p.attack_seed, 0, 0, False))
-    preds = stages.predict_purified(world, x_adv, 0, list(range(p.n_evals)))
-    labels = y.cpu().numpy()
-    return {"own": 100 * own.float().mean().item(),
+    beside the standard robust accuracy of its final examples re-evaluated r times.
+
+    Stored per batch: its own flags as ``autoattack/rand-own``, computed with its examples
+    (``autoattack/rand``) in one run, as :func:`own_fooled` does; where the examples were
+    stored without their flags, AutoAttack runs once more (seeded: the same examples)."""
+    p, todo = world.params, dict(stages.batches(world))
+    k = stages.key(world, "autoattack/rand", stages.WORLD_FIELDS + stages.PURIFIER_FIELDS
+                   + ("eps_255", "attack_seed"), steps=p.autoattack_steps,
+                   eot=p.autoattack_eot)
+
+    ran: dict[int, torch.Tensor] = {}
+
+    def run(i: int) -> torch.Tensor:
+        model = SystemLogits(world.classifier, world.purifier(), i, p.attack_seed, None,
+                             straight=False)
+        x_adv, ran[i] = autoattack_rand(
+            model, world.images[todo[i]], world.labels[todo[i]], p.eps, p.autoattack_steps,
+            p.autoattack_eot, seed=seed_for(p.attack_seed, i, 0, False))
+        return x_adv
+
+    def flags(i: int) -> torch.Tensor:
+        store.cached(p, "autoattack/rand", k, [i], run, progress=False)
+        if i not in ran:
+            run(i)
+        return ran[i].to(torch.uint8)
+
+    own = store.cached(p, "autoattack/rand-own", {**k, "stage": "autoattack/rand-own"},
+                       list(todo), flags, desc="AutoAttack rand", progress=progress)
+    x_adv = store.cached(p, "autoattack/rand", k, list(todo), run, progress=False)
+    preds = np.concatenate([stages.predict_purified(world, x_adv[i].to(world.device), i,
+                                                    list(range(p.n_evals)))
+                            for i in todo], axis=1)
+    labels = world.labels.cpu().numpy()
+    return {"own": 100 * torch.cat(list(own.values())).float().mean().item(),
             **analysis.summarise(analysis.per_image_accuracy(preds, labels)),
             "m=0": 100 * analysis.worst_of_n(preds, labels, p.n_evals)}
 
