@@ -62,6 +62,19 @@ def test_apgd_t_runs_each_target_class_and_follows_the_seed_plan():
     assert attacks.get("apgd-t-eot").work(2, 2, "last")[0] == attacks.TARGETS * 3 * 2
 
 
+def test_apgd_t_runs_apgd_targets_classes_keyed_where_not_autoattacks():
+    """``apgd_targets`` targets (one here): that many passes, as counted, and a key of its own
+    (the default, AutoAttack's 9, keeps the keys recorded before the parameter existed)."""
+    w = tiny_world(3, eot=2, attack_steps=2, apgd_targets=1)
+    spy = SeedSpy(w.purifier())
+    attacks.attack_batch(w, "apgd-t-eot", w.images, w.labels, 1, purifier=spy)
+    assert len(spy.calls) == 1 + 1 * (1 + (2 + 1) * 2)
+    spec = attacks.get("apgd-t-eot")
+    assert spec.work(2, 2, "last", targets=1)[0] == 3 * 2
+    assert spec.key_values(w.params)["targets"] == 1
+    assert "targets" not in spec.key_values(w.params.replace(apgd_targets=attacks.TARGETS))
+
+
 def test_square_queries_the_scores_only_and_is_reproducible():
     """Square asks the purified system for scores only (no gradient is taken), at most its
     queries and a start per image, stays in the eps-ball and is reproducible."""

@@ -233,9 +233,11 @@ PAPER_SMOKE = dict(n_images=2, batch_size=2, t_star=2, attack_steps=1, eot=2, n_
                    strength_step_grid=[1], strength_eot_grid=[2], strength_rel_stepsizes=[0.25],
                    rate_samples=2, gaas_max_k=2, variant_images=2, square_queries=5,
                    strength_restarts=2, attack_checks=2, randomness_images=2,
-                   autoattack_steps=1, autoattack_eot=2)
+                   autoattack_steps=1, autoattack_eot=2, apgd_targets=1, critical_grid=20)
 # (AutoAttack's budget as the strength chapter's base, 1 x 2: its rows are read from the store;
-# a budget of its own runs in the smoke book, params/smoke.yaml.)
+# a budget of its own runs in the smoke book, params/smoke.yaml. APGD-T's nine targets and the
+# critical threshold's 500 grid steps, run in the digits smoke book, cost the fake worlds' real
+# classifiers minutes: one target, 20 steps.)
 # The fake CIFAR-10 and ImageNet worlds' UNets at 32x32 and 256x256 are most of CI's time: one
 # diffusion step there (several steps, ImageNet's learned variance among them, run in the
 # digits, mnist and custom books and in tests/test_world_*.py).

@@ -12,6 +12,7 @@ from diffrob.autodiff import forward_mode
 from diffrob.compression import analysis as C
 from diffrob.compression import analysis_boundary as B
 from diffrob.compression import report, runs
+from diffrob.params import Params
 from diffrob.purifiers import Purifier
 from diffrob.worlds import digits
 
@@ -139,6 +140,30 @@ def test_critical_threshold_multiclass_random_direction():
     torch.testing.assert_close(crit, want, atol=1e-6, rtol=0)
 
 
+def test_critical_threshold_batched_walk_matches_one_radius_per_call():
+    """Several radii per classifier call give the distances of one radius per call (a
+    nonlinear classifier: several flips along a ray), in far fewer calls."""
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(4, D, generator=g, dtype=torch.float64)
+    calls = []
+
+    def clf(x):
+        calls.append(len(x))
+        return torch.sin(3 * x.flatten(1).double() @ w.T)
+    x = torch.randn((12, *SHAPE), generator=g, dtype=torch.float64)
+    u = torch.randn((12, *SHAPE), generator=g, dtype=torch.float64)
+    u[0] = 0  # a zero direction never flips
+    y = clf(x).argmax(1)
+    y[1] = (y[1] + 1) % 4  # a misclassified start is 0
+    one = B.critical_threshold(clf, x, u, y, max_dist=4.0, grid=200, points_per_call=1)
+    n_one, calls[:] = len(calls), []
+    many = B.critical_threshold(clf, x, u, y, max_dist=4.0, grid=200, points_per_call=500)
+    assert torch.equal(one, many) and torch.isinf(one[0]) and one[1] == 0
+    assert torch.isfinite(one[2:]).any() and len(calls) < n_one / 4
+    with pytest.raises(ValueError, match="points_per_call"):
+        B.critical_threshold(clf, x, u, y, points_per_call=0)
+
+
 def test_robust_factors_and_roc():
     w = torch.tensor([[1.0, 0.0], [-1.0, 0.0]], dtype=torch.float64)
     clf = lambda x: x.flatten(1) @ w.T  # class 0 iff first coordinate > 0; margin = x[0]
@@ -147,7 +172,7 @@ def test_robust_factors_and_roc():
         * torch.tensor([1.0, 0.0], dtype=torch.float64).view(1, 1, 1, 2)
     y = torch.zeros(3, dtype=torch.long)
     towards = -torch.tensor([1.0, 0.0], dtype=torch.float64).view(1, 1, 1, 2).expand_as(clean)
-    r = B.robust_factors(clf, clean, adv, clean, adv, y, towards, max_dist=5.0)
+    r = B.robust_factors(clf, clean, adv, clean, adv, y, towards, max_dist=5.0, grid=50)
     assert r.robust.tolist() == [True, False, True] and r.clean_correct.all()
     torch.testing.assert_close(r.critical, torch.tensor([1.0, 0.2, 2.0], dtype=torch.float64),
                                atol=1e-4, rtol=0)
@@ -306,7 +331,7 @@ def test_gamma_runs_along_the_classifiers_pgd_direction_not_the_attacks_ray():
     want = gap / (normal * u).sum(1)
     factors = [B.robust_factors(clf, clean, clean, clean,
                                 clean + torch.randn((12, *SHAPE), generator=g, dtype=torch.float64),
-                                y, direction, max_dist=50.0) for _ in range(2)]
+                                y, direction, max_dist=50.0, grid=500) for _ in range(2)]
     torch.testing.assert_close(factors[0].critical, factors[1].critical)
     torch.testing.assert_close(factors[0].critical, want, atol=1e-3, rtol=0)
     margin = gap / (w[1] - w[0]).norm()
@@ -325,7 +350,7 @@ def test_the_finer_grid_finds_a_thin_flip_that_a_coarse_one_steps_over():
     d = torch.tensor([[[[1.0, 0.0]]]], dtype=torch.float64)
     y = torch.zeros(1, dtype=torch.long)
     assert B.critical_threshold(clf, x, d, y, max_dist=5.0, grid=50) == math.inf
-    fine = B.critical_threshold(clf, x, d, y, max_dist=5.0, grid=B.GRID)
+    fine = B.critical_threshold(clf, x, d, y, max_dist=5.0, grid=Params().critical_grid)
     assert fine.item() == pytest.approx(2.02, abs=1e-3)
 
 

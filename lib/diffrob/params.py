@@ -134,6 +134,8 @@ class Params:
                                   "costs (k + these) x (iterations + 1) JVPs and VJPs)", lo=0)
     critical_max: float = _p(5.0, "largest l2 distance searched for the critical threshold",
                              lo=0.0)
+    critical_grid: int = _p(500, "steps of critical_max that the critical threshold's search "
+                            "walks before bisecting", lo=1, added=True)
     compression_attack: str = _p("pgd-eot", "adversarial examples of Fig. 6: a stored system "
                                  "attack, or 'fixed-pgd' (PGD through the fixed-randomness "
                                  "purifier)", choices=(*ATTACKS, "fixed-pgd"))
@@ -165,6 +167,8 @@ class Params:
     square_queries: int = _p(1000, "queries per image of the Square attack (the gradient-free "
                              "check of chapter 04b; AutoAttack's standard version uses 5000)",
                              lo=1, added=True)
+    apgd_targets: int = _p(9, "target classes of APGD-T, the classes scored highest after the "
+                           "label (AutoAttack's n_target_classes, 9)", lo=1, added=True)
     attack_restarts: int = _p(1, "runs from a new random start of PGD (all of our PGD's attacks) "
                               "and APGD-CE / APGD-DLR; per image the run of highest fresh-EOT "
                               "loss (PGD) or the package's highest loss (APGD) wins", lo=1,

@@ -113,9 +113,9 @@ def autoattack_rand(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: i
 
 
 def apgd_targeted(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int, eot: int,
-                  seed: int = 0) -> Tensor:
+                  seed: int = 0, targets: int = TARGETS) -> Tensor:
     """APGD-T with ``eot`` EOT samples per gradient: one run of ``steps`` iterations on the
-    targeted DLR loss for each of the ``min(9, classes - 1)`` classes scored highest after
+    targeted DLR loss for each of the ``min(targets, classes - 1)`` classes scored highest after
     the first on a clean pass (as the package's ``perturb`` picks them); per image the
     iterate of highest loss over the targets, fooled or not (as :func:`apgd`'s best-loss
     iterate: the package's ``perturb`` keeps only the fooled ones). ``model`` is called once
@@ -132,7 +132,7 @@ def apgd_targeted(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int
             classes = model(x).shape[1]
         attack = APGDAttack_targeted(model, n_iter=steps, norm="Linf", n_restarts=1, eps=eps,
                                      seed=seed, eot_iter=eot, device=x.device,
-                                     n_target_classes=min(TARGETS, classes - 1),
+                                     n_target_classes=min(targets, classes - 1),
                                      logger=logging.getLogger(aa.__name__))
         attack.init_hyperparam(x)
         best, best_loss = x.clone(), torch.full((len(x),), -torch.inf, device=x.device)

@@ -15,7 +15,7 @@ from ..names import did_you_mean
 
 GRADIENTS = ("full", "straight-through", "classifier", "none")
 OPTIMISERS = ("pgd", "apgd-ce", "apgd-dlr", "apgd-t", "square", "torchattacks-eotpgd")
-TARGETS = 9  # APGD-T's target classes at most: AutoAttack's n_target_classes
+TARGETS = 9  # APGD-T's target classes by default: AutoAttack's n_target_classes
 RESTARTABLE = ("pgd", "apgd-ce", "apgd-dlr")  # the optimisers that run attack_restarts
 
 
@@ -54,14 +54,18 @@ class Attack:
         samples per gradient, Square's ``square_queries``, for our PGD's best iterate how
         it is scored (results of the earlier rule are never served for it), the restarts
         where more than one runs (so one restart keeps the keys recorded before restarts
-        existed) and the checked attack's ``attack_checks``."""
+        existed), the checked attack's ``attack_checks`` and APGD-T's ``apgd_targets``
+        where it is not :data:`TARGETS`."""
         queries = {"square_queries": p.square_queries} if self.optimiser == "square" else {}
         fresh = {"best_scored": "fresh"} if self.optimiser == "pgd" and p.pgd_iterate == "best" \
             else {}  # the best iterate by fresh samples, not by the gradients' own losses
         restarts = {"restarts": p.attack_restarts} if self.restarts(p.attack_restarts) > 1 \
             else {}
         checks = {"checks": p.attack_checks} if self.checks else {}
-        return {"eot": self.eot_samples(p.eot), **queries, **fresh, **restarts, **checks}
+        targets = {"targets": p.apgd_targets} if self.optimiser == "apgd-t" \
+            and p.apgd_targets != TARGETS else {}
+        return {"eot": self.eot_samples(p.eot), **queries, **fresh, **restarts, **checks,
+                **targets}
 
     def restarts(self, restarts: int) -> int:
         """Runs from a new random start: ``restarts`` for our PGD and APGD-CE / APGD-DLR
@@ -80,7 +84,7 @@ class Attack:
         return self.optimiser == "pgd"
 
     def work(self, eot: int, steps: int, iterate: str, queries: int = 0, restarts: int = 1,
-             checks: int = 0) -> tuple[int, int]:
+             checks: int = 0, targets: int = TARGETS) -> tuple[int, int]:
         """(gradients, purifications without gradient) per image.
 
         Our PGD, per restart: ``steps`` gradients of the EOT samples, and when ``iterate`` is
@@ -90,14 +94,14 @@ class Attack:
         ``steps + 1`` iterates per restart. torchattacks' EOTPGD: the
         gradients only; autoattack's APGD: one clean prediction, then per restart a gradient
         at the start and one per iteration (``(steps + 1) x eot``); APGD-T that for each of
-        its :data:`TARGETS` classes, with a pass to pick each; Square: ``queries`` scores and
+        its ``targets`` classes, with a pass to pick each; Square: ``queries`` scores and
         its start's, no gradient.
         """
         samples, runs = self.eot_samples(eot), self.restarts(restarts)
         if self.optimiser == "square":
             return 0, queries + 1
         if self.optimiser == "apgd-t":
-            return TARGETS * (steps + 1) * samples, 1 + TARGETS
+            return targets * (steps + 1) * samples, 1 + targets
         if self.optimiser in ("apgd-ce", "apgd-dlr"):
             return runs * (steps + 1) * samples, 1
         if self.optimiser != "pgd":

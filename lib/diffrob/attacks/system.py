@@ -162,7 +162,8 @@ def attack_batch_checked(world, attack: str, x: Tensor, y: Tensor, batch_index: 
         return apgd(logits, x, y, p.eps, p.attack_steps, eot, restarts=restarts,
                     loss=spec.optimiser.removeprefix("apgd-"), seed=start_seed), None
     if spec.optimiser == "apgd-t":
-        return apgd_targeted(logits, x, y, p.eps, p.attack_steps, eot, seed=start_seed), None
+        return apgd_targeted(logits, x, y, p.eps, p.attack_steps, eot, seed=start_seed,
+                             targets=p.apgd_targets), None
     if spec.optimiser == "square":
         return square(logits, x, y, p.eps, p.square_queries, seed=start_seed), None
     if spec.optimiser == "torchattacks-eotpgd":

@@ -33,7 +33,7 @@ from ..attacks import pgd
 @torch.no_grad()
 def critical_threshold(classifier: nn.Module | Callable[[Tensor], Tensor], start: Tensor,
                        direction: Tensor, labels: Tensor, max_dist: float = 5.0,
-                       grid: int = 50, tol: float = 1e-4) -> Tensor:
+                       grid: int = 50, tol: float = 1e-4, points_per_call: int = 256) -> Tensor:
     """Sec. 6 (Fig. 6b): l2 distance from ``start`` along ``direction`` at which the decision flips.
 
     For each row, the smallest r in [0, ``max_dist``] with
@@ -43,29 +43,46 @@ def critical_threshold(classifier: nn.Module | Callable[[Tensor], Tensor], start
     direction is zero); 0 where ``start`` itself is misclassified. Points are
     not clipped to [0,1] (a distance of 5 leaves the image box). In sec. 6,
     start = f(x0) and direction = f(x_adv) - f(x0).
+
+    The grid is walked outwards, several radii of the rows not yet flipped in one call of
+    about ``points_per_call`` points (the same points as one radius at a time, far fewer
+    calls), and stops when every row has flipped.
     """
     if start.shape != direction.shape or start.shape[0] != labels.shape[0]:
         raise ValueError(f"start {tuple(start.shape)}, direction {tuple(direction.shape)} and "
                          f"labels {tuple(labels.shape)} must agree")
-    if max_dist <= 0 or grid < 1 or tol <= 0:
-        raise ValueError(f"expected max_dist > 0, grid >= 1, tol > 0, "
-                         f"got {max_dist}, {grid}, {tol}")
+    if max_dist <= 0 or grid < 1 or tol <= 0 or points_per_call < 1:
+        raise ValueError(f"expected max_dist > 0, grid >= 1, tol > 0, points_per_call >= 1, "
+                         f"got {max_dist}, {grid}, {tol}, {points_per_call}")
     norm = direction.flatten(1).norm(dim=1)
     u = direction / norm.clamp_min(1e-30).view(-1, *[1] * (direction.ndim - 1))
+    ones = [1] * (start.ndim - 1)
 
     def wrong(r: Tensor, rows: Tensor) -> Tensor:
-        x = start[rows] + r.view(-1, *[1] * (start.ndim - 1)).to(start.dtype) * u[rows]
+        """Whether ``start[rows[j]] + r[j] u[rows[j]]`` is misclassified, for each j."""
+        x = start[rows] + r.view(-1, *ones).to(start.dtype) * u[rows]
         return classifier(x).argmax(1) != labels[rows]
 
-    n = start.shape[0]
-    radii = torch.linspace(0, max_dist, grid + 1, device=start.device, dtype=torch.float64)
-    flags = torch.stack([wrong(r.expand(n), torch.arange(n, device=start.device))
-                         for r in radii], 1)                          # (n, grid + 1)
-    flags &= (norm > 0).view(-1, 1) | (torch.arange(grid + 1, device=start.device) == 0)
-    first = torch.where(flags.any(1), flags.float().argmax(1), torch.full_like(norm, -1).long())
-    out = torch.full((n,), math.inf, dtype=torch.float64, device=start.device)
+    n, device = start.shape[0], start.device
+    radii = torch.linspace(0, max_dist, grid + 1, device=device, dtype=torch.float64)
+    first = torch.full((n,), -1, dtype=torch.long, device=device)
+    first[wrong(radii[0].expand(n), torch.arange(n, device=device))] = 0
+    first[(norm == 0) & (first < 0)] = grid + 1  # a zero direction never flips
+    g = 1
+    while g <= grid:
+        rows = torch.nonzero(first < 0).flatten()
+        if not len(rows):
+            break
+        steps = torch.arange(g, min(grid + 1, g + max(1, points_per_call // len(rows))),
+                             device=device)
+        flags = wrong(radii[steps].repeat_interleave(len(rows)), rows.repeat(len(steps)))
+        flags = flags.view(len(steps), len(rows))
+        hit = flags.any(0)
+        first[rows[hit]] = steps[flags.float().argmax(0)[hit]]
+        g += len(steps)
+    out = torch.full((n,), math.inf, dtype=torch.float64, device=device)
     out[first == 0] = 0.0
-    rows = torch.nonzero(first > 0).flatten()
+    rows = torch.nonzero((first > 0) & (first <= grid)).flatten()
     if len(rows):
         lo, hi = radii[first[rows] - 1], radii[first[rows]]
         for _ in range(max(0, math.ceil(math.log2((max_dist / grid) / tol)))):
@@ -76,7 +93,6 @@ def critical_threshold(classifier: nn.Module | Callable[[Tensor], Tensor], start
     return out
 
 
-GRID = 500   # the critical threshold's search: l2 steps of critical_max / 500 before bisection
 
 
 def gamma_direction(classifier: nn.Module | Callable[[Tensor], Tensor], start: Tensor,
@@ -107,7 +123,7 @@ class RobustFactors:
 @torch.no_grad()
 def robust_factors(classifier: nn.Module | Callable[[Tensor], Tensor], x0: Tensor, x_adv: Tensor,
                    clean_purified: Tensor, adv_purified: Tensor, labels: Tensor,
-                   direction: Tensor, max_dist: float = 5.0, grid: int = GRID) -> RobustFactors:
+                   direction: Tensor, max_dist: float, grid: int) -> RobustFactors:
     """Fig. 6: what separates robust from non-robust examples under one fixed randomness.
 
     An example is robust if the classifier is right on the purified adversarial

@@ -196,7 +196,7 @@ def world_robust_factors(world, x_adv: Tensor) -> RobustFactors:
     Batch i goes through ``purifier(x, base_seed, i)`` (eq. 9), for the clean and the
     adversarial images alike: the randomness that :func:`adversarial_fixed` attacks,
     and for a stored system attack one of the evaluation runs it never saw. Distances to
-    the boundary are searched up to ``critical_max``, along sec. 5's PGD on the classifier
+    the boundary are searched up to ``critical_max`` (``critical_grid`` steps), along sec. 5's PGD on the classifier
     at f(x0) (the attack's steps and relative step at eps, random start seeded by the base
     seed; :func:`.analysis_boundary.gamma_direction`).
     """
@@ -210,4 +210,4 @@ def world_robust_factors(world, x_adv: Tensor) -> RobustFactors:
     direction = gamma_direction(world.classifier, clean, world.labels, p.eps, p.attack_steps,
                                 p.step_size, torch.Generator().manual_seed(p.base_seed))
     return robust_factors(world.classifier, world.images, x_adv, clean, torch.cat(adv),
-                          world.labels, direction, p.critical_max)
+                          world.labels, direction, p.critical_max, p.critical_grid)
