@@ -93,8 +93,6 @@ def critical_threshold(classifier: nn.Module | Callable[[Tensor], Tensor], start
     return out
 
 
-
-
 def gamma_direction(classifier: nn.Module | Callable[[Tensor], Tensor], start: Tensor,
                     labels: Tensor, eps: float, steps: int, step_size: float,
                     generator: torch.Generator) -> Tensor:

@@ -196,9 +196,9 @@ def world_robust_factors(world, x_adv: Tensor) -> RobustFactors:
     Batch i goes through ``purifier(x, base_seed, i)`` (eq. 9), for the clean and the
     adversarial images alike: the randomness that :func:`adversarial_fixed` attacks,
     and for a stored system attack one of the evaluation runs it never saw. Distances to
-    the boundary are searched up to ``critical_max`` (``critical_grid`` steps), along sec. 5's PGD on the classifier
-    at f(x0) (the attack's steps and relative step at eps, random start seeded by the base
-    seed; :func:`.analysis_boundary.gamma_direction`).
+    the boundary are searched up to ``critical_max`` (``critical_grid`` steps), along sec.
+    5's PGD on the classifier at f(x0) (the attack's steps and relative step at eps, random
+    start seeded by the base seed; :func:`.analysis_boundary.gamma_direction`).
     """
     p = world.params
     purifier = world.purifier()
