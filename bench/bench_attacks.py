@@ -7,8 +7,11 @@ ratio, both robust accuracies (the purified system re-evaluated under base seeds
 0..r-1), and the cost of one PGD-EOT step as images/s and as a fraction of the
 machine's measured float32 matmul throughput. Then every system attack of
 :mod:`diffrob.attacks` on the same images: its seconds per gradient evaluation
-(:meth:`diffrob.attacks.Attack.work`) as a ratio to PGD-EOT's, in the same run (APGD and
-torchattacks call the model once per EOT sample, PGD-EOT folds them).
+(:meth:`diffrob.attacks.Attack.work`) as a ratio to PGD-EOT's, in the same run. Last, the
+packages' gradient attacks (APGD-CE, APGD-T, torchattacks' EOTPGD) with their EOT samples
+folded (:mod:`diffrob.attacks.fold`, the world's ``eot_batch``) against one call per sample
+(``eot_batch`` = 1, the packages' own loop), timed interleaved over ``--rounds`` rounds, with
+the share of equal pixels of the two attacks' examples.
 
     .venv/bin/python bench/bench_attacks.py [--params params/digits.yaml] [--images 16]
 """
@@ -16,7 +19,9 @@ torchattacks call the model once per EOT sample, PGD-EOT folds them).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -46,6 +51,28 @@ def timed(fn):
     return out, time.perf_counter() - t
 
 
+def package_folding(world, rounds: int) -> dict:
+    """Per package attack: the median over interleaved rounds of the unfolded run's seconds over
+    the folded run's, and the share of pixels on which their examples agree."""
+    out = {}
+    for name in ("apgd-eot", "apgd-t-eot", "eotpgd"):
+        runs = {fold: dataclasses.replace(world, params=world.params.replace(
+            eot_batch=world.params.eot_batch if fold else 1, apgd_targets=1))
+            for fold in (True, False)}
+        seconds, examples = {True: [], False: []}, {}
+        for _ in range(rounds):
+            for fold, w in runs.items():
+                examples[fold], t = timed(
+                    lambda: attacks.attack_batch(w, name, w.images, w.labels, 0))
+                seconds[fold].append(t)
+        ratios = [b / a for a, b in zip(seconds[True], seconds[False])]
+        out[f"fold_speedup/{name}"] = statistics.median(ratios)
+        out[f"fold_speedup_range/{name}"] = f"{min(ratios):.2f}..{max(ratios):.2f}"
+        out[f"fold_same_pixels/{name}"] = float(
+            torch.isclose(examples[True], examples[False], atol=1e-5).float().mean())
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params/digits.yaml")
@@ -53,6 +80,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5, help="PGD steps (the paper: 40)")
     ap.add_argument("--evals", type=int, default=20, help="re-evaluations r for the accuracies")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the fold")
     ap.add_argument("--out", default="bench/results/attacks.json")
     args = ap.parse_args()
     if args.threads:
@@ -112,6 +140,7 @@ def main() -> None:
         per_gradient[name] = seconds / attacks.get(name).work(p.eot, p.attack_steps, p.pgd_iterate)[0]
     result.update({f"per_gradient_vs_pgd-eot/{k}": v / per_gradient["pgd-eot"]
                    for k, v in per_gradient.items()})
+    result.update(package_folding(world, args.rounds))
     width = max(map(len, result))
     for k, v in result.items():
         print(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}")

@@ -20,15 +20,16 @@ def test_the_package_is_importable_as_autoattack():
 
 @pytest.mark.parametrize("attack", ["apgd-eot", "apgd-dlr-eot"])
 def test_apgd_eot_follows_the_seed_plan_and_is_reproducible(attack):
-    """One clean prediction, then a gradient at the start and one per iteration, each EOT
-    sample a call of its own with the next base seed; the global generator is untouched."""
+    """One clean prediction, then a gradient at the start and one per iteration, its EOT
+    samples folded into one call, each sample with the next base seed; the global generator
+    is untouched."""
     w = tiny_world(3, eot=2, attack_steps=3)
     spy = SeedSpy(w.purifier())
     before = torch.random.get_rng_state()
     x_adv = attacks.attack_batch(w, attack, w.images, w.labels, 1, purifier=spy)
     assert torch.equal(torch.random.get_rng_state(), before)
-    n_calls = 1 + (3 + 1) * 2
-    assert [c for _, c in spy.calls] == [[1000 + k] for k in range(n_calls)]
+    assert [c for _, c in spy.calls] == [[1000]] + [[1001 + 2 * k, 1002 + 2 * k]
+                                                    for k in range(3 + 1)]
     assert within(x_adv, w.images, w.params.eps)
     torch.testing.assert_close(attacks.attack_batch(w, attack, w.images, w.labels, 1), x_adv)
 
@@ -53,9 +54,10 @@ def test_apgd_t_runs_each_target_class_and_follows_the_seed_plan():
     before = torch.random.get_rng_state()
     x_adv = attacks.attack_batch(w, "apgd-t-eot", w.images, w.labels, 1, purifier=spy)
     assert torch.equal(torch.random.get_rng_state(), before)
-    per_target = 1 + (2 + 1) * 2  # a pass to pick the target, then its gradients
+    per_target = 1 + 2 + 1  # a pass to pick the target, then its gradients (2 samples a call)
     assert len(spy.calls) == 1 + attacks.TARGETS * per_target
-    assert [c for _, c in spy.calls] == [[1000 + k] for k in range(len(spy.calls))]
+    seeds = [s for _, c in spy.calls for s in c]
+    assert seeds == list(range(1000, 1000 + 1 + attacks.TARGETS * (1 + (2 + 1) * 2)))
     assert within(x_adv, w.images, w.params.eps) and not torch.equal(x_adv, w.images)
     torch.testing.assert_close(attacks.attack_batch(w, "apgd-t-eot", w.images, w.labels, 1),
                                x_adv)
@@ -68,7 +70,7 @@ def test_apgd_t_runs_apgd_targets_classes_keyed_where_not_autoattacks():
     w = tiny_world(3, eot=2, attack_steps=2, apgd_targets=1)
     spy = SeedSpy(w.purifier())
     attacks.attack_batch(w, "apgd-t-eot", w.images, w.labels, 1, purifier=spy)
-    assert len(spy.calls) == 1 + 1 * (1 + (2 + 1) * 2)
+    assert len(spy.calls) == 1 + 1 * (1 + 2 + 1)
     spec = attacks.get("apgd-t-eot")
     assert spec.work(2, 2, "last", targets=1)[0] == 3 * 2
     assert spec.key_values(w.params)["targets"] == 1

@@ -144,12 +144,18 @@ def test_transfer_attack_never_runs_the_diffusion_model():
     assert not calls and within(x_adv, w.images, w.params.eps)
 
 
-def test_eotpgd_uses_one_seed_per_call_and_leaves_the_global_generator_alone():
+def test_eotpgd_uses_one_seed_per_sample_and_leaves_the_global_generator_alone():
+    """torchattacks' EOTPGD: one seed per EOT sample, the samples of a step folded into one
+    call (eot_batch = 0) or one call each (eot_batch = 1)."""
     w = tiny_world(2, eot=3, attack_steps=2)
     spy = SeedSpy(w.purifier())
     before = torch.random.get_rng_state()
     a = attacks.attack_batch(w, "eotpgd", w.images, w.labels, 0, purifier=spy)
     assert torch.equal(torch.random.get_rng_state(), before)
+    assert [c for _, c in spy.calls] == [[1000, 1001, 1002], [1003, 1004, 1005]]
+    one = dataclasses.replace(w, params=w.params.replace(eot_batch=1))
+    spy = SeedSpy(w.purifier())
+    attacks.attack_batch(one, "eotpgd", w.images, w.labels, 0, purifier=spy)
     assert [c for _, c in spy.calls] == [[1000 + k] for k in range(6)]
     torch.testing.assert_close(attacks.attack_batch(w, "eotpgd", w.images, w.labels, 0), a)
 

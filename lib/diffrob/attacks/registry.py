@@ -79,9 +79,9 @@ class Attack:
 
     @property
     def folded(self) -> bool:
-        """Whether its EOT samples are folded into one call (``eot_batch`` at a time):
-        our PGD; the packages call the model once per sample."""
-        return self.optimiser == "pgd"
+        """Whether its EOT samples are folded into one call (``eot_batch`` at a time): our
+        PGD, and the packages' gradient attacks through :mod:`diffrob.attacks.fold`."""
+        return self.optimiser != "square"
 
     def work(self, eot: int, steps: int, iterate: str, queries: int = 0, restarts: int = 1,
              checks: int = 0, targets: int = TARGETS) -> tuple[int, int]:

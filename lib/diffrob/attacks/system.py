@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ..purifiers import Purifier, seed_for
 from .apgd import apgd, apgd_targeted, seeded, square
+from .fold import FoldedEOT
 from .pgd import pgd
 from .registry import get
 
@@ -59,7 +60,8 @@ class SystemLogits(nn.Module):
     samples are split over calls: all in one (:func:`pgd`), ``eot_batch`` at a time,
     or one per call, as torchattacks' ``EOTPGD`` and autoattack's APGD call their model.
     With ``n_images=None`` every call is one copy of whatever rows it gets (AutoAttack
-    attacks the still-robust subset). The purifier is
+    attacks the still-robust subset), unless ``copies`` says how many it holds
+    (:class:`~diffrob.attacks.fold.FoldedEOT`). The purifier is
     differentiated through every step (``straight=False``) or replaced by the
     identity in the backward pass (``straight=True``, BPDA).
     """
@@ -73,8 +75,8 @@ class SystemLogits(nn.Module):
         self.calls = self.samples = 0
         self.eval()
 
-    def forward(self, x: Tensor) -> Tensor:
-        m, rest = divmod(len(x), self.n_images or len(x))
+    def forward(self, x: Tensor, copies: int | None = None) -> Tensor:
+        m, rest = divmod(len(x), self.n_images or max(len(x) // (copies or 1), 1))
         if rest or not m:
             raise ValueError(f"SystemLogits: expected copies of {self.n_images} images, "
                              f"got {len(x)} rows")
@@ -112,6 +114,24 @@ class Checks:
         return now
 
 
+def package_attack(model: nn.Module, optimiser: str, x: Tensor, y: Tensor, p, eot: int,
+                   restarts: int, seed: int) -> Tensor:
+    """The gradient attacks of the packages (registry optimisers ``apgd-ce``, ``apgd-dlr``,
+    ``apgd-t``, ``torchattacks-eotpgd``) on ``model`` with the params ``p``."""
+    if optimiser in ("apgd-ce", "apgd-dlr"):
+        return apgd(model, x, y, p.eps, p.attack_steps, eot, restarts=restarts,
+                    loss=optimiser.removeprefix("apgd-"), seed=seed)
+    if optimiser == "apgd-t":
+        return apgd_targeted(model, x, y, p.eps, p.attack_steps, eot, seed=seed,
+                             targets=p.apgd_targets)
+    import torchattacks  # the 'test' extra; imported only where used
+
+    tool = torchattacks.EOTPGD(model, eps=p.eps, alpha=p.step_size, steps=p.attack_steps,
+                               eot_iter=eot, random_start=p.random_start)
+    with seeded(seed, x.device):
+        return tool(x, y).detach()
+
+
 def attack_batch(world, attack: str, x: Tensor, y: Tensor, batch_index: int,
                  purifier: Purifier | None = None, progress: bool = False) -> Tensor:
     """One batch of the registry's attack ``attack`` with the parameters of ``world.params``.
@@ -132,6 +152,8 @@ def attack_batch(world, attack: str, x: Tensor, y: Tensor, batch_index: int,
     - ``square``: autoattack's Square with ``square_queries`` queries, no gradient
       (:func:`diffrob.attacks.apgd.square`);
     - ``torchattacks-eotpgd``: torchattacks' ``EOTPGD`` (last iterate, constant step).
+
+    The packages' EOT samples are folded ``eot_batch`` at a time (:mod:`.fold`), as our PGD's.
 
     The vote attack is our PGD with the vote's loss; the checked attack our PGD with
     :class:`Checks` (its own count: :func:`attack_batch_checked`).
@@ -158,21 +180,11 @@ def attack_batch_checked(world, attack: str, x: Tensor, y: Tensor, batch_index: 
                           p.attack_seed, None if spec.optimiser == "square" else len(x),
                           straight=spec.gradient == "straight-through")
     eot = spec.eot_samples(p.eot)
-    if spec.optimiser in ("apgd-ce", "apgd-dlr"):
-        return apgd(logits, x, y, p.eps, p.attack_steps, eot, restarts=restarts,
-                    loss=spec.optimiser.removeprefix("apgd-"), seed=start_seed), None
-    if spec.optimiser == "apgd-t":
-        return apgd_targeted(logits, x, y, p.eps, p.attack_steps, eot, seed=start_seed,
-                             targets=p.apgd_targets), None
     if spec.optimiser == "square":
         return square(logits, x, y, p.eps, p.square_queries, seed=start_seed), None
-    if spec.optimiser == "torchattacks-eotpgd":
-        import torchattacks  # the 'test' extra; imported only where used
-
-        tool = torchattacks.EOTPGD(logits, eps=p.eps, alpha=p.step_size, steps=p.attack_steps,
-                                   eot_iter=eot, random_start=p.random_start)
-        with seeded(start_seed, x.device):
-            return tool(x, y).detach(), None
+    if spec.optimiser != "pgd":
+        with FoldedEOT(logits, eot, p.eot_batch or eot) as model:
+            return package_attack(model, spec.optimiser, x, y, p, eot, restarts, start_seed), None
     checks = Checks(world.classifier, purifier, batch_index, p.attack_seed, y, p.attack_checks,
                     min(p.eot_per_call, p.attack_checks)) if spec.checks else None
     x_adv = pgd(logits, x, y, p.eps, p.attack_steps, p.step_size, p.random_start, start,

@@ -28,6 +28,7 @@ import torch
 from .. import attacks, stages, store, verdicts
 from ..attacks import SystemLogits
 from ..attacks.apgd import autoattack_rand
+from ..attacks.fold import FoldedEOT
 from ..purifiers import seed_for
 from . import analysis
 
@@ -185,11 +186,12 @@ def autoattack_example(world, progress: bool = False) -> dict[str, float]:
     ran: dict[int, torch.Tensor] = {}
 
     def run(i: int) -> torch.Tensor:
-        model = SystemLogits(world.classifier, world.purifier(), i, p.attack_seed, None,
-                             straight=False)
-        x_adv, ran[i] = autoattack_rand(
-            model, world.images[todo[i]], world.labels[todo[i]], p.eps, p.autoattack_steps,
-            p.autoattack_eot, seed=seed_for(p.attack_seed, i, 0, False))
+        system = SystemLogits(world.classifier, world.purifier(), i, p.attack_seed, None,
+                              straight=False)
+        with FoldedEOT(system, p.autoattack_eot, p.eot_batch or p.autoattack_eot) as model:
+            x_adv, ran[i] = autoattack_rand(
+                model, world.images[todo[i]], world.labels[todo[i]], p.eps,
+                p.autoattack_steps, p.autoattack_eot, seed=seed_for(p.attack_seed, i, 0, False))
         return x_adv
 
     def flags(i: int) -> torch.Tensor:
