@@ -93,10 +93,11 @@ class Params:
                              lo=0.0, hi=1.0)
     random_start: bool = _p(True, "PGD starts at a uniform point of the eps ball")
     eot: int = _p(15, "EOT samples (base seeds) per gradient", lo=1)
-    eot_batch: int = _p(0, "EOT samples folded into one forward/backward (0 = all eot); purifier "
-                        "calls then take batch_size x this many rows, in the evaluations and "
-                        "sec. 3.2 too. The seeds do not depend on it (results only up to float "
-                        "rounding)", lo=0)
+    eot_batch: int = _p(0, "EOT samples folded into one forward/backward (0 = all eot), in our "
+                        "PGD and the packages' attacks (attacks/fold.py); purifier calls then "
+                        "take batch_size x this many rows, in the evaluations and sec. 3.2 too. "
+                        "The seeds do not depend on it (results only up to float rounding)",
+                        lo=0)
     attack_seed: int = _p(1000, "base seed of the attack's purifier randomness", lo=0)
     # --- fuzzy robustness (sec. 4) ----------------------------------------------
     n_evals: int = _p(100, "r: re-evaluations of every stored example", lo=1)
