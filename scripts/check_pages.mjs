@@ -10,9 +10,10 @@
 //     slider) changed. A slider over a single view (min = max) is reported as fixed;
 //   - equations: every Sphinx math block was typeset by MathJax (served by the book),
 //     without a TeX error;
-//   - width: no table reaches past the page's content column, no table scrolls sideways
-//     in its box (book.css's output box, the theme's table container: its content wider
-//     than the box shows), and the page itself does not scroll sideways.
+//   - width: no table reaches past the page's content column, no table or printed output
+//     scrolls sideways in its box (book.css's output box, the theme's table container, a
+//     printed output's own box: its content wider than the box shows), and the page itself
+//     does not scroll sideways.
 // Any request that leaves the local server is blocked and counted as a failure, so the
 // JavaScript and fonts must come from the book itself. With SCREENSHOTS=DIR, a full-page
 // PNG of each page is written there (`make book` keeps them in _build/screenshots/).
@@ -128,8 +129,8 @@ async function mathTypeset() {
 }
 
 // Tables whose right edge passes the content column's, not inside a sideways-scrolling box
-// (tooWide), and tables wider than the sideways-scrolling box that holds them, the table
-// itself or a box up to the content column (scrolling): a reader sees only part of either.
+// (tooWide), and tables or printed outputs wider than the sideways-scrolling box that holds
+// them, themselves or a box up to the content column (scrolling): a reader sees only part.
 function tableWidths() {
   const column = document.querySelector("main article, main, article") || document.body;
   if (!column) return { tooWide: 0, scrolling: 0, pageScrolls: false };   // a redirect page
@@ -151,7 +152,9 @@ function tableWidths() {
   };
   const tables = [...document.querySelectorAll("table")];
   const tooWide = tables.filter((t) => t.getBoundingClientRect().right > right + 1 && !scrolls(t));
-  const scrolling = tables.filter(overflows);
+  // Printed outputs too: a line of text wider than its box is cut off for the reader.
+  const printed = [...document.querySelectorAll("div.cell_output pre")];
+  const scrolling = [...tables, ...printed].filter(overflows);
   // Each failing table by its caption (or first cell), so that a reader knows which to mend.
   const name = (t) => (t.querySelector("caption") || t.querySelector("th, td") || t)
     .textContent.trim().replace(/\s+/g, " ").slice(0, 80);

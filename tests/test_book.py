@@ -466,24 +466,34 @@ def test_pages_work_offline_in_a_1300_px_headless_chromium(demo_book: Path) -> N
 def test_the_page_check_fails_a_table_that_scrolls_sideways(tmp_path: Path) -> None:
     """A table wider than the sideways-scrolling box that holds it (book.css's output box)
     fits the page, but a reader sees only part of it: the page fails; the same box with a
-    table that fits passes."""
+    table that fits passes. So does a printed output's line wider than its box, and not the
+    same line wrapped."""
     tools = page_check_tools()
     if isinstance(tools, str):
         pytest.skip(tools)
     node, chromium = tools
     cells = {"scrolls.html": 30, "fits.html": 3}
+    page = ('<!DOCTYPE html><html><head><link rel="icon" href="data:,"></head><body><main>'
+            '<article>{}</article></main></body></html>')
     for name, n in cells.items():
         row = "".join(f"<td>a_wide_unbreakable_cell_{i}</td>" for i in range(n))
-        (tmp_path / name).write_text(
-            '<!DOCTYPE html><html><head><link rel="icon" href="data:,"></head><body><main>'
-            f'<article><div style="max-width: 100%; overflow-x: auto"><table><tr>{row}</tr>'
-            '</table></div></article></main></body></html>')
-    run = subprocess.run([node, str(ROOT / "scripts" / "check_pages.mjs"), str(tmp_path), *cells],
+        (tmp_path / name).write_text(page.format(
+            f'<div style="max-width: 100%; overflow-x: auto"><table><tr>{row}</tr></table></div>'))
+    # A printed output whose line is wider than its box fails; wrapped (book.css) it passes.
+    line = " ".join(f"printed_word_{i}" for i in range(200))
+    for name, style in (("printed.html", ""), ("wrapped.html", "white-space: pre-wrap")):
+        (tmp_path / name).write_text(page.format(
+            f'<div class="cell_output"><pre style="overflow: auto; {style}">{line}</pre></div>'))
+    names = [*cells, "printed.html", "wrapped.html"]
+    run = subprocess.run([node, str(ROOT / "scripts" / "check_pages.mjs"), str(tmp_path), *names],
                          capture_output=True, text=True, timeout=120,
                          env={**os.environ, "CHROMIUM": chromium})
     lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
     pages = {r["page"]: r for r in lines if "page" in r}
-    assert set(pages) == set(cells), run.stderr
+    assert set(pages) == set(names), run.stderr
+    assert pages["wrapped.html"]["ok"], pages["wrapped.html"]
+    assert not pages["printed.html"]["ok"] and pages["printed.html"]["width"]["scrolling"] == 1
+    assert pages["printed.html"]["width"]["failing"][0].startswith("printed_word_0 ")
     assert pages["fits.html"]["ok"], pages["fits.html"]
     assert pages["fits.html"]["width"] == {"tooWide": 0, "scrolling": 0, "pageScrolls": False}
     assert not pages["scrolls.html"]["ok"]

@@ -221,6 +221,8 @@ def test_pipe_table_keeps_labels_values_and_blanks() -> None:
     assert figures.pipe_table(frame).splitlines() == [
         "| attack | ours / standard | paper / note |", "|:---|---:|:---|",
         "| bpda | 81.54 | a\\|b |", "| pgd |  | t\\* \\$x\\_1\\$ |"]
+    intervals = pd.DataFrame({"interval": ["[12.5,\u00a062.5]", None], "text": ["[a, b]", "c"]})
+    assert figures.pipe_table(intervals, index=False).splitlines()[1] == "|---:|:---|"
     table = figures.Table(frame, "tbl-x", "A caption.")
     assert table._repr_markdown_().startswith(":::{table} A caption.\n:name: tbl-x\n\n| attack")
     assert "<table" in table._repr_html_()

@@ -97,19 +97,32 @@ class Table:
 
 
 def pipe_table(frame: pd.DataFrame, index: bool = True) -> str:
-    """``frame`` as a Markdown pipe table: column levels joined by " / ", numeric columns
-    right-aligned, missing values blank."""
+    """``frame`` as a Markdown pipe table: column levels joined by " / ", columns of numbers
+    or intervals right-aligned, missing values blank."""
     if index and (frame.index.nlevels > 1 or any(frame.index.names)):
         frame = frame.reset_index()
     elif index:
         frame = frame.reset_index(names=[""])
     heads = [" / ".join(str(c) for c in (col if isinstance(col, tuple) else (col,)) if str(c))
              for col in frame.columns]
-    numeric = [pd.api.types.is_numeric_dtype(t) for t in frame.dtypes]
+    numeric = [_numeric(frame.iloc[:, j]) for j in range(frame.shape[1])]
     rows = [[_cell(v) for v in row] for row in frame.itertuples(index=False)]
     lines = ["| " + " | ".join(_escape(h) for h in heads) + " |",
              "|" + "|".join("---:" if n else ":---" for n in numeric) + "|"]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+# An interval as the tables print it, "[12.5, 62.5]" (the space may be a no-break space).
+INTERVAL = re.compile(r"^\[-?[\d.]+(e[-+]?\d+)?,\s-?[\d.]+(e[-+]?\d+)?\]$")
+
+
+def _numeric(column: pd.Series) -> bool:
+    """Whether a column holds numbers, or intervals of numbers: right-aligned, kept whole
+    (book.css lets only left-aligned text break inside a word)."""
+    if pd.api.types.is_numeric_dtype(column):
+        return True
+    values = column.dropna()
+    return len(values) > 0 and all(isinstance(v, str) and INTERVAL.match(v) for v in values)
 
 
 def _cell(value: Any) -> str:
