@@ -150,7 +150,8 @@ def grid_of(rows):
 
 def test_the_protocol_is_chosen_on_the_choice_half_and_an_edge_winner_is_flagged():
     """All images would pick eps/4; the choice half picks eps/16, inside the grid; a winner at
-    the largest step, the smallest step, or with no more iterations tried, is flagged."""
+    the largest step (below the corner step of 2 eps), the smallest step, or with no more
+    iterations tried, is flagged."""
     inside = grid_of([(1 / 30, 50, 60), (1 / 16, 40, 20), (0.25, 10, 30), (0.5, 30, 40)])
     chosen = runs_strength.choose(inside, 20, 40)
     assert chosen.protocol["rel_stepsize"] == 1 / 16 and chosen.edges == ()
@@ -159,6 +160,11 @@ def test_the_protocol_is_chosen_on_the_choice_half_and_an_edge_winner_is_flagged
     bottom = grid_of([(1 / 30, 50, 5), (0.25, 10, 30)])
     assert runs_strength.choose(bottom, 20, 40).edges == ("no smaller step tried",)
     assert runs_strength.choose(inside, 40, 40).edges == ("no more iterations tried",)
+    # A constant step of 2 eps is the top: every larger constant step gives the same iterates
+    corner = grid_of([(1 / 30, 50, 60), (1.0, 10, 30), (2.0, 10, 5)])
+    assert runs_strength.choose(corner, 20, 40).edges == ()
+    corner["schedule"] = "cosine"  # a cosine schedule's later, smaller steps would differ
+    assert runs_strength.choose(corner, 20, 40).edges == ("no larger step tried",)
 
 
 def test_grid_table_and_text_name_the_strongest_protocol(small):

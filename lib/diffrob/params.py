@@ -177,8 +177,10 @@ class Params:
     attack_checks: int = _p(10, "N: evaluations of every iterate by the N-evaluation-aware "
                             "attack nevals-eot (DiffHammer's N)", lo=1, added=True)
     strength_more_rel_stepsizes: list[float] = _p([], "relative steps added to the step-size "
-                                                  "grid, so that it extends past its winner",
-                                                  lo=0.0, hi=1.0, added=True)
+                                                  "grid, so that it extends past its winner; "
+                                                  "up to 2 (2 eps: every constant step lands "
+                                                  "on a corner of the ball, no larger one "
+                                                  "differs)", lo=0.0, hi=2.0, added=True)
     strength_restarts: int = _p(3, "restarts of the restart rows of chapter 04b", lo=2,
                                 added=True)
     autoattack_steps: int = _p(100, "APGD iterations of AutoAttack's rand version (chapter "

@@ -143,15 +143,23 @@ class Choice:
     edges: tuple[str, ...]
 
 
+# A constant Linf PGD step of 2 eps lands every iterate on the corner of the ball that the
+# gradient's signs point to, from anywhere in it (x + 2 eps sign(g) always leaves the ball and
+# is clipped back), so no larger constant step gives other iterates: the grid's true top.
+CORNER_STEP = 2.0
+
+
 def choose(grid: pd.DataFrame, steps: int, step_grid_max: int) -> Choice:
     """The cell of ``grid`` (:func:`step_grid`) with the lowest accuracy on the choice half
     (the first on ties), and its edges: "no larger step tried" where its step is the grid's
-    largest, "no smaller step tried" where the smallest, "no more iterations tried" where
-    the steps curve's largest ``step_grid_max`` does not exceed its ``steps``."""
+    largest (unless it is a constant step of :data:`CORNER_STEP`, beyond which none differs),
+    "no smaller step tried" where the smallest, "no more iterations tried" where the steps
+    curve's largest ``step_grid_max`` does not exceed its ``steps``."""
     row = grid.loc[grid["choice half"].astype(float).idxmin()]
     rel, tried = float(row["rel_stepsize"]), grid["rel_stepsize"].astype(float)
+    top = rel >= tried.max() and not (rel >= CORNER_STEP and row["schedule"] == "constant")
     edges = tuple(text for text, at_edge in (
-        ("no larger step tried", rel >= tried.max()), ("no smaller step tried", rel <= tried.min()),
+        ("no larger step tried", top), ("no smaller step tried", rel <= tried.min()),
         ("no more iterations tried", step_grid_max <= steps)) if at_edge)
     return Choice({"rel_stepsize": rel, "pgd_schedule": row["schedule"],
                    "pgd_iterate": row["iterate"]}, edges)
