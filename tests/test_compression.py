@@ -12,6 +12,7 @@ from diffrob.autodiff import forward_mode
 from diffrob.compression import analysis as C
 from diffrob.compression import analysis_boundary as B
 from diffrob.compression import report, runs
+from diffrob.compression.analysis import Response
 from diffrob.params import Params
 from diffrob.purifiers import Purifier
 from diffrob.worlds import digits
@@ -382,11 +383,16 @@ def test_compare_spectra_sees_a_difference_only_where_there_is_one():
         C.compare_spectra(same, torch.ones(40, dtype=torch.bool))
 
 
-def test_world_compression_rates_cover_every_jacobian_image():
-    from diffrob import worlds
+def test_world_compression_rates_cover_every_jacobian_image(tmp_path):
+    from diffrob import store, worlds
 
-    world = worlds.load("digits", n_images=3, jacobian_images=3, rate_samples=5)
+    world = worlds.load("digits", n_images=3, jacobian_images=3, rate_samples=5,
+                        results_dir=str(tmp_path))
     resp = runs.compression_rates(world, progress=False)
+    again = runs.compression_rates(world, progress=False)  # read back from the store
+    assert [e["batch"] for e in store.computed(world.params)] == [0, 1, 2]
+    for field in Response.__dataclass_fields__:
+        assert torch.equal(getattr(again, field), getattr(resp, field)), field
     rates = resp.rate
     assert rates.shape == (3, 5) and (rates > 0).all()
     for field in ("rate_unsaturated", "rate_small", "linear_error", "linear_error_eps"):

@@ -1,4 +1,4 @@
-"""Sec. 6's runs on a world: the neighbourhood (Fig. 5b), the compression rates, the
+"""Sec. 6's runs on a world: the neighbourhood (Fig. 5b), the compression rates (stored), the
 Jacobian spectra (Fig. 5c, stored), their matrix-free top (stored), the adversarial
 examples of Fig. 6 (stored) and what decides robust from non-robust examples.
 
@@ -28,6 +28,9 @@ from .analysis_boundary import RobustFactors, gamma_direction, robust_factors
 MODEL_FIELDS = ("world", "diffusion_model", "autocast", "purifier", "t_star", "base_seed")
 BATCH_FIELDS = ("n_images", "batch_size")  # eq. 9's batch index and the noise per row
 SINGULAR_FIELDS = ("singular_top_k", "subspace_iterations", "singular_oversample")
+RATE_FIELDS = ("eps_255", "rate_samples")
+# A stored image's rows of :class:`.analysis.Response`, then its saturated count (repeated).
+RATE_ROWS = ("rate", "rate_unsaturated", "rate_small", "linear_error", "linear_error_eps")
 
 
 def counting(f: ImageMap, bar: tqdm) -> ImageMap:
@@ -61,16 +64,26 @@ def compression_rates(world, progress: bool = True) -> Response:
     small radius (:func:`.analysis.perturbation_response`, generator seeded i). The paper's
     "~0.25" is one number over images: report the per-image means' mean and spread, not one
     image's. ``saturated`` counts the output pixels clamped at f(x_i), the zeros they add to
-    image i's Jacobian spectrum (:func:`.analysis.drop_saturated`).
+    image i's Jacobian spectrum (:func:`.analysis.drop_saturated`). Stored
+    (``compression/rates``, one file per image: :data:`RATE_ROWS` and the saturated count).
     """
     p = world.params
+    stage = "compression/rates"
     purifier = world.purifier()
     n = min(p.jacobian_images, len(world.images))
-    out = [perturbation_response(fixed_purifier(purifier, p.base_seed, i), world.images[i:i + 1],
-                                 p.eps, p.rate_samples, p.batch_size,
-                                 torch.Generator().manual_seed(i))
-           for i in tqdm(range(n), desc="compression rates", unit="image", disable=not progress)]
-    return stack(out)
+
+    def compute(i: int) -> Tensor:
+        r = perturbation_response(fixed_purifier(purifier, p.base_seed, i), world.images[i:i + 1],
+                                  p.eps, p.rate_samples, p.batch_size,
+                                  torch.Generator().manual_seed(i))
+        return torch.cat([getattr(r, name).double() for name in RATE_ROWS]
+                         + [r.saturated.double().expand(1, p.rate_samples)])
+
+    rows = store.cached(p, stage, stages.key(world, stage, MODEL_FIELDS + RATE_FIELDS),
+                        list(range(n)), compute, desc="compression rates", unit="image",
+                        progress=progress).values()
+    return stack([Response(*(r[k:k + 1] for k in range(len(RATE_ROWS))),
+                           saturated=r[-1, :1].long()) for r in rows])
 
 
 def jacobian_spectra(world, progress: bool = True) -> Spectrum:
