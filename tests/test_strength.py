@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
+from diffrob import params
 from diffrob.figures import Table
 from diffrob.fuzzy import analysis, report_strength, runs_strength
 
@@ -165,6 +166,10 @@ def test_the_protocol_is_chosen_on_the_choice_half_and_an_edge_winner_is_flagged
     assert runs_strength.choose(corner, 20, 40).edges == ()
     corner["schedule"] = "cosine"  # a cosine schedule's later, smaller steps would differ
     assert runs_strength.choose(corner, 20, 40).edges == ("no larger step tried",)
+    # the corner step is a step the protocol can take, and the last one the params accept
+    assert params.load(None, rel_stepsize=2.0, strength_more_rel_stepsizes=[2.0]).step_size > 0
+    with pytest.raises(ValueError, match="rel_stepsize"):
+        params.load(None, rel_stepsize=2.5)
 
 
 def test_grid_table_and_text_name_the_strongest_protocol(small):

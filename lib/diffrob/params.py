@@ -89,8 +89,9 @@ class Params:
                             "Table 1's four)")
     eps_255: float = _p(32.0, "Linf attack radius in units of 1/255", lo=0.0, hi=255.0)
     attack_steps: int = _p(40, "PGD iterations", lo=1)
-    rel_stepsize: float = _p(0.01 / 0.3, "PGD step = eps x rel_stepsize (foolbox LinfPGD)",
-                             lo=0.0, hi=1.0)
+    rel_stepsize: float = _p(0.01 / 0.3, "PGD step = eps x rel_stepsize (foolbox LinfPGD); up "
+                             "to 2, where every constant step lands on a corner of the ball",
+                             lo=0.0, hi=2.0)
     random_start: bool = _p(True, "PGD starts at a uniform point of the eps ball")
     eot: int = _p(15, "EOT samples (base seeds) per gradient", lo=1)
     eot_batch: int = _p(0, "EOT samples folded into one forward/backward (0 = all eot), in our "
@@ -164,7 +165,7 @@ class Params:
     strength_eot_grid: list[int] = _p([1, 4], "EOT samples of the EOT curve", lo=1)
     strength_rel_stepsizes: list[float] = _p([0.01 / 0.3, 0.25], "relative steps of the "
                                              "step-size curve (Table S1's eps/30 to eps/4)",
-                                             lo=0.0, hi=1.0)
+                                             lo=0.0, hi=2.0)
     square_queries: int = _p(1000, "queries per image of the Square attack (the gradient-free "
                              "check of chapter 04b; AutoAttack's standard version uses 5000)",
                              lo=1, added=True)
