@@ -7,6 +7,7 @@
 - :mod:`.system`: one batch of any registered attack on ``world.purifier()`` ->
   ``world.classifier``, with the seed plan of eq. 9;
 - :mod:`.apgd`: autoattack's APGD and its ``rand`` version, used as the package ships them;
+- :mod:`.fold`: the packages' EOT samples folded into one purification, as our PGD's;
 - :mod:`.gradcheck`: the attacks' gradients against float64 central differences.
 """
 
