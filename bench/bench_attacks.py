@@ -8,11 +8,10 @@ ratio, both robust accuracies (the purified system re-evaluated under base seeds
 machine's measured float32 matmul throughput. Then every system attack of
 :mod:`diffrob.attacks` on the same images: its seconds per gradient evaluation
 (:meth:`diffrob.attacks.Attack.work`; Square's per query) as a ratio to PGD-EOT's, in the
-same run. Last, the
-packages' gradient attacks (APGD-CE, APGD-T, torchattacks' EOTPGD) with their EOT samples
-folded (:mod:`diffrob.attacks.fold`, the world's ``eot_batch``) against one call per sample
-(``eot_batch`` = 1, the packages' own loop), timed interleaved over ``--rounds`` rounds, with
-the share of equal pixels of the two attacks' examples.
+same run. Last, the packages' gradient attacks (APGD-CE, APGD-T, torchattacks' EOTPGD) with
+their EOT samples folded (:mod:`diffrob.attacks.fold`, the world's ``eot_batch``) against one
+call per sample (``eot_batch`` = 1, the packages' own loop), timed interleaved over
+``--rounds`` rounds, with the share of equal pixels of the two attacks' examples.
 
     .venv/bin/python bench/bench_attacks.py [--params params/digits.yaml] [--images 16]
 """
@@ -135,16 +134,15 @@ def main() -> None:
         "step_gflop": step_flops / 1e9, "achieved_gflops": step_flops / step_s / 1e9,
         "matmul_gflops": peak / 1e9, "fraction_of_matmul": step_flops / step_s / peak,
     }
-    per_unit = {}  # seconds per gradient evaluation, or per query of a gradient-free attack
+    per_unit = {}  # (unit, seconds per gradient evaluation or per query of Square)
     for name in attacks.NAMES:
         _, seconds = timed(lambda: attacks.attack_batch(world, name, x, y, 0, purifier))
         grads, queries = attacks.get(name).work(p.eot, p.attack_steps, p.pgd_iterate,
                                                 p.square_queries, p.attack_restarts,
                                                 p.attack_checks, p.apgd_targets)
-        per_unit[name] = seconds / (grads or queries)
-    result.update({f"per_{'gradient' if attacks.get(k).work(1, 1, 'last', 1)[0] else 'query'}"
-                   f"_vs_pgd-eot_gradient/{k}": v / per_unit["pgd-eot"]
-                   for k, v in per_unit.items()})
+        per_unit[name] = ("gradient" if grads else "query", seconds / (grads or queries))
+    result.update({f"per_{unit}_vs_pgd-eot_gradient/{k}": v / per_unit["pgd-eot"][1]
+                   for k, (unit, v) in per_unit.items()})
     result.update(package_folding(world, args.rounds))
     width = max(map(len, result))
     for k, v in result.items():

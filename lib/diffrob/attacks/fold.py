@@ -71,8 +71,7 @@ class FoldedEOT(nn.Module):
             self._x = x
         j = self.sample
         if j % self.per_call == 0:
-            if self._chunk is not None:
-                self._idle(x)
+            self._idle(x)
             copies = min(self.per_call, self.eot - j)
             rows = x.detach().repeat(copies, *([1] * (x.ndim - 1))).requires_grad_(True)
             with torch.enable_grad():
