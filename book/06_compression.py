@@ -7,7 +7,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -105,12 +105,14 @@ reproduce()
 # (norms of the output change and of eta over them), the all-pixel rate shown beside it. Eq. 4
 # is a first-order expansion, so the rate is also measured at `rate_samples` points of radius
 # eps / 10, where eq. 4 should hold, and eq. 4 itself is tested there: the relative error
-# ||f(x0 + eta) - f(x0) - J eta|| / ||f(x0 + eta) - f(x0)||, with J eta by forward-mode
-# automatic differentiation (no Jacobian formed), at eps / 10 (the claim) and at eps. The PCA
+# ||f(x0 + eta) - f(x0) - J eta|| / ||f(x0 + eta) - f(x0)||, with J eta exact (forward-mode
+# automatic differentiation, or where an image has fewer pixels than there are perturbations,
+# the exact Jacobian), at eps / 10 (the claim) and at eps. The PCA
 # claim reads the purified variances of {numref}`fig-compression-neighbourhood` over the
 # unsaturated pixels too. Computed by `diffrob.compression.runs.compression_rates`
 # (`diffrob.compression.analysis.perturbation_response`,
-# `diffrob.compression.analysis.linearisation_error`).
+# `diffrob.compression.analysis.linearisation_error`,
+# `diffrob.compression.analysis.jacobian_products`).
 
 # %%
 rates = report.rates(ch.world)

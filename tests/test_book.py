@@ -26,7 +26,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 from book.assemble import MATHJAX, WIDGET_CONFIG, WIDGET_JS, assemble, build_html  # noqa: E402
-from book.execute import execute  # noqa: E402
+from book.execute import SharedKernel, execute  # noqa: E402
 from book.pages import page_check_tools  # noqa: E402
 from book.postprocess import strip_progress_bars  # noqa: E402
 from book.toc import chapters, find_chapter, toc_pages  # noqa: E402
@@ -150,11 +150,24 @@ def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("results")
 
 
+# The chapters of a test process run in one kernel, each from an empty namespace: torch and
+# the project are imported once, not once per chapter (scripts/book/execute.py; `make book`
+# gives each chapter a kernel of its own, as tests/test_build_book.py and the custom world's
+# chapter test do).
+KERNEL = SharedKernel()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_the_chapter_kernel():
+    yield
+    KERNEL.close()
+
+
 def executed_outputs(chapter: Path, out: Path, params_file: str, overrides: dict) -> list:
     """Execute ``chapter`` with papermill; check that no cell failed, that it drew a figure and
     a table or widget, and that every widget view has saved state. Returns the outputs."""
     out = execute(chapter, out / chapter.with_suffix(".ipynb").name, params_file,
-                  overrides, progress=False)
+                  overrides, progress=False, kernel=KERNEL)
     nb = nbformat.read(out, as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     errors = [o for o in outputs if o.output_type == "error"]

@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 import build_book  # noqa: E402
 from book import colab, records  # noqa: E402
-from book.execute import KnownParameters, ProgressLog, check_parameters, execute  # noqa: E402
+from book.execute import (KnownParameters, ProgressLog, SharedKernel,  # noqa: E402
+                          check_parameters, execute)
 from book.toc import chapters, toc_pages  # noqa: E402
 
 
@@ -103,6 +104,31 @@ def test_a_chapter_run_prints_stage_progress_and_no_false_notice(tmp_path, capfd
     assert "Passed unknown parameter: eot" not in notices
     assert "without encryption" not in terminal
     assert nbformat.read(out, 4).cells[-1].outputs[-1]["text"] == "2\n"
+
+
+
+def test_a_shared_kernel_runs_chapters_in_turn_each_from_an_empty_namespace(tmp_path, capfd):
+    chapter = tiny_chapter(tmp_path)
+    nb = nbformat.read(chapter.with_suffix(".ipynb"), 4)
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "import os\nprint('left', 'marker' in dir(), os.getpid())\nmarker = 1"))
+    nbformat.write(nb, chapter.with_suffix(".ipynb"))
+    shared = SharedKernel()
+    try:
+        runs = [execute(chapter, tmp_path / f"out{i}.ipynb", "params/smoke.yaml", {"eot": eot},
+                        progress=False, logs=tmp_path / f"logs{i}", kernel=shared)
+                for i, eot in enumerate((2, 3))]
+    finally:
+        shared.close()
+    cells = [nbformat.read(out, 4).cells for out in runs]
+    first, second = (c[-1].outputs[-1]["text"].split() for c in cells)
+    # One process; the second chapter does not see the name the first one defined.
+    assert first[2] == second[2] and first[1] == second[1] == "False"
+    assert [c[-2].outputs[-1]["text"] for c in cells] == ["2\n", "3\n"]
+    # Each chapter's stage progress goes to its own log and to the terminal.
+    for i in (0, 1):
+        assert "attack pgd-eot (eot 2)" in (tmp_path / f"logs{i}" / "99_tiny.progress").read_text()
+    assert capfd.readouterr().out.count("attack pgd-eot (eot 2): 100% 3/3") == 2
 
 
 # --- Colab -------------------------------------------------------------------------------

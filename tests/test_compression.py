@@ -252,6 +252,30 @@ def test_purifier_jvp_rows_are_the_jacobian_times_v():
     torch.testing.assert_close(C.vjp_rows(f, x0, u, chunk=2), u @ jac, atol=1e-12, rtol=1e-9)
 
 
+
+def test_jacobian_products_take_the_fewer_passes_and_agree(monkeypatch):
+    """J v for many v: through the exact Jacobian where the output has no more pixels than
+    there are tangents, else by JVPs; both routes give v J^T."""
+    torch.manual_seed(0)
+    model = TinyEps().double().requires_grad_(False)
+    pur = Purifier(model, digits.build_scheduler(), "ddpm", 3, image_shape=(1, 8, 8))
+    f = C.fixed_purifier(pur, base_seed=1, batch_index=2)
+    x0 = 0.1 + 0.8 * torch.rand((1, 1, 8, 8), generator=torch.Generator().manual_seed(7),
+                                dtype=torch.float64)
+    jac = C.jacobian(f, x0)
+    routes = []
+    for name in ("jacobian", "jvp_rows"):
+        real = getattr(C, name)
+        monkeypatch.setattr(C, name, lambda *a, real=real, name=name: routes.append(name)
+                            or real(*a))
+    for m, route in ((64, "jacobian"), (100, "jacobian"), (63, "jvp_rows"), (5, "jvp_rows")):
+        v = torch.randn(m, 64, generator=torch.Generator().manual_seed(m), dtype=torch.float64)
+        routes.clear()
+        torch.testing.assert_close(C.jacobian_products(f, x0, v, 16), v @ jac.T,
+                                   atol=1e-12, rtol=1e-9)
+        assert routes == [route], (m, routes)
+
+
 def spectrum_matrix(d: int, singular_values: torch.Tensor, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     u, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))

@@ -30,11 +30,15 @@ def install(path: str | None = None) -> bool:
     import tqdm.auto
 
     base = tqdm.auto.tqdm
-    if getattr(base, "log_path", None):
+    if hasattr(base, "log_path"):
         return True
 
     class LoggedBar(base):
-        log_path = path
+        @property
+        def log_path(self) -> str:
+            """$ENV as it is now (a kernel that runs several chapters names each one's log)
+            or, without it, ``path``."""
+            return os.environ.get(ENV) or path
 
         def display(self, *args, **kwargs):
             shown = super().display(*args, **kwargs)

@@ -8,6 +8,8 @@ parameter" notice is kept only for keys that are not parameters (the chapters re
 warning; :class:`IPCKernelManager`); and each chapter's kernel appends its stage progress
 (which attack or stage, batches done, elapsed and remaining time; :mod:`diffrob.progress`)
 to ``_build/logs/<chapter>.progress``, printed here as it comes (:class:`ProgressLog`).
+Several chapters may run in turn in one kernel (:class:`SharedKernel`, the tests' chapters):
+torch and the project are then imported once, each chapter starting from an empty namespace.
 """
 
 from __future__ import annotations
@@ -49,6 +51,46 @@ class IPCKernelManager(AsyncKernelManager):
     @default("transport")
     def _transport_default(self) -> str:
         return "ipc"
+
+
+class SharedKernel:
+    """One kernel that runs chapters in turn (``execute(..., kernel=shared)``): the imports
+    (torch, diffusers, the project: seconds per chapter) happen once.
+
+    Before each chapter the kernel's namespace is emptied (``%reset -f``), its figures are
+    closed and the chapter's progress log is named, so that a chapter still sees no name an
+    earlier one defined; imported modules stay. A kernel that died is started afresh.
+    ``close()`` shuts it down.
+    """
+
+    RESET = ("get_ipython().run_line_magic('reset', '-f')\n"
+             "import os as _os, matplotlib.pyplot as _plt\n"
+             "_plt.close('all')\n"
+             "_os.environ.update({env!r})\n"
+             "del _os, _plt")
+
+    def __init__(self, cwd: Path = ROOT) -> None:
+        self.cwd, self.km = cwd, None
+
+    def ready(self, env: dict[str, str]) -> IPCKernelManager:
+        """The kernel, alive, with an empty namespace and ``env`` in its environment."""
+        from jupyter_core.utils import run_sync
+        from nbclient import NotebookClient
+        from nbformat import v4
+
+        if self.km is None or not run_sync(self.km.is_alive)():
+            self.km = IPCKernelManager(kernel_name="python3")
+            run_sync(self.km.start_kernel)(cwd=str(self.cwd))
+        reset = v4.new_notebook(cells=[v4.new_code_cell(self.RESET.format(env=env))])
+        NotebookClient(reset, km=self.km, startup_timeout=START_TIMEOUT_S).execute()
+        return self.km
+
+    def close(self) -> None:
+        from jupyter_core.utils import run_sync
+
+        if self.km is not None and run_sync(self.km.is_alive)():
+            run_sync(self.km.shutdown_kernel)(now=True)
+        self.km = None
 
 
 class KnownParameters(logging.Filter):
@@ -114,12 +156,14 @@ class ProgressLog:
 
 
 def execute(chapter: Path, out: Path, params_file: str, overrides: dict[str, Any] | None = None,
-            cwd: Path = ROOT, progress: bool = True, logs: Path = LOGS) -> Path:
+            cwd: Path = ROOT, progress: bool = True, logs: Path = LOGS,
+            kernel: SharedKernel | None = None) -> Path:
     """Run one chapter's paired ``.ipynb`` with papermill into ``out`` and keep its widget state.
 
     The kernel runs on IPC sockets (:class:`IPCKernelManager`); with ``progress``, its stage
     progress is printed as it comes (:class:`ProgressLog`, ``logs/<chapter>.progress``).
-    tqdm's progress-bar widgets are then removed from ``out`` and the chapter's own
+    With ``kernel``, the chapter runs in that :class:`SharedKernel` (started in its own
+    ``cwd``) instead of a kernel of its own. tqdm's progress-bar widgets are then removed from ``out`` and the chapter's own
     parameters cell hidden behind papermill's (:mod:`book.postprocess`).
 
     Raises ``FileNotFoundError`` naming the chapter if it has no notebook, and
@@ -137,11 +181,14 @@ def execute(chapter: Path, out: Path, params_file: str, overrides: dict[str, Any
     if not any(isinstance(f, KnownParameters) for f in logger.filters):
         logger.addFilter(KnownParameters())
     with ProgressLog(logs / f"{chapter.stem}.progress", write=None if progress else print):
+        from diffrob.progress import ENV
+
+        shared = {} if kernel is None else {"km": kernel.ready({ENV: os.environ[ENV]})}
         papermill.execute_notebook(
             str(notebook), str(out), parameters={"params_file": params_file, **(overrides or {})},
             cwd=str(cwd), kernel_name="python3", language="python", progress_bar=progress,
             store_widget_state=True, kernel_manager_class=IPCKernelManager,
-            start_timeout=START_TIMEOUT_S)
+            start_timeout=START_TIMEOUT_S, **shared)
     strip_progress_bars(out)
     hide_default_parameters(out)
     return out
