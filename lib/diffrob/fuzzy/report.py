@@ -219,7 +219,7 @@ def strongest_claims_table(r: Evaluations, strong: dict, v: Variants) -> Table:
     strong_world = dataclasses.replace(r.world, params=p.replace(**strong))
     preds = dict(r.preds)
     if "pgd-eot" in r.attacks:
-        preds["pgd-eot"] = stages.evaluations(strong_world, "pgd-eot", progress=False)
+        preds["pgd-eot"] = stages.evaluations(strong_world, "pgd-eot")
     chose, _ = runs_strength.split(r.world)
     keep = np.setdiff1d(np.arange(len(r.labels)), chose)
     held_out = {s: x[:, keep] for s, x in preds.items()}
@@ -247,7 +247,7 @@ def table_1_text(r: Evaluations) -> str:
 def strongest_protocol(r: Evaluations) -> dict:
     """The strongest protocol of chapter 04b's step-size grid, chosen on its held-out choice
     half (:func:`.runs_strength.strongest_protocol`): its Params changes."""
-    return runs_strength.strongest_protocol(r.world, progress=False).protocol
+    return runs_strength.strongest_protocol(r.world).protocol
 
 
 def strongest_text(r: Evaluations, strong: dict) -> str:

@@ -53,14 +53,14 @@ def protocol(world, rel_stepsize: float | None, schedule: str, iterate: str) -> 
     return {"rel_stepsize": rel, "pgd_schedule": schedule, "pgd_iterate": iterate}
 
 
-def correct(world, attack: str, progress: bool = False) -> np.ndarray:
+def correct(world, attack: str, progress: bool = True) -> np.ndarray:
     """Per image, the fraction of the r re-evaluations that classify ``attack``'s example
     of ``world`` (a :func:`base_world`) correctly: (n,)."""
     preds = stages.evaluations(world, attack, progress=progress)
     return analysis.per_image_accuracy(preds, world.labels.cpu().numpy())
 
 
-def curve(world, attack: str, field: str, values: list, progress: bool = False,
+def curve(world, attack: str, field: str, values: list, progress: bool = True,
           **changes) -> pd.DataFrame:
     """Accuracy of ``attack`` as Params ``field`` takes each of ``values`` (rest: the base
     protocol with ``changes``)."""
@@ -78,7 +78,7 @@ def budget_values(p) -> dict[str, list[int]]:
             "eot": sorted({*p.strength_eot_grid, p.strength_eot})}
 
 
-def levels_off(world, attack: str, field: str, values: list, progress: bool = False,
+def levels_off(world, attack: str, field: str, values: list, progress: bool = True,
                **changes) -> object | None:
     """Where :func:`curve`'s accuracy stops falling: the first of ``values`` (sorted) that no
     later value undercuts significantly, i.e. for none of the later values does the paired
@@ -116,7 +116,7 @@ def rel_stepsizes(p) -> list[float]:
     return sorted({*p.strength_rel_stepsizes, *p.strength_more_rel_stepsizes})
 
 
-def step_grid(world, progress: bool = False) -> pd.DataFrame:
+def step_grid(world, progress: bool = True) -> pd.DataFrame:
     """PGD-EOT under each relative step of :func:`rel_stepsizes` and three protocols:
     constant step keeping the last iterate (the paper's), constant keeping the best,
     cosine-decaying keeping the best; the accuracy on all images with its interval and on
@@ -165,7 +165,7 @@ def choose(grid: pd.DataFrame, steps: int, step_grid_max: int) -> Choice:
                    "pgd_iterate": row["iterate"]}, edges)
 
 
-def strongest_protocol(world, progress: bool = False) -> Choice:
+def strongest_protocol(world, progress: bool = True) -> Choice:
     """The protocol chosen on the choice half of :func:`step_grid` (:func:`choose`), the one
     that chapter 4 and 4b use as "strongest"."""
     return choose_on(world, step_grid(world, progress))
@@ -178,7 +178,7 @@ def choose_on(world, grid: pd.DataFrame) -> Choice:
     return choose(grid, p.strength_steps, max(p.strength_step_grid, default=p.strength_steps))
 
 
-def autoattack_example(world, progress: bool = False) -> dict[str, float]:
+def autoattack_example(world, progress: bool = True) -> dict[str, float]:
     """AutoAttack ``rand`` at its own budget (``autoattack_steps`` x ``autoattack_eot``) on
     ``world`` (a :func:`base_world`): its own robust accuracy (one noisy forward pass decides)
     beside the standard robust accuracy of its final examples re-evaluated r times.
@@ -228,7 +228,7 @@ def gradients(attack: str, p) -> int:
                                     p.attack_restarts, p.attack_checks, p.apgd_targets)[0]
 
 
-def own_fooled(world, attack: str, progress: bool = False) -> np.ndarray:
+def own_fooled(world, attack: str, progress: bool = True) -> np.ndarray:
     """Per image of ``world`` (a :func:`base_world`), whether one of the checked attack's
     ``attack_checks`` evaluations misclassified an iterate while it optimised (its own count,
     :class:`diffrob.attacks.Checks`): (n,) bool, stored as ``own/<attack>`` under the
@@ -263,7 +263,7 @@ def vote_ks(p) -> list[int]:
 
 
 def compare(world, protocols: dict[str, tuple[str, dict]], reference: str,
-            progress: bool = False) -> pd.DataFrame:
+            progress: bool = True) -> pd.DataFrame:
     """Side by side: for each ``name: (attack, params changes)`` on the base world, the
     gradient evaluations per image (:func:`gradients`), then on the report half of
     :func:`halves`: the accuracy with its interval, the paired difference to ``reference``
