@@ -7,7 +7,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -83,7 +83,10 @@ print(report.split_text(s))
 # gradients; the gradient of the path the attacks run (this world's float32 models, with its
 # `autocast` of the diffusion model) against the float64 one at the same point and noise:
 # cosine, relative error and the share of entries of the same sign, the sign being what PGD
-# steps along; and the cosine between the full gradient and BPDA's straight-through one. The
+# steps along; where that path runs below float32, float32's cosine at the same point beside
+# it (a failure that float32 shares is the check point's, a kink or a loss below float32's
+# resolution, not the precision's); and the cosine between the full gradient and BPDA's
+# straight-through one. The
 # tolerances are fixed in `diffrob.attacks.gradcheck`, before any result was seen, from the
 # run's precision: bf16 has 8 significant bits, so a relative error up to 2^-4 (half of them
 # right) and a cosine of at least 0.99.

@@ -16,6 +16,18 @@ def test_the_full_gradient_passes_every_check():
     assert "full gradient vs central differences (max rel. error)" in judged.index
     assert "the run's gradient (float32) vs float64 (cosine, min over images)" in table.index
     assert -1 <= table.loc["cosine(full, BPDA gradient), mean over images", "value"] <= 1
+    assert not any(i.startswith("float32, no autocast") for i in table.index)
+
+
+def test_a_lower_precision_run_is_shown_beside_float32_at_the_same_point():
+    """With bf16 autocast the table also gives float32's cosine to float64: whether a failing
+    bf16 row is bf16's or the check point's (there float32 fails too)."""
+    table = gradcheck.checks(tiny_world(2, autocast="bf16"), n_images=2, eot=2, directions=3)
+    row = "float32, no autocast, vs float64 (cosine, min over images)"
+    assert table.loc[row, "value"] >= gradcheck.RUN_COSINE and table.loc[row, "passes if"] == \
+        "(reported)"
+    assert (table.loc["the run's gradient (bf16) vs float64 (cosine, min over images)", "value"]
+            < table.loc[row, "value"])
 
 
 def check_point(world):

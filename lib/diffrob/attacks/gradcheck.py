@@ -167,6 +167,12 @@ def checks(world, n_images: int = 4, eot: int = 4, directions: int = 8, h: float
     run = run_path(world, x, y, seeds, g_64=g_full)  # g_full: the float64 gradient at x
     cosine, rel = run["cosine"].min(), run["relative error"].max()
     name = f"the run's gradient ({precision}) vs float64"
+    # The same in float32 without autocast: whether a failure above is the run's precision or
+    # the check point's (a kink crossed, or a loss below float32's resolution: module docstring)
+    float32 = [] if precision == "float32" else [
+        ("float32, no autocast, vs float64 (cosine, min over images)", run_path(
+            dataclasses.replace(world, params=world.params.replace(autocast="none")), x, y,
+            seeds, g_64=g_full)["cosine"].min(), "(reported)", None)]
     rows = [
         ("full gradient vs central differences (max rel. error)",
          fd_check.max(), f"<= {FD_TOLERANCE:g}", fd_check.max() <= FD_TOLERANCE),
@@ -184,6 +190,7 @@ def checks(world, n_images: int = 4, eot: int = 4, directions: int = 8, h: float
          rel <= run_tolerance(precision)),
         (f"{name} (entries of the same sign, min over images)", run["sign"].min(),
          "(reported)", None),
+        *float32,
         ("cosine(full, BPDA gradient), mean over images", per_image_cosine(g_full, g_bpda).mean(),
          "(reported)", None),
     ]
