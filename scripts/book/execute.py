@@ -163,8 +163,9 @@ def execute(chapter: Path, out: Path, params_file: str, overrides: dict[str, Any
     The kernel runs on IPC sockets (:class:`IPCKernelManager`); with ``progress``, its stage
     progress is printed as it comes (:class:`ProgressLog`, ``logs/<chapter>.progress``).
     With ``kernel``, the chapter runs in that :class:`SharedKernel` (started in its own
-    ``cwd``) instead of a kernel of its own. tqdm's progress-bar widgets are then removed from ``out`` and the chapter's own
-    parameters cell hidden behind papermill's (:mod:`book.postprocess`).
+    ``cwd``) instead of a kernel of its own. tqdm's progress-bar widgets are then removed
+    from ``out`` and the chapter's own parameters cell hidden behind papermill's
+    (:mod:`book.postprocess`).
 
     Raises ``FileNotFoundError`` naming the chapter if it has no notebook, and
     papermill's ``PapermillExecutionError`` (the executed copy, with the error, is in
