@@ -218,14 +218,21 @@ class TinyEps(torch.nn.Module):
         return self.net(h) * (1 + k.view(-1, 1, 1, 1) / 10)
 
 
-def test_purifier_jacobian_batched_equals_rowwise():
-    """The fold of VJPs into the batch needs the shared noise: it matches the row loop."""
+def tiny_fixed_purifier(base_seed: int = 1, batch_index: int = 2, point_seed: int = 7):
+    """A float64 purifier around :class:`TinyEps` with fixed randomness (sec. 6's f) and a
+    point clear of the clip at 0 and 1."""
     torch.manual_seed(0)
     model = TinyEps().double().requires_grad_(False)
     pur = Purifier(model, digits.build_scheduler(), "ddpm", 3, image_shape=(1, 8, 8))
-    f = C.fixed_purifier(pur, base_seed=1, batch_index=2)
-    x0 = torch.rand((1, 1, 8, 8), generator=torch.Generator().manual_seed(7), dtype=torch.float64)
-    x0 = 0.1 + 0.8 * x0  # keep clear of the clip at 0 and 1
+    f = C.fixed_purifier(pur, base_seed=base_seed, batch_index=batch_index)
+    x0 = 0.1 + 0.8 * torch.rand((1, 1, 8, 8), generator=torch.Generator().manual_seed(point_seed),
+                                dtype=torch.float64)
+    return f, x0
+
+
+def test_purifier_jacobian_batched_equals_rowwise():
+    """The fold of VJPs into the batch needs the shared noise: it matches the row loop."""
+    f, x0 = tiny_fixed_purifier()
     jac = C.jacobian(f, x0, chunk=24)
     torch.testing.assert_close(jac, C.jacobian_rowwise(f, x0), atol=1e-10, rtol=1e-8)
     # and it is the derivative: a small step moves f by J eta
@@ -238,12 +245,7 @@ def test_purifier_jacobian_batched_equals_rowwise():
 
 def test_purifier_jvp_rows_are_the_jacobian_times_v():
     """Forward mode through the purifier (checkpointed map, grad off) gives J v exactly."""
-    torch.manual_seed(0)
-    model = TinyEps().double().requires_grad_(False)
-    pur = Purifier(model, digits.build_scheduler(), "ddpm", 3, image_shape=(1, 8, 8))
-    f = C.fixed_purifier(pur, base_seed=1, batch_index=2)
-    x0 = 0.1 + 0.8 * torch.rand((1, 1, 8, 8), generator=torch.Generator().manual_seed(7),
-                                dtype=torch.float64)
+    f, x0 = tiny_fixed_purifier()
     jac = C.jacobian(f, x0)
     v = torch.randn(5, 64, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
     for chunk in (2, 64):
@@ -252,16 +254,10 @@ def test_purifier_jvp_rows_are_the_jacobian_times_v():
     torch.testing.assert_close(C.vjp_rows(f, x0, u, chunk=2), u @ jac, atol=1e-12, rtol=1e-9)
 
 
-
 def test_jacobian_products_take_the_fewer_passes_and_agree(monkeypatch):
     """J v for many v: through the exact Jacobian where the output has no more pixels than
     there are tangents, else by JVPs; both routes give v J^T."""
-    torch.manual_seed(0)
-    model = TinyEps().double().requires_grad_(False)
-    pur = Purifier(model, digits.build_scheduler(), "ddpm", 3, image_shape=(1, 8, 8))
-    f = C.fixed_purifier(pur, base_seed=1, batch_index=2)
-    x0 = 0.1 + 0.8 * torch.rand((1, 1, 8, 8), generator=torch.Generator().manual_seed(7),
-                                dtype=torch.float64)
+    f, x0 = tiny_fixed_purifier()
     jac = C.jacobian(f, x0)
     routes = []
     for name in ("jacobian", "jvp_rows"):
@@ -307,12 +303,7 @@ def test_top_singular_values_of_a_linear_map():
 def test_top_singular_values_of_the_purifier_match_the_exact_jacobian():
     """A hard case: this purifier's top singular values are close together (1.49, 1.32,
     1.29, 1.27, 1.23, ...), so the iterations converge slowly, but they do converge."""
-    torch.manual_seed(0)
-    model = TinyEps().double().requires_grad_(False)
-    pur = Purifier(model, digits.build_scheduler(), "ddpm", 3, image_shape=(1, 8, 8))
-    f = C.fixed_purifier(pur, base_seed=0, batch_index=0)
-    x0 = 0.1 + 0.8 * torch.rand((1, 1, 8, 8), generator=torch.Generator().manual_seed(3),
-                                dtype=torch.float64)
+    f, x0 = tiny_fixed_purifier(base_seed=0, batch_index=0, point_seed=3)
     exact = torch.linalg.svdvals(C.jacobian(f, x0))
     error = [((C.top_singular_values(f, x0, 4, iterations=n,
                                      generator=torch.Generator().manual_seed(1))
