@@ -137,9 +137,7 @@ def main() -> None:
     per_unit = {}  # (unit, seconds per gradient evaluation or per query of Square)
     for name in attacks.NAMES:
         _, seconds = timed(lambda: attacks.attack_batch(world, name, x, y, 0, purifier))
-        grads, queries = attacks.get(name).work(p.eot, p.attack_steps, p.pgd_iterate,
-                                                p.square_queries, p.attack_restarts,
-                                                p.attack_checks, p.apgd_targets)
+        grads, queries = attacks.get(name).work_under(p)
         per_unit[name] = ("gradient" if grads else "query", seconds / (grads or queries))
     result.update({f"per_{unit}_vs_pgd-eot_gradient/{k}": v / per_unit["pgd-eot"][1]
                    for k, (unit, v) in per_unit.items()})

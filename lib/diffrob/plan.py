@@ -214,9 +214,7 @@ def table(p: Params, tflops: float = 100.0, gpu_gb: float = 80.0,
     for name in p.attacks:
         attack = attacks.get(name)
         full, eot = attack.full_gradient, attack.eot_samples(p.eot)
-        per_image_grads, per_image_purifications = attack.work(
-            p.eot, p.attack_steps, p.pgd_iterate, p.square_queries, p.attack_restarts,
-            p.attack_checks, p.apgd_targets)
+        per_image_grads, per_image_purifications = attack.work_under(p)
         grads, purifications = n * per_image_grads, n * per_image_purifications
         forwards = 2 if full and p.checkpointing else 1  # checkpointing recomputes each step
         per_call = p.batch_size * (min(eot, p.eot_per_call) if attack.folded else 1)

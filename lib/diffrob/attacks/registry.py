@@ -110,6 +110,11 @@ class Attack:
         checked = (steps + 1) * checks if self.checks else 0
         return runs * steps * samples, runs * (scores + checked)
 
+    def work_under(self, p) -> tuple[int, int]:
+        """:meth:`work` under a :class:`diffrob.params.Params`' own counts."""
+        return self.work(p.eot, p.attack_steps, p.pgd_iterate, p.square_queries,
+                         p.attack_restarts, p.attack_checks, p.apgd_targets)
+
 
 REGISTRY: dict[str, Attack] = {a.name: a for a in (
     Attack("bpda", "straight-through", False, "pgd", "BPDA: PGD with the identity backward"),

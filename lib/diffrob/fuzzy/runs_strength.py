@@ -224,8 +224,7 @@ def gradients(attack: str, p) -> int:
     """Gradient evaluations per image of ``attack`` under params ``p``: EOT samples x steps
     (sec. 4.2's PGD-EOT: ``eot`` x ``attack_steps``; APGD: ``eot`` x (``attack_steps`` + 1)
     per restart), as the registry counts them (:meth:`diffrob.attacks.Attack.work`)."""
-    return attacks.get(attack).work(p.eot, p.attack_steps, p.pgd_iterate, p.square_queries,
-                                    p.attack_restarts, p.attack_checks, p.apgd_targets)[0]
+    return attacks.get(attack).work_under(p)[0]
 
 
 def own_fooled(world, attack: str, progress: bool = True) -> np.ndarray:
