@@ -31,6 +31,13 @@ def _test_split():
     return digits.split()[2:]
 
 
+def same_pixels(a, b) -> float:
+    """The share of pixels on which two attacks' examples agree (to 1e-5). Batched and looped
+    calls round differently, so a sign may flip on a near-zero gradient entry: comparisons of
+    attacks ask for almost every pixel, not all of them."""
+    return torch.isclose(a, b, atol=1e-5).float().mean().item()
+
+
 def tiny_world(n: int = 4, **overrides) -> World:
     """Randomly initialised digits models (seeded, made anew) on the first n test images,
     smoke parameters with ``overrides``."""

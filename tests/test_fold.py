@@ -13,20 +13,13 @@ from diffrob.attacks import apgd
 from diffrob.attacks.fold import FoldedEOT
 from diffrob.purifiers import seed_for
 
-from conftest import tiny_world
+from conftest import same_pixels, tiny_world
 from test_attacks import SeedSpy
 
 
 def system(w, spy=None, n_images=None):
     return attacks.SystemLogits(w.classifier, spy or w.purifier(), 1, w.params.attack_seed,
                                 n_images, straight=False)
-
-
-def same_pixels(a, b):
-    """The share of pixels on which two attacks' examples agree. Batched and looped calls
-    round differently, so a sign may flip on a near-zero gradient entry (as in
-    test_attacks.py's comparison with torchattacks): ask for almost every pixel."""
-    return torch.isclose(a, b, atol=1e-5).float().mean().item()
 
 
 def eot_gradient(model, x, y, eot):
