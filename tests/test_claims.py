@@ -136,9 +136,34 @@ def test_judge_reads_the_criterion_and_decides():
     assert "bpda: 2.75 [2.5, 3]" in parts["ours"]
     pct = claims.judge("sec4", "vote_helps", est(0.01, 0.03))
     assert pct["ours"] == "2 [1, 3] points" and pct["criterion"] == "above 0 points"
-    assert row["registered"] == claims.spec("sec31", "l2_grows")["criterion"]["registered"]
+    assert row["registered"] == "pre"       # CIFAR-10: no result of it seen here
+    assert claims.judge("sec31", "l2_grows", est(2.5, 3.0), "digits")["registered"] == \
+        claims.spec("sec31", "l2_grows")["criterion"]["registered"]
     assert claims.judge("setup", "purification_costs_accuracy", None, "imagenet")["paper"] \
         .startswith("76.52")
+
+
+@pytest.mark.parametrize("registered, world, expected", [
+    ("post hoc (2026-12-04)", "digits", "post hoc (2026-12-04)"),   # after digits' first results
+    ("post hoc (2026-11-25)", "digits", "post hoc (2026-11-25)"),   # on the same day
+    ("post hoc (2026-11-24)", "digits", "pre"),                     # the day before
+    ("post hoc (2026-11-29)", "mnist", "pre"),
+    ("post hoc (2026-12-04)", "cifar10", "pre"),                    # no cifar10 result seen
+    ("post hoc (2026-12-04)", "imagenet", "pre"),
+    ("pre", "digits", "pre"),
+])
+def test_registration_is_decided_per_world_against_its_first_results(registered, world,
+                                                                      expected):
+    assert claims.first_results()["digits"].isoformat() == "2026-11-25"
+    assert claims.registration({"registered": registered}, world) == expected
+
+
+def test_a_bad_first_results_file_is_refused_with_its_name(monkeypatch, tmp_path):
+    (tmp_path / "paper_data").mkdir()
+    (tmp_path / "paper_data" / claims.FIRST_RESULTS).write_text("digits: soon\n")
+    monkeypatch.setattr(claims.resources, "files", lambda package: tmp_path)
+    with pytest.raises(ValueError, match="first_results.yaml.*world -> date"):
+        claims.registration({"registered": "post hoc (2026-12-04)"}, "digits")
 
 
 def test_judge_shows_the_power_and_labels_an_underpowered_verdict():
@@ -186,6 +211,22 @@ def test_record_and_table_in_book_order(p):
     assert last["verdict"] == "does not hold" and last["estimate"]["lo"] == 0.6
     assert last["criterion"] == "within [0.125, 0.5]" and last["paper"] == "≈ 0.25"
     assert claims.table(p.replace(world="cifar10")) == []
+
+
+def test_a_stored_verdict_is_judged_again_under_todays_criterion(p, monkeypatch):
+    claims.record(p, "sec31", "l2_grows", est(2.5, 3.0))
+    claims.record(p, "sec31", "l2_grows", est(2.2, 2.4), protocol="strongest")
+    assert [claims.table(p)[0][k] for k in ("verdict", "criterion")] == ["holds", "above 2"]
+    original = claims.paper
+    entry = original("sec31")["claims"]["l2_grows"]
+    stricter = {**entry, "criterion": {**entry["criterion"], "threshold": 3.5}}
+    monkeypatch.setattr(claims, "paper", lambda section: {
+        **original(section), "claims": {**original(section)["claims"], "l2_grows": stricter}}
+        if section == "sec31" else original(section))
+    row = claims.table(p)[0]
+    assert (row["verdict"], row["criterion"], row["estimate"]["lo"]) == \
+        ("does not hold", "above 3.5", 2.5)
+    assert row["protocols"]["strongest"]["verdict"] == "does not hold"
 
 
 def test_rows_of_claims_no_longer_in_paper_data_are_left_out(p):

@@ -17,21 +17,27 @@ of units that would detect the claim's effect (:func:`diffrob.verdicts.mde`,
 :func:`diffrob.verdicts.n_needed`); an undecided verdict whose MDE exceeds the effect is
 ``underpowered``.
 
-Registration: every criterion carries ``registered: pre`` (fixed before the world's first
+Registration: every criterion carries ``registered: pre`` (fixed before any world's
 results, as the git log shows) or ``registered: "post hoc (YYYY-MM-DD)"`` (written or
-changed on that day, after results had been seen). Each section's claims are frozen by
-their digest (:func:`claims_digest`) in ``paper_data/frozen.yaml``: a change to a claim
-without a newly recorded digest fails the tests (:func:`frozen_digest`).
+changed on that day). Whether it was fixed before *a world's* results is decided per world
+(:func:`registration`) against that world's first results
+(``paper_data/first_results.yaml``): a criterion written after digits' results is post hoc
+on digits and pre-registered on CIFAR-10, of which no result had been seen. Each section's
+claims are frozen by their digest (:func:`claims_digest`) in ``paper_data/frozen.yaml``: a
+change to a claim without a newly recorded digest fails the tests (:func:`frozen_digest`).
 
 Rows are stored per parameter set: ``<results_dir>/<world>/claims/<digest>/<section>/<id>.json``
 with ``digest = params_digest(p)``, one file per claim, each written atomically under a
-unique temporary name. The Summary reads the rows of one parameter set
+unique temporary name. A stored row is judged again when it is read (:func:`table`), from
+its measurement under today's ``paper_data``: a changed criterion never serves an old
+verdict. The Summary reads the rows of one parameter set
 (:func:`table`) and, across worlds, of each world's default parameter file
 (:func:`cross_world`).
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import math
@@ -58,6 +64,7 @@ _SPEC_KEYS = {"words", "paper", "quantity", "criterion", "source"}
 _OPTIONAL_KEYS = {"scale", "unit", "paper_effect"}
 _REGISTERED = re.compile(r"pre|post hoc \(\d{4}-\d{2}-\d{2}\)")
 FROZEN = "frozen.yaml"   # paper_data/frozen.yaml: section -> list of {digest, date}
+FIRST_RESULTS = "first_results.yaml"   # paper_data/first_results.yaml: world -> date
 
 
 def paper(section: str) -> dict[str, Any]:
@@ -153,6 +160,30 @@ def frozen_digest(section: str) -> str | None:
     return str(entries[-1]["digest"]) if entries else None
 
 
+def first_results() -> dict[str, datetime.date]:
+    """The date of each world's first results here (``paper_data/first_results.yaml``);
+    a world without an entry has none."""
+    where = f"paper_data/{FIRST_RESULTS}"
+    raw = yaml.safe_load(resources.files("diffrob").joinpath("paper_data", FIRST_RESULTS)
+                         .read_text()) or {}
+    if not isinstance(raw, dict) or not all(isinstance(d, datetime.date) for d in raw.values()):
+        raise ValueError(f"{where}: expected a mapping world -> date (YYYY-MM-DD), got {raw!r}")
+    return raw
+
+
+def registration(criterion: Mapping[str, Any], world: str) -> str:
+    """``"pre"`` where ``criterion`` was fixed before ``world``'s first results, else its own
+    ``"post hoc (YYYY-MM-DD)"``: a criterion written on or after the date of the world's first
+    results (:func:`first_results`) is post hoc there, one written before it, or in a world
+    with no results yet, pre-registered."""
+    registered = criterion["registered"]
+    if registered == "pre":
+        return "pre"
+    written = datetime.date.fromisoformat(registered.removeprefix("post hoc (").rstrip(")"))
+    first = first_results().get(world)
+    return registered if first is not None and written >= first else "pre"
+
+
 def params_digest(p: Params) -> str:
     """The digest of the parameter set that ``p``'s claims are filed under, 16 hex digits.
 
@@ -236,7 +267,7 @@ def judge(section: str, claim: str, ours: Estimate | Mapping[str, Estimate] | No
     row = {"section": section, "claim": claim, "words": entry["words"],
            "paper": paper_value(entry, world), "quantity": entry["quantity"],
            "criterion": verdicts.describe(criterion, scale, unit),
-           "registered": entry["criterion"]["registered"], "source": entry["source"],
+           "registered": registration(entry["criterion"], world), "source": entry["source"],
            "effect": size, "estimate": None, "parts": {}, "mde": None, "n_needed": None}
     if isinstance(ours, Estimate):
         estimates = {"": ours}
@@ -334,7 +365,33 @@ def record(p: Params, section: str, claim: str,
     return row
 
 
-def _rows(folder: Path) -> list[dict[str, Any]]:
+def _measured(row: Mapping[str, Any]) -> Estimate | dict[str, Estimate] | None:
+    """What a stored row of :func:`judge` measured: its Estimate, its parts' or None."""
+    fields = ("value", "lo", "hi", "n", "method")
+    if row.get("estimate"):
+        return Estimate(**{k: row["estimate"][k] for k in fields})
+    if row.get("parts"):
+        return {name: Estimate(**{k: q[k] for k in fields}) for name, q in row["parts"].items()}
+    return None
+
+
+def _judged_again(path: Path, world: str) -> dict[str, Any]:
+    """The row stored at ``path`` judged again by :func:`judge` under today's criteria; a row
+    recorded before rows kept their measurement (no ``estimate`` field) is shown as stored,
+    with the criterion it was judged by."""
+    stored = _read_json(path)
+    if "estimate" not in stored:
+        return stored
+    section, claim = path.parent.name, path.stem.split("@", 1)[0]
+    try:
+        ours = _measured(stored)
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"{path}: damaged claims file (no measurement: {e!r}); delete it and "
+                         "rerun the chapter that records it") from None
+    return {**judge(section, claim, ours, world), "protocol": stored.get("protocol")}
+
+
+def _rows(folder: Path, world: str) -> list[dict[str, Any]]:
     rows = []
     for section in SECTIONS:
         if not (folder / section).is_dir():
@@ -343,9 +400,10 @@ def _rows(folder: Path) -> list[dict[str, Any]]:
         files = sorted((f for f in (folder / section).glob("*.json") if f.stem in order),
                        key=lambda f: order[f.stem])            # paper_data are left out
         for f in files:
-            row = _read_json(f)
+            row = _judged_again(f, world)
             others = sorted(folder.joinpath(section).glob(f"{f.stem}@*.json"))
-            row["protocols"] = {o.stem.split("@", 1)[1]: _read_json(o) for o in others}
+            row["protocols"] = {o.stem.split("@", 1)[1]: _judged_again(o, world)
+                                for o in others}
             rows.append(row)
     return rows
 
@@ -354,9 +412,10 @@ def table(p: Params, digest: str | None = None) -> list[dict[str, Any]]:
     """Every claim recorded for this world under one parameter set (default: ``p``'s).
 
     Rows come in the book's order: by section, then as listed in ``paper_data``; rows of
-    claims no longer in ``paper_data`` are left out.
+    claims no longer in ``paper_data`` are left out. Each is judged again from its stored
+    measurement under today's criteria.
     """
-    return _rows(_folder(p, digest))
+    return _rows(_folder(p, digest), p.world)
 
 
 def parameter_sets(p: Params) -> dict[str, dict[str, Any]]:
@@ -392,7 +451,7 @@ def cross_world(results_dir: str | Path, digests: Mapping[str, str]) -> pd.DataF
     """
     found: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
     for world, digest in digests.items():
-        rows = _rows(Path(results_dir) / world / "claims" / digest)
+        rows = _rows(Path(results_dir) / world / "claims" / digest, world)
         if rows:
             found[world] = {(r["section"], r["claim"]): r for r in rows}
     keys = [(s, c) for s in SECTIONS for c in specs(s)
