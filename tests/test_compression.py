@@ -2,6 +2,7 @@
 stages on a tiny world (runs), and the chapter's tables and availability branches (report)."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -424,6 +425,29 @@ def test_world_compression_rates_cover_every_jacobian_image(tmp_path):
     assert int(held.sum()) == resp.saturated[2] and (jac[held] == 0).all()
     clean, robust = runs.jacobian_robustness(world, world.images)
     assert torch.equal(clean, robust) and clean.shape == (3,)
+
+
+def test_jacobian_images_beyond_table_1s_are_the_next_test_images(tmp_path):
+    """The spectra need no attack, so they may average over more images than Table 1's; the
+    robustness of the Jacobian images is judged on those that have adversarial examples."""
+    from diffrob import worlds
+
+    world = worlds.load("digits", n_images=2, jacobian_images=3, rate_samples=2,
+                        results_dir=str(tmp_path))
+    wide = runs.jacobian_world(world)
+    assert len(wide.images) == 3 and torch.equal(wide.images[:2], world.images)
+    torch.testing.assert_close(wide.images[2:], worlds.load("digits", n_images=3).images[2:])
+    enough = worlds.load("digits", n_images=3, jacobian_images=3)
+    assert runs.jacobian_world(enough) is enough
+    resp = runs.compression_rates(world, progress=False)
+    s = report.spectra(world, resp)
+    assert resp.rate.shape == (3, 2) and s.exact.eigenvalues.shape == (3, 64)
+    fx = SimpleNamespace(x_adv=world.images)          # Table 1's images: two examples
+    g = report.groups(world, s, fx, resp)
+    assert g.clean.shape == g.robust.shape == g.rates.shape == (2,)
+    assert g.eigenvalues.shape[0] == 2
+    with pytest.raises(ValueError, match="'jacobian_images'.*test split has 450 images"):
+        worlds.load("digits", n_images=2, jacobian_images=451)
 
 
 def test_the_fixed_purifier_runs_in_float32_under_bf16_autocast():

@@ -125,7 +125,9 @@ class Params:
     # --- compression (sec. 6) ---------------------------------------------------
     pca_samples: int = _p(2000, "neighbourhood samples for the PCA spectrum", lo=2)
     pca_components: int = _p(50, "principal components shown", lo=1)
-    jacobian_images: int = _p(16, "clean images whose Jacobian spectrum is averaged", lo=1)
+    jacobian_images: int = _p(16, "first N test images whose Jacobian spectrum and compression "
+                              "rates are averaged (may exceed n_images: they need no attack)",
+                              lo=1)
     jacobian_chunk: int = _p(64, "vector-Jacobian (and Jacobian-vector) products per batch", lo=1)
     singular_images: int = _p(4, "first N of the jacobian_images whose top singular values are "
                               "estimated without forming J", lo=1)

@@ -178,7 +178,7 @@ def full_gradient_bytes(p: Params, u: UnitCosts) -> int:
 def compression_rows(p: Params, u: UnitCosts, gpu_gb: float) -> dict[str, dict]:
     """Sec. 6's Jacobian stages (module docstring); a VJP batch holds ``jacobian_chunk`` rows."""
     calls, forwards = model_calls(p), 2 if p.checkpointing else 1
-    images = min(p.jacobian_images, p.n_images)
+    images = p.jacobian_images
     gb = p.jacobian_chunk * full_gradient_bytes(p, u) / 1e9
     memory = {"rows per call": p.jacobian_chunk, "GB per call": gb,
               "fits": "yes" if gb + u.weights / 1e9 <= gpu_gb else "no"}

@@ -505,12 +505,14 @@ class Groups:
 
 def groups(world, s: Spectra, fx: Factors, resp: Response) -> Groups:
     """The Jacobian images' robustness against ``fx``'s adversarial examples, with their
-    spectra and their compression rates (``resp``)."""
+    spectra and their compression rates (``resp``); where there are more Jacobian images than
+    Table 1's, the first of them, which have adversarial examples."""
     rates = resp.rate_unsaturated.mean(1)
     if s.exact is None:
         return Groups(s.dim, None, None, None, rates)
     clean, robust = runs.jacobian_robustness(world, fx.x_adv)
-    return Groups(s.dim, s.unsaturated, clean, robust, rates)
+    n = len(clean)
+    return Groups(s.dim, s.unsaturated[:n], clean, robust, rates[:n])
 
 
 def group_tables(p: Params, g: Groups) -> list[Table | Markdown]:

@@ -11,13 +11,14 @@ per image (or per batch), read back on reruns.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .. import attacks, stages, store
+from .. import attacks, stages, store, worlds
 from ..purifiers import seed_for
 from .analysis import (ImageMap, Neighbourhood, Response, Spectrum, fixed_purifier, jacobian,
                        jacobian_spectrum, pca_spectra, perturbation_response, stack,
@@ -55,9 +56,26 @@ def neighbourhood(world, progress: bool = True) -> Neighbourhood:
                            generator=torch.Generator().manual_seed(p.base_seed))
 
 
+def jacobian_world(world):
+    """``world`` with its first ``jacobian_images`` test images where they are more than its own
+    ``n_images``, else ``world``: Fig. 5c's spectra and the rates need no attack, so they may
+    average over more images than Table 1's (the paper: 50). The first ``n_images`` are the
+    same images; only the analyses that need an image's attack (:func:`jacobian_robustness`)
+    are limited to them."""
+    p = world.params
+    if p.jacobian_images <= len(world.images):
+        return world
+    try:
+        more = worlds.from_params(p.replace(n_images=p.jacobian_images))
+    except ValueError as e:
+        raise ValueError(f"parameter 'jacobian_images' ({p.jacobian_images}): {e}") from None
+    return dataclasses.replace(world, images=more.images, labels=more.labels)
+
+
 def compression_rates(world, progress: bool = True) -> Response:
     """Sec. 6's compression rate and eq. 4's error at each of the first ``jacobian_images`` test
-    images: a :class:`.analysis.Response` of (n, ``rate_samples``) per measurement.
+    images (:func:`jacobian_world`): a :class:`.analysis.Response` of (n, ``rate_samples``) per
+    measurement.
 
     Image i is purified with the fixed randomness of :func:`jacobian_spectra` at
     ``rate_samples`` uniform points of its Linf ball of radius ``eps`` and as many of eq. 4's
@@ -67,7 +85,7 @@ def compression_rates(world, progress: bool = True) -> Response:
     image i's Jacobian spectrum (:func:`.analysis.drop_saturated`). Stored
     (``compression/rates``, one file per image: :data:`RATE_ROWS` and the saturated count).
     """
-    p = world.params
+    p, world = world.params, jacobian_world(world)
     stage = "compression/rates"
     purifier = world.purifier()
     n = min(p.jacobian_images, len(world.images))
@@ -87,13 +105,14 @@ def compression_rates(world, progress: bool = True) -> Response:
 
 
 def jacobian_spectra(world, progress: bool = True) -> Spectrum:
-    """Fig. 5c for the first ``jacobian_images`` test images: spectra stacked as (n, D).
+    """Fig. 5c for the first ``jacobian_images`` test images (:func:`jacobian_world`): spectra
+    stacked as (n, D).
 
     The exact Jacobian of image i (:func:`.analysis.jacobian`, ``jacobian_chunk`` rows at a
     time) and its spectrum are computed under image i's fixed randomness; both spectra are
     stored (``compression/jacobian``, one file per image).
     """
-    p = world.params
+    p, world = world.params, jacobian_world(world)
     stage = "compression/jacobian"
     purifier = world.purifier()
     n = min(p.jacobian_images, len(world.images))
@@ -144,12 +163,12 @@ def top_singular_spectra(world, progress: bool = True) -> Tensor:
 
 @torch.no_grad()
 def jacobian_robustness(world, x_adv: Tensor) -> tuple[Tensor, Tensor]:
-    """(clean correct, robust) of the first ``jacobian_images`` images, each judged by the
-    purifier with the fixed randomness its Jacobian was computed with
-    (:func:`jacobian_spectra`)."""
+    """(clean correct, robust) of the first ``jacobian_images`` images that ``x_adv`` (Table 1's
+    images) has examples of, each judged by the purifier with the fixed randomness its Jacobian
+    was computed with (:func:`jacobian_spectra`)."""
     p = world.params
     purifier = world.purifier()
-    n = min(p.jacobian_images, len(world.images))
+    n = min(p.jacobian_images, len(world.images), len(x_adv))
     clean, robust = [], []
     for i in range(n):
         f = fixed_purifier(purifier, p.base_seed, i)

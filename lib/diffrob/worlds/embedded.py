@@ -117,9 +117,10 @@ def load(spec: EmbeddedWorld, p: Params) -> World:
                              f"({type(e).__name__}: {e}); restore it from the repository or "
                              f"retrain with `diffrob train {spec.name}`") from e
     _, _, x_test, y_test = spec.split()
-    if p.n_images > len(y_test):
-        raise ValueError(f"parameter 'n_images': the {spec.name} test split has {len(y_test)} "
-                         f"images, got {p.n_images}")
+    for key in ("n_images", "jacobian_images"):  # sec. 6 reads its own first N (compression)
+        if getattr(p, key) > len(y_test):
+            raise ValueError(f"parameter '{key}': the {spec.name} test split has {len(y_test)} "
+                             f"images, got {getattr(p, key)}")
     check_data(x_test, y_test, f"the {spec.name} test split", n_classes=10)
     return World(spec.name, x_test[:p.n_images].to(device), y_test[:p.n_images].to(device),
                  prepare(classifier, device, p), prepare(unet, device, p), spec.build_scheduler(), p,
