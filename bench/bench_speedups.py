@@ -9,8 +9,10 @@ What it measures, on one world (default ``params/mnist.yaml``, the 784-d embedde
    one), timed in the same process. The settings are timed interleaved, one step each per
    round (ABAB...), for ``--rounds`` rounds; each ratio is the median over rounds of the
    reference's time in that round over the setting's, with its range (the machine is
-   shared). Candidates: the attention of the UNets' middle block on PyTorch's plain
-   ("math") kernel (:data:`diffrob.purifiers.CPU_ATTENTION`, the code's choice now), float32,
+   shared). The reference's ``autocast: auto`` is bf16 where the CPU computes it natively,
+   float32 elsewhere (:func:`diffrob.worlds.resolve_autocast`; the first line says which).
+   Candidates: the attention of the UNets' middle block on PyTorch's plain ("math") kernel
+   (:data:`diffrob.purifiers.CPU_ATTENTION`, the code's choice now), float32, bf16 autocast,
    activation checkpointing, other EOT samples per call, channels_last, one thread, and with
    ``--compile`` ``torch.compile`` of the UNet (its first call, the compilation, reported
    separately as ``first call s``).
@@ -50,6 +52,7 @@ SETTINGS = {  # name -> (params overrides, torch threads or 0 for the default, C
     REFERENCE: ({}, 0, None),
     "math attention": ({}, 0, MATH),
     "float32": ({"autocast": "none"}, 0, None),
+    "bf16 autocast": ({"autocast": "bf16"}, 0, None),
     "checkpointing": ({"checkpointing": True}, 0, None),
     "all EOT samples in one call": ({"eot_batch": 0}, 0, None),
     "eot_batch 3": ({"eot_batch": 3}, 0, None),
@@ -187,7 +190,8 @@ def main() -> None:
                 and (n == REFERENCE or v[1:] != (0, None) or p.replace(**v[0]) != p)}
     if args.compile:
         settings.update(COMPILED)
-    print(f"{p.world}: autocast {p.autocast}, checkpointing {p.checkpointing}, "
+    here = worlds.resolve_autocast(p.autocast, worlds.resolve_device(p.device))
+    print(f"{p.world}: autocast {p.autocast} ({here} here), checkpointing {p.checkpointing}, "
           f"{p.eot_per_call} of {p.eot} EOT samples per call, batch {p.batch_size}, "
           f"{torch.get_num_threads()} threads; {args.rounds} rounds", flush=True)
     steps = ratios(time_steps(p, settings, args.rounds))

@@ -126,3 +126,19 @@ def test_interrupted_training_resumes_to_the_same_bits(tmp_path, monkeypatch):
     other = embedded.replace_config(TINY, ddpm_lr=1e-3)
     with pytest.raises(ValueError, match="cut.pt was written by a training with other settings"):
         embedded.train_ddpm(digits.SPEC, other, x, tmp_path / "cut.pt")
+
+
+@pytest.mark.parametrize("capabilities, expected", [
+    ({"avx2": True, "avx512_bf16": False, "amx_bf16": False}, "none"),   # bf16 emulated
+    ({"avx512_bf16": True, "amx_bf16": False}, "bf16"),
+    ({"avx512_bf16": False, "amx_bf16": True}, "bf16"),
+])
+def test_autocast_auto_is_bf16_only_where_the_cpu_computes_it(monkeypatch, capabilities,
+                                                              expected):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
+    cpu = torch.device("cpu")
+    assert worlds.resolve_autocast("auto", cpu) == expected
+    assert worlds.resolve_autocast("bf16", cpu) == "bf16"            # asked for: kept
+    assert worlds.resolve_autocast("none", cpu) == "none"
+    world = worlds.load("digits", n_images=2, autocast="auto", device="cpu")
+    assert world.params.autocast == world.purifier().autocast == expected  # what keys results

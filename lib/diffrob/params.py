@@ -72,9 +72,11 @@ class Params:
                         custom=True)
     results_dir: str = _p("results", "root of the results store (one sub-folder per world)")
     device: str = _p("auto", "'auto' (cuda if present), 'cpu', 'cuda', 'cuda:K' or 'mps'")
-    autocast: str = _p("none", "mixed precision of the diffusion model (GPU; bf16 also on a "
-                       "CPU with AMX/AVX-512 BF16, bench/bench_speedups.py)",
-                       choices=("none", "bf16", "fp16"))
+    autocast: str = _p("none", "mixed precision of the diffusion model: 'none', 'bf16', 'fp16' "
+                       "(GPU), or 'auto': bf16 where the device computes it natively (a CPU with "
+                       "AVX-512 BF16 or AMX, a CUDA GPU with bf16), else none; resolved when the "
+                       "world loads, and the resolved value keys the results",
+                       choices=("none", "bf16", "fp16", "auto"))
     compile: bool = _p(False, "torch.compile the diffusion model (GPU; on a CPU it does not pay: "
                        "docs/benchmarks.md)")
     channels_last: bool = _p(False, "channels_last memory format (GPU)")

@@ -142,6 +142,27 @@ def load(name: str = "digits", **params: Any) -> World:
 
 
 def from_params(p: Params) -> World:
-    """Load the World that ``p.world`` names with the rest of ``p``."""
+    """Load the World that ``p.world`` names with the rest of ``p``, its ``autocast``
+    resolved for the device (:func:`resolve_autocast`)."""
     module = importlib.import_module(f"{__name__}.{p.world}")
-    return module.load(p)
+    return module.load(p.replace(autocast=resolve_autocast(p.autocast, resolve_device(p.device))))
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 in hardware: a CUDA GPU with bf16, a CPU with AVX-512
+    BF16 or AMX. Elsewhere bf16 is emulated: a digits PGD-EOT step under bf16 autocast ran 12x
+    slower than in float32 on an AVX2-only CPU (docs/benchmarks.md)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        capabilities = getattr(torch.cpu, "get_capabilities", dict)()
+        return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+    return False
+
+
+def resolve_autocast(name: str, device: torch.device) -> str:
+    """'auto' is bf16 where ``device`` computes it natively (:func:`native_bf16`), else none;
+    any other value is kept."""
+    if name != "auto":
+        return name
+    return "bf16" if native_bf16(device) else "none"
