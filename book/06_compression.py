@@ -94,7 +94,8 @@ reproduce()
 # %% [markdown]
 # ## The compression rate of random perturbations
 # ||f(x0 + eta) - f(x0)|| / ||eta|| for `rate_samples` uniform points eta of the Linf ball at
-# each of the first `jacobian_images` test images, each image under its own fixed randomness
+# each of the first `jacobian_images` test images (at most Table 1's `n_images`), each image
+# under its own fixed randomness
 # (that of its Jacobian below): below 1 means the purifier pulls the neighbourhood together
 # around the reference point f(x0). The paper's "~0.25" is a statement about images, so the
 # rate is the mean over images of each image's mean rate, with the spread over images.
@@ -124,7 +125,8 @@ reproduce()
 
 # %% [markdown]
 # ## The Jacobian and its spectrum (Fig. 5c)
-# The exact Jacobian J_f(x0) of eq. 4 at each of the first `jacobian_images` test images, every
+# The exact Jacobian J_f(x0) of eq. 4 at each of the first `jacobian_images` test images (the
+# spectrum needs no attack, so these may be more than Table 1's `n_images`), every
 # image with its own fixed randomness (base seed `base_seed`, batch index = the image's index),
 # computed `jacobian_chunk` rows at a time by vector-Jacobian products folded into the batch
 # (through every diffusion step, checkpointed). {numref}`fig-compression-spectrum` shows the moduli of the eigenvalues,
@@ -134,7 +136,7 @@ reproduce()
 # `diffrob.compression.runs.jacobian_spectra` (`diffrob.compression.analysis.jacobian`).
 
 # %% mystnb={"figure": {"caption": "Moduli of the eigenvalues and singular values of the purifier's Jacobian, mean \u00b1 one standard deviation over the images; reproduces the paper's Fig. 5c.", "name": "fig-compression-spectrum"}}
-spectra = report.spectra(ch.world, rates)
+spectra = report.spectra(ch.world)
 report.spectrum_figure(spectra)
 plt.show()
 
@@ -271,7 +273,7 @@ reproduce()
 # ## Jacobian spectra of robust and non-robust examples (sec. 6)
 # The paper finds that the Jacobian spectra of robust and non-robust examples do not differ, so
 # the spectrum alone does not explain which examples survive. Here each of the
-# `jacobian_images` images is judged robust or not by the purifier with the very randomness its
+# `jacobian_images` images that Table 1 attacked is judged robust or not by the purifier with the very randomness its
 # Jacobian was computed with (base seed `base_seed`, batch index = its index), and the two groups'
 # spectra are compared: their summaries, and the AUC (with a 95 % bootstrap interval) with which
 # the largest |eigenvalue| or the count below 0.25 tells the groups apart (0.5: no difference).

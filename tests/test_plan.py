@@ -69,7 +69,7 @@ def test_square_spends_at_most_its_budget(digits_units):
 
 @pytest.mark.parametrize("checkpointing", [True, False])
 def test_flops_and_calls_match_the_jacobian_stages(digits_units, tmp_path, checkpointing):
-    """Sec. 6: the exact Jacobian (64 VJPs and a purification per image) and the top singular
+    """Sec. 6: the exact Jacobian (64 VJPs and two purifications per image) and the top singular
     values (JVPs and VJPs, on the first of them), run for real on two digits images and
     counted."""
     w = tiny_world(4, t_star=2, jacobian_images=2, singular_images=1, jacobian_chunk=24,

@@ -25,8 +25,8 @@ Costs per image and per gradient, with C diffusion-model calls per purification
   iterate and APGD; the transfer attack differentiates the bare classifier only;
 - evaluation: ``n_evals`` purifications of every clean or attacked image;
 - sec. 6, per Jacobian image: the exact Jacobian is D vector-Jacobian products
-  (VJPs: a full gradient of the purifier alone) and one purification, made only
-  where D <= 3072 as in the book; its top singular values are
+  (VJPs: a full gradient of the purifier alone), one purification and one more for its
+  clamped pixels, made only where D <= 3072 as in the book; its top singular values are
   ``(singular_top_k + singular_oversample) x (subspace_iterations + 1)`` VJPs and as
   many Jacobian-vector products (C forward calls with a forward-mode tangent).
 """
@@ -185,8 +185,8 @@ def compression_rows(p: Params, u: UnitCosts, gpu_gb: float) -> dict[str, dict]:
     rows = {}
     if u.image_dim <= EXACT_JACOBIAN_MAX_DIM:
         rows["compression/jacobian"] = {
-            "images": images, "diffusion evaluations": images * calls * (u.image_dim * forwards + 1),
-            "flops": images * (u.image_dim * purifier_vjp_flops(p, u) + calls * u.diffusion),
+            "images": images, "diffusion evaluations": images * calls * (u.image_dim * forwards + 2),
+            "flops": images * (u.image_dim * purifier_vjp_flops(p, u) + 2 * calls * u.diffusion),
             **memory}
     products = min(p.singular_top_k + p.singular_oversample, u.image_dim) * (
         p.subspace_iterations + 1)

@@ -134,7 +134,7 @@ def rate_claims(p: Params, resp: Response, hood: Neighbourhood) -> Table:
 class Spectra:
     """The exact Jacobian spectra of the world's Jacobian images (``None`` where the exact
     ``dim`` x ``dim`` Jacobian is out of reach: beyond CIFAR-10's size, as in the paper) and
-    each image's count of output pixels clamped at f(x0) (:class:`.analysis.Response`)."""
+    each image's count of output pixels clamped at f(x0) (:func:`.runs.jacobian_spectra`)."""
 
     dim: int
     exact: Spectrum | None
@@ -147,12 +147,13 @@ class Spectra:
         return drop_saturated(self.exact.eigenvalues, self.saturated)
 
 
-def spectra(world, resp: Response) -> Spectra:
-    """:func:`.runs.jacobian_spectra` where ``dim`` <= :data:`EXACT_JACOBIAN_MAX_DIM`, with the
-    clamped pixels of the same images under the same randomness (``resp``)."""
+def spectra(world) -> Spectra:
+    """:func:`.runs.jacobian_spectra` and the clamped pixels of the same images under the same
+    randomness where ``dim`` <= :data:`EXACT_JACOBIAN_MAX_DIM`, else no spectrum."""
     dim = int(np.prod(world.image_shape))
-    exact = runs.jacobian_spectra(world) if dim <= EXACT_JACOBIAN_MAX_DIM else None
-    return Spectra(dim, exact, resp.saturated)
+    if dim > EXACT_JACOBIAN_MAX_DIM:
+        return Spectra(dim, None, torch.zeros(0, dtype=torch.long))
+    return Spectra(dim, *runs.jacobian_spectra(world))
 
 
 def spectrum_figure(s: Spectra) -> Figure:

@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 from .. import attacks, stages, store, worlds
 from ..purifiers import seed_for
 from .analysis import (ImageMap, Neighbourhood, Response, Spectrum, fixed_purifier, jacobian,
-                       jacobian_spectrum, pca_spectra, perturbation_response, stack,
-                       top_singular_values)
+                       jacobian_spectrum, pca_spectra, perturbation_response, saturated_pixels,
+                       stack, top_singular_values)
 from .analysis_boundary import RobustFactors, gamma_direction, robust_factors
 
 # What determines each stage's result (the store refuses files made with other values).
@@ -32,6 +32,8 @@ SINGULAR_FIELDS = ("singular_top_k", "subspace_iterations", "singular_oversample
 RATE_FIELDS = ("eps_255", "rate_samples")
 # A stored image's rows of :class:`.analysis.Response`, then its saturated count (repeated).
 RATE_ROWS = ("rate", "rate_unsaturated", "rate_small", "linear_error", "linear_error_eps")
+# A stored image's rows of its Jacobian: the two spectra, then its saturated count (repeated).
+JACOBIAN_ROWS = ("eigenvalues", "singular_values", "saturated")
 
 
 def counting(f: ImageMap, bar: tqdm) -> ImageMap:
@@ -58,10 +60,10 @@ def neighbourhood(world, progress: bool = True) -> Neighbourhood:
 
 def jacobian_world(world):
     """``world`` with its first ``jacobian_images`` test images where they are more than its own
-    ``n_images``, else ``world``: Fig. 5c's spectra and the rates need no attack, so they may
-    average over more images than Table 1's (the paper: 50). The first ``n_images`` are the
-    same images; only the analyses that need an image's attack (:func:`jacobian_robustness`)
-    are limited to them."""
+    ``n_images``, else ``world``: Fig. 5c's spectra need no attack, so they may average over
+    more images than Table 1's (the paper: 50). The first ``n_images`` are the same images;
+    the rates and the analyses that need an image's attack (:func:`jacobian_robustness`) keep
+    to them."""
     p = world.params
     if p.jacobian_images <= len(world.images):
         return world
@@ -74,7 +76,7 @@ def jacobian_world(world):
 
 def compression_rates(world, progress: bool = True) -> Response:
     """Sec. 6's compression rate and eq. 4's error at each of the first ``jacobian_images`` test
-    images (:func:`jacobian_world`): a :class:`.analysis.Response` of (n, ``rate_samples``) per
+    images (at most Table 1's): a :class:`.analysis.Response` of (n, ``rate_samples``) per
     measurement.
 
     Image i is purified with the fixed randomness of :func:`jacobian_spectra` at
@@ -85,7 +87,7 @@ def compression_rates(world, progress: bool = True) -> Response:
     image i's Jacobian spectrum (:func:`.analysis.drop_saturated`). Stored
     (``compression/rates``, one file per image: :data:`RATE_ROWS` and the saturated count).
     """
-    p, world = world.params, jacobian_world(world)
+    p = world.params
     stage = "compression/rates"
     purifier = world.purifier()
     n = min(p.jacobian_images, len(world.images))
@@ -104,30 +106,36 @@ def compression_rates(world, progress: bool = True) -> Response:
                            saturated=r[-1, :1].long()) for r in rows])
 
 
-def jacobian_spectra(world, progress: bool = True) -> Spectrum:
+def jacobian_spectra(world, progress: bool = True) -> tuple[Spectrum, Tensor]:
     """Fig. 5c for the first ``jacobian_images`` test images (:func:`jacobian_world`): spectra
-    stacked as (n, D).
+    stacked as (n, D), and each image's count of output pixels clamped at f(x0) (n,), the
+    exact zeros they add to its spectrum (:func:`.analysis.drop_saturated`).
 
     The exact Jacobian of image i (:func:`.analysis.jacobian`, ``jacobian_chunk`` rows at a
-    time) and its spectrum are computed under image i's fixed randomness; both spectra are
-    stored (``compression/jacobian``, one file per image).
+    time) and its spectrum are computed under image i's fixed randomness; both spectra and the
+    count are stored (``compression/jacobian``, one file per image: :data:`JACOBIAN_ROWS`).
     """
     p, world = world.params, jacobian_world(world)
     stage = "compression/jacobian"
     purifier = world.purifier()
     n = min(p.jacobian_images, len(world.images))
-    calls = 1 + math.ceil(world.images[0].numel() / p.jacobian_chunk)
+    calls = 2 + math.ceil(world.images[0].numel() / p.jacobian_chunk)
 
     def compute(i: int) -> Tensor:
+        x = world.images[i:i + 1]
         with tqdm(total=calls, desc="vector-Jacobian products", disable=not progress,
                   leave=False) as bar:
             f = counting(fixed_purifier(purifier, p.base_seed, i), bar)
-            s = jacobian_spectrum(jacobian(f, world.images[i:i + 1], p.jacobian_chunk))
-        return torch.stack([s.eigenvalues, s.singular_values])
+            s = jacobian_spectrum(jacobian(f, x, p.jacobian_chunk))
+            with torch.no_grad():
+                held = saturated_pixels(f(x)).sum().to(s.eigenvalues.dtype)
+        return torch.stack([s.eigenvalues, s.singular_values, held.expand_as(s.eigenvalues)])
 
-    both = store.cached(p, stage, stages.key(world, stage, MODEL_FIELDS), list(range(n)),
-                        compute, desc="Jacobians", unit="image", progress=progress).values()
-    return Spectrum(torch.stack([b[0] for b in both]), torch.stack([b[1] for b in both]))
+    key = stages.key(world, stage, MODEL_FIELDS, rows=JACOBIAN_ROWS)
+    rows = store.cached(p, stage, key, list(range(n)), compute, desc="Jacobians", unit="image",
+                        progress=progress).values()
+    return (Spectrum(torch.stack([r[0] for r in rows]), torch.stack([r[1] for r in rows])),
+            torch.stack([r[2, 0] for r in rows]).long())
 
 
 def top_singular_spectra(world, progress: bool = True) -> Tensor:
