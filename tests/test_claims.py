@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from diffrob import claims, params, verdicts
+from diffrob import claims, params, verdicts, worlds
 from diffrob.verdicts import Estimate
 
 
@@ -323,6 +324,25 @@ def test_cross_world_table_one_row_per_claim(tmp_path):
     assert both.loc[("sec6", "compression_rate"), ("cifar10", "verdict")] == "does not hold"
     assert both.loc[("sec6", "compression_rate"), ("paper (CIFAR-10)", "value")] == "≈ 0.25"
     assert claims.cross_world(tmp_path, {"digits": "0" * 16}).empty
+
+
+@pytest.mark.parametrize("capabilities, runs", [({"avx512_bf16": True}, "bf16"),
+                                                 ({"avx2": True}, "none")])
+def test_claims_are_filed_under_the_parameters_as_the_machine_runs_them(
+        monkeypatch, tmp_path, capabilities, runs):
+    """``autocast: auto``: a chapter records with its world's resolved parameters and the
+    Summary looks up with the file's; both must name one set (sec. 4's verdicts depend on the
+    precision the attacks ran in)."""
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
+    from_file = params.load("params/digits.yaml", results_dir=str(tmp_path), device="cpu")
+    as_run = worlds.settled(from_file)
+    assert (from_file.autocast, as_run.autocast) == ("auto", runs)
+    claims.record(as_run, "sec6", "compression_rate", est(0.2, 0.3))
+    assert claims.params_digest(from_file) == claims.params_digest(as_run)
+    assert [r["claim"] for r in claims.table(from_file)] == ["compression_rate"]
+    assert claims.settings(from_file)["autocast"] == runs
+    assert claims.default_digests(tmp_path, ("digits",)) == {
+        "digits": claims.params_digest(as_run)}
 
 
 def test_estimates_from_real_statistics_round_trip(p):

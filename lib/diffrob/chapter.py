@@ -15,27 +15,26 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from . import figures, params
+from . import figures, params, worlds
 from .params import Params
 
 
 class Chapter:
-    """A chapter's parameters ``P``, its ``world`` (loaded on first use, once), ``reproduce``
-    (:class:`diffrob.figures.Reproduce`) and ``glue`` (:func:`diffrob.figures.glue`)."""
+    """A chapter's parameters ``P`` as this machine runs them (:func:`diffrob.worlds.settled`),
+    its ``world`` (loaded on first use, once), ``reproduce`` (:class:`diffrob.figures.Reproduce`)
+    and ``glue`` (:func:`diffrob.figures.glue`)."""
 
     glue = staticmethod(figures.glue)
 
     def __init__(self, params_file: str | Path, namespace: dict[str, Any], name: str) -> None:
         self.name = name
-        self.P: Params = params.load_notebook(params_file, namespace)
+        self.P: Params = worlds.settled(params.load_notebook(params_file, namespace))
         self.reproduce = figures.Reproduce(self.P, params_file, name)
         self.started = time.time()
 
     @cached_property
     def world(self):
         """The :class:`diffrob.worlds.World` of ``P`` (data, classifier, diffusion model)."""
-        from . import worlds
-
         return worlds.from_params(self.P)
 
 

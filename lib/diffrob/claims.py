@@ -52,7 +52,7 @@ import pandas as pd
 import yaml
 
 from . import params as params_module
-from . import store, verdicts
+from . import store, verdicts, worlds
 from .params import Params
 from .verdicts import Estimate
 
@@ -187,13 +187,14 @@ def registration(criterion: Mapping[str, Any], world: str) -> str:
 def params_digest(p: Params) -> str:
     """The digest of the parameter set that ``p``'s claims are filed under, 16 hex digits.
 
-    The store's digest of the parameters that can change a result (one definition:
-    :func:`diffrob.store.params_digest`); or, where nothing is filed under it, that of a set
-    recorded before a parameter was added (which changes every digest): one whose
-    ``params.json`` agrees with ``p`` on every parameter, a parameter it lacks taken at its
-    default. So a world's claims are still found after a new default parameter.
+    The store's digest of the parameters that can change a result, as this machine runs them
+    (one definition: :func:`diffrob.store.params_digest` of :func:`diffrob.worlds.settled`);
+    or, where nothing is filed under it, that of a set recorded before a parameter was added
+    (which changes every digest): one whose ``params.json`` agrees with ``p`` on every
+    parameter, a parameter it lacks taken at its default. So a world's claims are still found
+    after a new default parameter.
     """
-    own = store.params_digest(p)[:16]
+    own = store.params_digest(worlds.settled(p))[:16]
     root = p.store_dir / "claims"
     if (root / own).is_dir() or not root.is_dir():
         return own
@@ -214,8 +215,9 @@ def _canonical(value: Any) -> Any:
 
 
 def settings(p: Params) -> dict[str, Any]:
-    """The parameters of ``p`` that can change a result (those :func:`params_digest` digests)."""
-    return {k: v for k, v in p.as_dict().items() if k not in store.NOT_RESULT}
+    """The parameters of ``p`` that can change a result (those :func:`params_digest` digests),
+    as this machine runs them (:func:`diffrob.worlds.settled`: ``autocast: auto`` resolved)."""
+    return {k: v for k, v in worlds.settled(p).as_dict().items() if k not in store.NOT_RESULT}
 
 
 def paper_value(entry: Mapping[str, Any], world: str) -> str:

@@ -142,10 +142,16 @@ def load(name: str = "digits", **params: Any) -> World:
 
 
 def from_params(p: Params) -> World:
-    """Load the World that ``p.world`` names with the rest of ``p``, its ``autocast``
-    resolved for the device (:func:`resolve_autocast`)."""
+    """Load the World that ``p.world`` names with the rest of ``p`` (:func:`settled`)."""
     module = importlib.import_module(f"{__name__}.{p.world}")
-    return module.load(p.replace(autocast=resolve_autocast(p.autocast, resolve_device(p.device))))
+    return module.load(settled(p))
+
+
+def settled(p: Params) -> Params:
+    """``p`` as its results are computed and filed on this machine: ``autocast`` resolved for
+    the device (:func:`resolve_autocast`). The chapters' parameters and their world's are this
+    one set, so a claim is filed under the digest that the Summary looks up."""
+    return p.replace(autocast=resolve_autocast(p.autocast, resolve_device(p.device)))
 
 
 def native_bf16(device: torch.device) -> bool:
