@@ -40,6 +40,15 @@ def test_round_trip_and_missing(p):
     assert torch.equal(store.read(p, "evaluate/clean", 1, key_of(p, "evaluate/clean")), preds)
 
 
+def test_a_key_with_a_tuple_finds_its_batch_again(p):
+    """A key is kept as it reads back from the file: a tuple field (sec. 6's Jacobian rows)
+    once made every later run refuse the batch it had stored."""
+    def made() -> dict:
+        return store.key("compression/jacobian", "m", "d", rows=("eigenvalues", "saturated"))
+    store.write(p, "compression/jacobian", 0, torch.ones(2), made())
+    assert torch.equal(store.read(p, "compression/jacobian", 0, made()), torch.ones(2))
+
+
 def test_other_parameters_live_beside_and_a_misplaced_file_is_refused(p):
     x = torch.rand(2, 1, 8, 8)
     mine = store.write(p, "attack/bpda", 0, x, key_of(p, "attack/bpda"))

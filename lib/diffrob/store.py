@@ -101,8 +101,10 @@ def params_digest(p: Params) -> str:
 def key(stage: str, models: str = "", data: str = "", **fields: Any) -> dict[str, Any]:
     """The key of a stage's results: the store's format, the stage, the :func:`fingerprint`
     of the models and the :func:`data_digest` of the images that made it, and every other
-    field that determines it (the stage declares them: :mod:`diffrob.stages`)."""
-    return {"format": FORMAT, "stage": stage, "models": models, "data": data, **fields}
+    field that determines it (the stage declares them: :mod:`diffrob.stages`), as it reads
+    back from a file (JSON: a tuple is a list), so a stored batch is found again."""
+    return json.loads(json.dumps({"format": FORMAT, "stage": stage, "models": models,
+                                  "data": data, **fields}))
 
 
 def digest(k: dict[str, Any]) -> str:
