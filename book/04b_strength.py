@@ -200,6 +200,10 @@ report.vote_table(side)
 # %% tags=["remove-input"]
 reproduce()
 
+# %% [markdown]
+# Which single attack is strongest, and which others it does not beat significantly (the
+# paired interval of each attack minus it on the report half includes 0).
+
 # %%
 display(Markdown(report.strongest_text(side)))
 

@@ -85,6 +85,25 @@ def test_compare_gives_paired_rows_and_a_worst_case_no_stronger_attack_beats(sma
     assert side.loc["pgd-eot", "vs pgd-eot"] == 0
     assert list(side["gradients"]) == [2, 1, 4, 7]  # 1 step x 2 EOT; 1; (1 + 1) x 2
     assert side.loc["pgd-eot", "N=1"] == pytest.approx(acc["pgd-eot"])
+    best = acc.drop(index="worst case").idxmin()       # paired against the strongest single one
+    assert side.loc[best, "vs best"] == 0 and side.loc["worst case", "vs best"] <= 0
+    assert (side["best low"] <= side["vs best"]).all()
+    assert (side["vs best"] <= side["best high"]).all()
+
+
+def test_strongest_text_gives_the_lead_with_its_paired_interval_and_the_level_attacks():
+    side = pd.DataFrame({
+        "accuracy": [80.0, 40.0, 42.0, 50.0, 35.0], "low": [70, 30, 32, 40, 25],
+        "high": [90, 50, 52, 60, 45], "vs best": [40.0, 0.0, 2.0, 10.0, -5.0],
+        "best low": [35.0, 0.0, -0.5, 6.0, -8.0], "best high": [45.0, 0.0, 4.5, 14.0, -2.0]},
+        index=[report_strength.PAPER_NAME, "vote", "apgd", "square", "worst case"])
+    text = report_strength.strongest_text(side)
+    assert "**Strongest here:** vote, 40.0 % [30.0, 50.0]" in text
+    assert (f"2.0 points below the next (apgd; paired "
+            f"{report_strength.interval_text(-0.5, 4.5)})") in text
+    assert "Not significantly stronger than: apgd." in text and "square" not in text
+    side.loc["apgd", "best low"] = 0.5
+    assert "Significantly stronger than every other attack." in report_strength.strongest_text(side)
 
 
 def test_gradients_count_every_gradient_evaluation_per_image(tmp_path):

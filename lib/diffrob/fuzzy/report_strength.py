@@ -264,20 +264,25 @@ def vote_table(side: pd.DataFrame) -> Table:
 
 
 def strongest_text(side: pd.DataFrame) -> str:
-    """The strongest attack of :func:`side_by_side` (ties named), its lead over the next, the
-    paper's protocol and the worst case over all attacks."""
+    """The strongest attack of :func:`side_by_side` (ties named), its lead over the next with
+    the paired interval (:func:`.runs_strength.compare`'s ``vs best``), the attacks it is not
+    significantly stronger than, the paper's protocol and the worst case over all attacks."""
     acc = side["accuracy"].astype(float).drop(index="worst case")
     best_name = acc.idxmin()
     ties = [n for n in acc.index if n != best_name and acc[n] == acc[best_name]]
     others = acc.drop(index=[best_name, *ties])
     runner_up = others.idxmin() if len(others) else best_name
-    gap = float(acc[runner_up] - acc[best_name])
+    lead = side.loc[runner_up]
+    level = [n for n in others.index if float(side.loc[n, "best low"]) <= 0]
     return (
         f"**Strongest here:** {best_name}, {acc[best_name]:.1f} % "
         f"[{float(side.loc[best_name, 'low']):.1f}, {float(side.loc[best_name, 'high']):.1f}]"
         + (f" (tied with {', '.join(ties)})" if ties else "") +
-        f", {gap:.1f} points below the next ({runner_up}). The paper's protocol leaves "
-        f"{float(side.loc[PAPER_NAME, 'accuracy']):.1f} %; "
+        f", {float(lead['vs best']):.1f} points below the next ({runner_up}; paired "
+        f"{interval_text(float(lead['best low']), float(lead['best high']))}). "
+        + (f"Not significantly stronger than: {', '.join(level)}. " if level else
+           "Significantly stronger than every other attack. ") +
+        f"The paper's protocol leaves {float(side.loc[PAPER_NAME, 'accuracy']):.1f} %; "
         f"the worst case over all attacks {float(side.loc['worst case', 'accuracy']):.1f} %.")
 
 

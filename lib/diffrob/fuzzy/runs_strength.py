@@ -271,7 +271,9 @@ def compare(world, protocols: dict[str, tuple[str, dict]], reference: str,
     difference to ``reference``'s vote and, for the checked attack, its own count "while
     optimising" (N = its ``attack_checks``); and the accuracy on all images with its interval
     (``all ...``, the choice half included). A last row "worst case" takes per image the
-    attack with the highest grade (its gradients: those of every attack)."""
+    attack with the highest grade (its gradients: those of every attack). Every row also has
+    its paired difference to the strongest single attack on the report half (``vs best``,
+    ``best low``, ``best high``): whether any attack is significantly stronger than another."""
     p = world.params
     labels, preds, rows, own = base_world(world).labels.cpu().numpy(), {}, {}, {}
     for name, (attack, changes) in protocols.items():
@@ -309,6 +311,11 @@ def compare(world, protocols: dict[str, tuple[str, dict]], reference: str,
         rows[name]["own N"] = n if n is not None else np.nan
         rows[name]["while optimising"] = (100 * float((~fooled[report]).mean())
                                           if fooled is not None else np.nan)
+    best = min(protocols, key=lambda name: rows[name]["accuracy"])
+    for name in preds:
+        d = verdicts.paired_difference(per_image[name][report], per_image[best][report])
+        rows[name].update({"vs best": 100 * d.value, "best low": 100 * d.lo,
+                           "best high": 100 * d.hi})
     return pd.DataFrame(rows).T
 
 
