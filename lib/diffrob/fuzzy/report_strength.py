@@ -280,7 +280,7 @@ def strongest_text(side: pd.DataFrame) -> str:
         + (f" (tied with {', '.join(ties)})" if ties else "") +
         f", {float(lead['vs best']):.1f} points below the next ({runner_up}; paired "
         f"{interval_text(float(lead['best low']), float(lead['best high']))}). "
-        + (f"Not significantly stronger than: {', '.join(level)}. " if level else
+        + (f"Not significantly stronger than: {'; '.join(level)}. " if level else
            "Significantly stronger than every other attack. ") +
         f"The paper's protocol leaves {float(side.loc[PAPER_NAME, 'accuracy']):.1f} %; "
         f"the worst case over all attacks {float(side.loc['worst case', 'accuracy']):.1f} %.")
