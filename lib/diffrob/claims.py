@@ -194,24 +194,21 @@ def params_digest(p: Params) -> str:
     parameter, a parameter it lacks taken at its default. So a world's claims are still found
     after a new default parameter.
     """
-    own = store.params_digest(worlds.settled(p))[:16]
+    p = worlds.settled(p)
+    own = store.params_digest(p)[:16]
     root = p.store_dir / "claims"
     if (root / own).is_dir() or not root.is_dir():
         return own
-    ours = _canonical(settings(p))
+    ours = store.canonical(settings(p))
     for folder in sorted(root.iterdir()):
         stored = folder / "params.json"
         if stored.is_file():
             theirs = _read_json(stored)
-            if all(theirs[k] == v if k in theirs else _canonical(params_module.default(k)) == v
+            if all(theirs[k] == v if k in theirs
+                   else store.canonical(params_module.default(k)) == v
                    for k, v in ours.items()):
                 return folder.name
     return own
-
-
-def _canonical(value: Any) -> Any:
-    """``value`` as it reads back from JSON (tuples as lists)."""
-    return json.loads(json.dumps(value))
 
 
 def settings(p: Params) -> dict[str, Any]:

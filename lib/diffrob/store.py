@@ -102,9 +102,14 @@ def key(stage: str, models: str = "", data: str = "", **fields: Any) -> dict[str
     """The key of a stage's results: the store's format, the stage, the :func:`fingerprint`
     of the models and the :func:`data_digest` of the images that made it, and every other
     field that determines it (the stage declares them: :mod:`diffrob.stages`), as it reads
-    back from a file (JSON: a tuple is a list), so a stored batch is found again."""
-    return json.loads(json.dumps({"format": FORMAT, "stage": stage, "models": models,
-                                  "data": data, **fields}))
+    back from a file (:func:`canonical`), so a stored batch is found again."""
+    return canonical({"format": FORMAT, "stage": stage, "models": models, "data": data,
+                      **fields})
+
+
+def canonical(value: Any) -> Any:
+    """``value`` as it reads back from JSON (a tuple as a list)."""
+    return json.loads(json.dumps(value))
 
 
 def digest(k: dict[str, Any]) -> str:
